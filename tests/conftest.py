@@ -1,0 +1,27 @@
+"""Shared test set-up: an isolated imaudit home, offline hubs, no telemetry, few threads."""
+
+from __future__ import annotations
+
+import os
+
+# Set before prefect / GX / HF are imported by any test module.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    """Every test gets its own IMAUDIT_HOME so report stores and registries never mix."""
+    home = tmp_path_factory.mktemp("imaudit-home")
+    monkeypatch.setenv("IMAUDIT_HOME", str(home))
+    for var in ("IMAUDIT_REPORTS", "IMAUDIT_REGISTRY"):
+        monkeypatch.delenv(var, raising=False)
+    # Generated builtin datasets are deterministic: share them across tests to save time.
+    monkeypatch.setenv("IMAUDIT_CACHE", str(tmp_path_factory.getbasetemp() / "shared-cache"))
+    yield home
