@@ -1,0 +1,1 @@
+"""Prefect tasks: each one call around an engine stage (imaudit.audits.pipeline)."""

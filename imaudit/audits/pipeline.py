@@ -1,0 +1,339 @@
+"""The audit's stages as plain functions: (spec, work folder) in, small records out.
+
+Prefect tasks (imaudit/tasks) are one call around each of these, and the
+benchmark calls them directly to measure the orchestration overhead. Stages
+hand large data to each other through files in the audit's work folder:
+manifest.csv, predictions.csv + logits.npy, sample.csv, explanations/*.npz.
+Loaded models and datasets are cached per process, so consecutive stages in
+one worker do not reload them.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from imaudit.audits.device import resolve_device
+from imaudit.audits.result import DatasetIdentity, Finding, MethodRecord, ModelIdentity
+from imaudit.audits.spec import AuditSpec
+from imaudit.errors import BadInputError
+from imaudit.io import atomic_write_json
+
+EVAL_SPLITS = ("val", "test")
+
+
+# --- cached loaders -------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=4)
+def _dataset(ref: str):
+    from imaudit.audits.data import load_dataset
+
+    return load_dataset(ref)
+
+
+@functools.lru_cache(maxsize=4)
+def _model(ref: str, arch: str | None, input_size: int | None, num_classes: int | None):
+    from imaudit.models import load_model
+
+    return load_model(ref, arch=arch, input_size=input_size, num_classes=num_classes)
+
+
+def dataset_ref(spec: AuditSpec) -> str:
+    """The spec's dataset, or the release's own dataset for release: refs."""
+    if spec.dataset:
+        return spec.dataset
+    if spec.model.startswith("release:"):
+        from imaudit.models.registry import Registry
+
+        name, _, version = spec.model[len("release:"):].partition("@")
+        manifest = Registry().get(name, version or "latest")
+        if manifest.dataset:
+            return manifest.dataset
+        raise BadInputError(f"release {manifest.name}@{manifest.version} names no dataset; pass --dataset")
+    raise BadInputError("no dataset: pass --dataset REF (folder:PATH, csv:PATH, builtin:digits, builtin:shapes)")
+
+
+def get_dataset(spec: AuditSpec):
+    return _dataset(dataset_ref(spec))
+
+
+def get_model(spec: AuditSpec):
+    """The audited model; timm: refs get one output per dataset class."""
+    n = len(get_dataset(spec).classes) if spec.model.startswith("timm:") else None
+    return _model(spec.model, spec.arch, spec.input_size, n)
+
+
+def class_order(model_classes: list[str] | None, data_classes: list[str], model_ref: str, n_out: int) -> list[int] | None:
+    """Column permutation mapping model outputs onto the dataset's class order (None: identity).
+
+    A model whose outputs cannot be matched to the dataset's classes is bad
+    input: its metrics would be meaningless.
+    """
+    if n_out != len(data_classes):
+        raise BadInputError(
+            f"model {model_ref} has {n_out} outputs but the dataset has {len(data_classes)} classes"
+        )
+    if not model_classes or list(model_classes) == list(data_classes):
+        return None
+    if sorted(model_classes) != sorted(data_classes):
+        missing = sorted(set(data_classes) - set(model_classes))[:5]
+        raise BadInputError(f"model {model_ref} classes do not match the dataset's (e.g. missing {missing})")
+    return [list(model_classes).index(c) for c in data_classes]
+
+
+# --- stages ---------------------------------------------------------------------------------
+
+def identify(spec: AuditSpec, work: Path) -> dict[str, Any]:
+    """Load model and dataset, check they fit, write manifest.csv; return their identities."""
+    t0 = time.perf_counter()
+    ds = get_dataset(spec)
+    model = get_model(spec)
+    class_order(model.classes, ds.classes, spec.model, model.num_classes)
+    work.mkdir(parents=True, exist_ok=True)
+    ds.manifest.to_csv(work / "manifest.csv", index=False)
+    counts = {
+        split: {c: int(n) for c, n in grp["label"].value_counts().reindex(ds.classes, fill_value=0).items()}
+        for split, grp in ds.manifest.groupby("split", sort=False)
+    }
+    mid = ModelIdentity(
+        ref=spec.model,
+        digest=model.digest,
+        arch=model.arch,
+        num_classes=model.num_classes,
+        classes=model.classes or ds.classes,
+        params=model.params,
+        data_config=_jsonable(model.data_config),
+        release=model.release.model_dump(mode="json") if model.release is not None else None,
+    )
+    did = DatasetIdentity(
+        ref=ds.ref,
+        digest=ds.digest,
+        classes=ds.classes,
+        counts=counts,
+        n_images=int(len(ds.manifest)),
+        excluded=ds.excluded,
+        has_masks=bool(ds.has_masks),
+    )
+    return {
+        "model": mid.model_dump(mode="json"),
+        "dataset": did.model_dump(mode="json"),
+        "history": model.history,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def check_data(spec: AuditSpec, work: Path) -> dict[str, Any]:
+    """Great Expectations suite over the manifest -> expectations, summary, findings."""
+    from imaudit.audits.expect import check_manifest
+
+    rep = check_manifest(get_dataset(spec), spec.thresholds.data)
+    return _gate_dict(rep)
+
+
+def predict(spec: AuditSpec, work: Path, progress: bool = True) -> dict[str, Any]:
+    """Predict the chosen splits (train capped); write predictions.csv + logits.npy."""
+    from imaudit.audits.data import ImageDataset
+    from imaudit.audits.predict import Predictions, build_table, infer_logits, select_rows
+
+    t0 = time.perf_counter()
+    ds, model = get_dataset(spec), get_model(spec)
+    rows = select_rows(ds.manifest, spec.splits, spec.train_cap, spec.seed)
+    device = resolve_device(spec.device)
+    logits = infer_logits(
+        model.module,
+        ImageDataset(rows, ds.classes, model.transform()),
+        device,
+        batch_size=spec.batch_size,
+        workers=spec.workers,
+        progress=progress,
+    )
+    order = class_order(model.classes, ds.classes, spec.model, model.num_classes)
+    if order is not None:
+        logits = logits[:, order]
+    pred = Predictions(build_table(rows, ds.classes, logits), logits)
+    files = pred.save(work)
+    seconds = time.perf_counter() - t0
+    return {"files": files, "n": len(rows), "seconds": seconds, "images_per_second": len(rows) / max(seconds, 1e-9)}
+
+
+def check_outputs(spec: AuditSpec, work: Path) -> dict[str, Any]:
+    """Great Expectations suite over predictions (finite logits, valid probabilities)."""
+    from imaudit.audits.expect import check_predictions
+    from imaudit.audits.predict import Predictions
+
+    p = Predictions.load(work)
+    return _gate_dict(check_predictions(p.table, p.probs, p.logits))
+
+
+def diagnose(spec: AuditSpec, work: Path, history: list[dict] | None) -> dict[str, Any]:
+    """Metrics per split, per-class table, confusion, calibration, fit verdict and their findings."""
+    from imaudit.audits.diagnose import diagnose as run
+    from imaudit.audits.predict import Predictions
+
+    d = run(Predictions.load(work), get_dataset(spec).classes, spec.thresholds, history)
+    return {
+        "metrics": {k: v.model_dump(mode="json") for k, v in d.metrics.items()},
+        "per_class": d.per_class,
+        "confusion": d.confusion,
+        "calibration": d.calibration,
+        "fit": d.fit.model_dump(mode="json"),
+        "findings": [f.model_dump(mode="json") for f in d.findings],
+    }
+
+
+def choose_sample(spec: AuditSpec, work: Path) -> dict[str, Any]:
+    """Pick the val images to explain (shared by all methods, so they can be compared)."""
+    from imaudit.audits.explain.run import select_sample
+    from imaudit.audits.predict import Predictions
+
+    table = Predictions.load(work).table
+    table = table[table["finite"]]
+    split = next((s for s in EVAL_SPLITS if (table["split"] == s).any()), None)
+    n = max([spec.samples_for(m) for m in spec.methods] + [0])
+    if split is None or n == 0:
+        sample = table.iloc[0:0]
+    else:
+        sample = select_sample(table, n, seed=spec.seed, split=split)
+    sample.to_csv(work / "sample.csv", index=False)
+    return {"n": int(len(sample)), "split": split}
+
+
+def sample_tensors(spec: AuditSpec, work: Path, n: int | None = None) -> tuple[torch.Tensor, pd.DataFrame, np.ndarray | None]:
+    """Model-ready images, their sample rows and (when the dataset has them) object masks."""
+    from imaudit.audits.data import ImageDataset
+
+    ds, model = get_dataset(spec), get_model(spec)
+    sample = pd.read_csv(work / "sample.csv", dtype={"id": str, "label": str, "pred_label": str})
+    if n is not None:
+        sample = sample.head(n)
+    rows = ds.manifest.set_index("id").loc[sample["id"]].reset_index()
+    size = int(model.data_config["input_size"][-1])
+    with_mask = bool(ds.has_masks)
+    dset = ImageDataset(rows, ds.classes, model.transform(), return_mask=with_mask, mask_size=size)
+    items = [dset[i] for i in range(len(dset))]
+    if not items:
+        return torch.empty(0), sample, None
+    x = torch.stack([it[0] for it in items])
+    masks = np.stack([np.asarray(it[3], dtype=np.float32) for it in items]) if with_mask else None
+    return x, sample, masks
+
+
+def explain(spec: AuditSpec, work: Path, method: str) -> dict[str, Any]:
+    """Explain the first samples_for(method) sample images with one method; maps and overlays to disk."""
+    from imaudit.audits.explain.run import denormalize, explain_method, render_overlays, save_maps
+
+    model = get_model(spec)
+    n = spec.samples_for(method)
+    x, sample, _ = sample_tensors(spec, work, n)
+    if len(sample) == 0:
+        return MethodRecord(applicable=False, reason="no evaluation images to explain").model_dump(mode="json")
+    ycol = "pred" if spec.target == "pred" else "y"
+    targets = torch.as_tensor(sample[ycol].to_numpy(), dtype=torch.long)
+    ids = sample["id"].astype(str).tolist()
+    mean, std = model.data_config.get("mean"), model.data_config.get("std")
+    expl, record = explain_method(
+        model.module,
+        x,
+        targets,
+        ids,
+        method,
+        settings=spec.method_settings.get(method),
+        device=resolve_device(spec.device),
+        mean=mean,
+        std=std,
+        seed=spec.seed,
+    )
+    if record.applicable and len(expl.ids):
+        rel = Path("explanations") / f"{method}.npz"
+        (work / "explanations").mkdir(parents=True, exist_ok=True)
+        keep = sample.set_index("id").loc[expl.ids]
+        save_maps(expl, work / rel, targets=keep[ycol].to_numpy(), labels=keep["y"].to_numpy(), preds=keep["pred"].to_numpy())
+        record.maps_path = rel.as_posix()
+        pos = [ids.index(i) for i in expl.ids]
+        pixels = denormalize(x[pos], mean, std)
+        overlays = render_overlays(pixels, expl.maps, expl.ids, work / "explanations" / "overlays", method)
+        record.overlays = {k: (Path("explanations") / "overlays" / v).as_posix() for k, v in overlays.items()}
+        record.target = spec.target
+    # Settle torch's re-entrant state between methods (Captum hooks).
+    model.module.zero_grad(set_to_none=True)
+    return record.model_dump(mode="json")
+
+
+def gallery(spec: AuditSpec, work: Path, records: dict[str, dict]) -> dict[str, Any]:
+    """Gallery rows (image + every method's overlay) and layer views for the report."""
+    from imaudit.audits.explain.run import denormalize, layer_views
+
+    model = get_model(spec)
+    x, sample, _ = sample_tensors(spec, work)
+    out: dict[str, Any] = {"gallery": [], "views": None}
+    if len(sample) == 0:
+        return out
+    pix = denormalize(x, model.data_config.get("mean"), model.data_config.get("std"))
+    gdir = work / "explanations" / "images"
+    gdir.mkdir(parents=True, exist_ok=True)
+    from PIL import Image
+
+    for i, row in enumerate(sample.itertuples(index=False)):
+        name = f"{_safe(row.id)}.png"
+        Image.fromarray(pix[i]).resize((96, 96), Image.NEAREST).save(gdir / name, optimize=True)
+        out["gallery"].append(
+            {
+                "id": row.id,
+                "label": row.label,
+                "pred": row.pred_label,
+                "correct": bool(row.correct),
+                "confidence": float(row.confidence),
+                "image": f"explanations/images/{name}",
+                "overlays": {m: r.get("overlays", {}).get(row.id) for m, r in records.items() if r.get("overlays", {}).get(row.id)},
+            }
+        )
+    try:
+        out["views"] = _rel_views(layer_views(model.module, x[:1], work / "views"), work)
+    except Exception as e:  # noqa: BLE001 - a view that cannot be drawn is recorded, not fatal
+        out["views"] = {"error": f"{type(e).__name__}: {e}"}
+    return out
+
+
+def insights(spec: AuditSpec, work: Path, records: dict[str, dict]) -> dict[str, Any]:
+    """Global importance, strategies, explanation quality, agreement and their findings."""
+    from imaudit.audits import insights as ins
+
+    return ins.run_insights(spec, work, records, get_model(spec), get_dataset(spec))
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+def _gate_dict(rep: Any) -> dict[str, Any]:
+    return {
+        "suite": rep.suite,
+        "expectations": rep.expectations,
+        "summary": rep.summary,
+        "findings": [f.model_dump(mode="json") if isinstance(f, Finding) else f for f in rep.findings],
+    }
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=lambda o: list(o) if isinstance(o, tuple) else str(o)))
+
+
+def _safe(s: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(s))[:120]
+
+
+def _rel_views(views: dict, work: Path) -> dict:
+    """Make layer-view PNG paths relative to the audit folder."""
+    def rel(p: Any) -> Any:
+        if isinstance(p, str) and Path(p).is_absolute():
+            return Path(p).relative_to(work).as_posix()
+        return p
+
+    acts = [{**a, "png": rel(a.get("png"))} for a in views.get("activations", [])]
+    filt = views.get("filters")
+    return {"activations": acts, "filters": ({**filt, "png": rel(filt.get("png"))} if filt else None)}

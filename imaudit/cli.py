@@ -1,0 +1,169 @@
+"""The `imaudit` command line.
+
+Exit codes: 0 the command ran (for `audit`: the audit ran), 1 `--fail-on`
+gates failed, 2 bad input (one line on stderr naming the problem, no
+traceback).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+# Prefect reads these at import time; it must never try to phone home from here.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import typer  # noqa: E402
+from rich.console import Console  # noqa: E402
+
+from imaudit.errors import BadInputError  # noqa: E402
+
+app = typer.Typer(
+    help="Audits for image classifiers: metrics, fit, calibration, explanations, shortcuts and reviewable reports.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+generative_app = typer.Typer(help="Class-conditional generators for counterfactuals and in-fill.", no_args_is_help=True)
+app.add_typer(generative_app, name="generative")
+out = Console()
+err = Console(stderr=True)
+
+
+def _quiet_prefect(verbose: bool) -> None:
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    err.print(f"[red]imaudit: error:[/red] {msg}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _summary(folder: Path) -> int:
+    """Print an audit's verdict and findings; return the gate exit code (0 pass, 1 fail)."""
+    from imaudit.audits.result import AuditResult
+
+    r = AuditResult.load(folder)
+    out.print(f"[bold]{r.model.ref}[/bold] on {r.dataset.ref}: fit [bold]{r.fit.verdict}[/bold]", highlight=False)
+    for split, m in r.metrics.items():
+        acc = "n/a" if m.accuracy is None else f"{m.accuracy:.3f}"
+        ece = "n/a" if m.ece is None else f"{m.ece:.3f}"
+        out.print(f"  {split:6s} n={m.n:<6d} accuracy={acc} ECE={ece}", highlight=False)
+    for f in r.findings:
+        colour = {"error": "red", "warning": "yellow"}.get(f.severity, "cyan")
+        out.print(f"  [{colour}]{f.severity:7s}[/{colour}] {f.code}: {f.message}", highlight=False)
+    gate = "passed" if r.gates.passed else "FAILED"
+    out.print(f"gates {gate}; report: {folder / 'report.html'}", highlight=False)
+    return 0 if r.gates.passed else 1
+
+
+@app.command()
+def audit(
+    model: Annotated[str, typer.Option(help="timm:NAME | hf-hub:ORG/NAME | file:PATH | release:NAME@VERSION")],
+    dataset: Annotated[Optional[str], typer.Option(help="folder:PATH | csv:PATH | builtin:digits | builtin:shapes[?opts]; default: the release's dataset")] = None,
+    arch: Annotated[Optional[str], typer.Option(help="timm architecture of a bare state_dict checkpoint")] = None,
+    input_size: Annotated[Optional[int], typer.Option(help="override the data config's input size (pixels)")] = None,
+    methods: Annotated[Optional[str], typer.Option(help="comma-separated: saliency,ig,gradcam,occlusion,lime,shap,shap-gradient ('' for none)")] = None,
+    samples: Annotated[int, typer.Option(help="val images each explanation method explains")] = 16,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="report store folder (default IMAUDIT_HOME/reports)")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    fail_on: Annotated[Optional[str], typer.Option(help="exit 1 when a finding is at least this severe: warning | error")] = None,
+    target: Annotated[str, typer.Option(help="explain the predicted (pred) or true class")] = "pred",
+    batch_size: Annotated[Optional[int], typer.Option(help="inference batch size (default by device)")] = None,
+    train_cap: Annotated[int, typer.Option(help="at most this many train images are predicted")] = 2000,
+    seed: Annotated[int, typer.Option(help="seed for sampling and perturbation methods")] = 0,
+    task_runner: Annotated[str, typer.Option(help="sequential | dask")] = "sequential",
+    dask_address: Annotated[Optional[str], typer.Option(help="Dask scheduler address (default: a local cluster)")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="JSON/YAML file with AuditSpec fields (options given here win)")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's logs")] = False,
+) -> None:
+    """Audit a model on a labelled image set and write audit.json + report.html."""
+    _quiet_prefect(verbose)
+    from pydantic import ValidationError
+
+    from imaudit.audits.spec import AuditSpec
+
+    fields: dict = _read_config(config) if config else {}
+    given = {
+        "model": model, "dataset": dataset, "arch": arch, "input_size": input_size, "samples": samples,
+        "out": out_dir, "device": device, "fail_on": fail_on, "target": target, "batch_size": batch_size,
+        "train_cap": train_cap, "seed": seed, "task_runner": task_runner, "dask_address": dask_address,
+    }
+    fields.update({k: v for k, v in given.items() if v is not None})
+    if methods is not None:
+        fields["methods"] = methods
+    try:
+        spec = AuditSpec.model_validate(fields)
+        if spec.methods:
+            from imaudit.audits.explain.registry import list_methods
+
+            unknown = [m for m in spec.methods if m not in list_methods()]
+            if unknown:
+                raise BadInputError(f"--methods: unknown {', '.join(unknown)}; known: {', '.join(list_methods())}")
+        from imaudit.flows.audit import run_audit
+
+        folder = run_audit(spec)
+    except ValidationError as e:
+        first = e.errors()[0]
+        _fail(f"--{'.'.join(str(p) for p in first['loc']).replace('_', '-')}: {first['msg']}")
+    except BadInputError as e:
+        _fail(str(e))
+    raise typer.Exit(_summary(folder))
+
+
+def _read_config(path: Path) -> dict:
+    import json
+
+    if not path.is_file():
+        raise BadInputError(f"--config {path}: no such file")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as e:  # noqa: BLE001 - any parse error is the user's file
+        raise BadInputError(f"--config {path}: cannot parse ({e})") from None
+    if not isinstance(data, dict):
+        raise BadInputError(f"--config {path}: expected a mapping of AuditSpec fields")
+    return data
+
+
+@app.command()
+def demo(
+    epochs: Annotated[int, typer.Option(help="training epochs for the demo model")] = 6,
+    methods: Annotated[Optional[str], typer.Option(help="explanation methods (default: all)")] = None,
+    samples: Annotated[int, typer.Option(help="val images each method explains")] = 12,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="report store folder")] = None,
+    retrain: Annotated[bool, typer.Option(help="train again even if demo-digits@1 is registered")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's logs")] = False,
+) -> None:
+    """Train a tiny timm model on builtin:digits, release it as demo-digits@1 and audit it."""
+    _quiet_prefect(verbose)
+    from imaudit.demo import run_demo
+
+    try:
+        folder = run_demo(epochs=epochs, methods=methods, samples=samples, out=out_dir, retrain=retrain, console=out)
+    except BadInputError as e:
+        _fail(str(e))
+    _summary(folder)
+
+
+def main() -> None:
+    """Console-script entry point: bad input exits 2 with one line, never a traceback."""
+    try:
+        app()
+    except BadInputError as e:
+        err.print(f"[red]imaudit: error:[/red] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
