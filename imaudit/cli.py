@@ -156,6 +156,17 @@ def demo(
     _summary(folder)
 
 
+# --- commands added by other modules: keep each in its own block below -------------------------
+
+# [release command]
+
+# [serve / compare commands]
+
+# [bench command]
+
+# [generative commands]
+
+
 def main() -> None:
     """Console-script entry point: bad input exits 2 with one line, never a traceback."""
     try:
