@@ -93,6 +93,23 @@ class Thresholds(BaseModel):
     explanations: ExplanationThresholds = Field(default_factory=ExplanationThresholds)
 
 
+class QualitySettings(BaseModel):
+    """How much explanation-quality checking to do (costs extra forward passes).
+
+    Deletion/insertion curves run for every method on its explained images.
+    The randomisation sanity check re-explains with a randomised model, so by
+    default only the cheap gradient methods take it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    faithfulness: bool = True
+    deletion_steps: int = Field(default=16, ge=2)
+    sanity_methods: list[str] = Field(default_factory=lambda: ["saliency", "ig", "gradcam"])
+    sanity_images: int = Field(default=8, ge=0)
+    strategies: bool = True
+
+
 class AuditSpec(BaseModel):
     """What to audit and how. Defaults give a useful audit on a laptop CPU."""
 
@@ -123,6 +140,13 @@ class AuditSpec(BaseModel):
     task_runner: Literal["sequential", "dask"] = "sequential"
     dask_address: str | None = None
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
+    counterfactuals: int = Field(
+        default=0, ge=0, description="Misclassified val images to explain with GAN counterfactuals (0: off)"
+    )
+    generator: Path | None = Field(
+        default=None, description="Generator checkpoint for counterfactuals (default: the one trained for the dataset)"
+    )
 
     @field_validator("methods", mode="before")
     @classmethod
