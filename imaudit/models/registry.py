@@ -1,0 +1,179 @@
+"""The release registry: one folder per NAME/VERSION holding the checkpoint and manifest.json.
+
+A release is immutable: re-releasing NAME@VERSION with the same checkpoint
+digest is a no-op, with another digest it is refused. Each release folder is
+built beside its final place and renamed into it, so readers never see half a
+release and two concurrent releases of one version cannot both win.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from imaudit import paths
+from imaudit.errors import BadInputError, RefError
+from imaudit.io import atomic_write_json, sha256_file
+from imaudit.models.history import check_history
+
+MANIFEST = "manifest.json"
+_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+
+
+class ReleaseManifest(BaseModel):
+    """What a release says about its model: architecture, weights digest, data and classes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    version: str
+    arch: str
+    checkpoint: str  # relative to the registry root
+    sha256: str
+    dataset: str | None = None
+    classes: list[str] | None = None
+    num_classes: int
+    input_size: int | None = None
+    history: list[dict] | None = None
+    created: str
+    notes: str | None = None
+
+    @property
+    def ref(self) -> str:
+        """The model ref that loads exactly this release."""
+        return f"release:{self.name}@{self.version}"
+
+
+def _check_part(value: str, field: str) -> str:
+    if not isinstance(value, str) or not _SAFE.match(value) or value in {".", ".."}:
+        raise BadInputError(
+            f"release {field} '{value}' may only hold letters, digits and . _ + - (and not start with one of them)"
+        )
+    return value
+
+
+def _version_key(version: str) -> tuple:
+    """Natural order, numbers compared as numbers: 1.9 < 1.10 < 2 (pre-release tags are not special)."""
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", version) if p)
+
+
+class Registry:
+    """Release manifests and checkpoints under ``root`` (default: paths.registry_dir())."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root) if root is not None else paths.registry_dir()
+
+    # -- reading -----------------------------------------------------------------------
+    def models(self) -> list[str]:
+        """Names of released models, sorted."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir()
+                      if p.is_dir() and not p.name.startswith(".") and self.versions(p.name))
+
+    def versions(self, name: str) -> list[str]:
+        """Released versions of ``name``, oldest first (natural order)."""
+        folder = self.root / name
+        if not folder.is_dir():
+            return []
+        found = [p.name for p in folder.iterdir() if not p.name.startswith(".") and (p / MANIFEST).is_file()]
+        return sorted(found, key=_version_key)
+
+    def latest(self, name: str) -> ReleaseManifest:
+        """The highest version of ``name``."""
+        return self.get(name, "latest")
+
+    def get(self, name: str, version: str = "latest") -> ReleaseManifest:
+        """The manifest of NAME@VERSION (VERSION may be 'latest'); RefError lists what exists."""
+        versions = self.versions(name)
+        if not versions:
+            known = ", ".join(self.models()) or "none"
+            raise RefError(f"no released model named '{name}' in registry {self.root} (known: {known})")
+        if version == "latest":
+            version = versions[-1]
+        if version not in versions:
+            raise RefError(f"no release {name}@{version} in registry {self.root} "
+                           f"(versions of {name}: {', '.join(versions)})")
+        return self._read(self.root / name / version / MANIFEST)
+
+    def checkpoint_path(self, manifest: ReleaseManifest) -> Path:
+        """Absolute path of the release's checkpoint copy."""
+        return self.root / manifest.checkpoint
+
+    @staticmethod
+    def _read(path: Path) -> ReleaseManifest:
+        try:
+            return ReleaseManifest.model_validate_json(path.read_text(encoding="utf-8"))
+        except (ValidationError, ValueError) as exc:
+            first = str(exc).splitlines()[0]
+            raise BadInputError(f"release manifest {path} is invalid: {first}") from exc
+
+    # -- writing -----------------------------------------------------------------------
+    def release(self, name: str, version: str, *, arch: str, checkpoint: Path, dataset: str | None,
+                classes: list[str] | None = None, input_size: int | None = None,
+                history: list[dict] | None = None, notes: str | None = None) -> ReleaseManifest:
+        """Register a checkpoint as NAME@VERSION after checking it loads into ``arch``.
+
+        Classes, input size and history default to the checkpoint's metadata.
+        """
+        # Imported here: load.py resolves release: refs through this module.
+        from imaudit.models.load import load_checkpoint_file
+
+        _check_part(name, "name")
+        _check_part(version, "version")
+        if version == "latest":
+            raise BadInputError("release version 'latest' is reserved; give a concrete version")
+        checkpoint = Path(checkpoint)
+        if not checkpoint.is_file():
+            raise RefError(f"checkpoint file {checkpoint} does not exist")
+        existing = self._existing(name, version, sha256_file(checkpoint))
+        if existing is not None:
+            return existing
+        loaded, meta = load_checkpoint_file(checkpoint, arch=arch, input_size=input_size, classes=classes)
+        if history is not None:
+            history = check_history(history, "release history")
+        manifest = ReleaseManifest(
+            name=name, version=version, arch=loaded.arch, sha256=loaded.digest,
+            checkpoint=f"{name}/{version}/model{checkpoint.suffix or '.pt'}",
+            dataset=dataset, classes=loaded.classes, num_classes=loaded.num_classes,
+            input_size=input_size if input_size is not None else meta.get("input_size"),
+            history=history if history is not None else loaded.history,
+            created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), notes=notes,
+        )
+        final = self.root / name / version
+        tmp = final.parent / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir(parents=True)
+        try:
+            shutil.copyfile(checkpoint, tmp / Path(manifest.checkpoint).name)
+            if sha256_file(tmp / Path(manifest.checkpoint).name) != manifest.sha256:
+                raise BadInputError(f"checkpoint {checkpoint} changed while it was being released")
+            atomic_write_json(tmp / MANIFEST, manifest.model_dump(mode="json"))
+            try:
+                os.rename(tmp, final)
+            except OSError:
+                # Someone released the same version meanwhile: same digest is fine, else refuse.
+                if (final / MANIFEST).is_file():
+                    return self._existing(name, version, manifest.sha256) or manifest
+                raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return manifest
+
+    def _existing(self, name: str, version: str, digest: str | None) -> ReleaseManifest | None:
+        """The manifest of an existing NAME@VERSION if ``digest`` matches; refuse a different one."""
+        path = self.root / name / version / MANIFEST
+        if not path.is_file():
+            return None
+        manifest = self._read(path)
+        if manifest.sha256 != digest:
+            raise BadInputError(
+                f"release {name}@{version} exists with digest {manifest.sha256[:12]}…; refusing to overwrite"
+            )
+        return manifest
+
