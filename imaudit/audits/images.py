@@ -1,0 +1,177 @@
+"""Reading image files: a readability probe for manifests, RGB loading for models,
+and the torch Dataset over a manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+
+
+class UnreadableImage(Exception):
+    """A file with an image extension that cannot be decoded; ``reason`` says why in a few words."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def probe_image(path: str | Path) -> dict[str, Any]:
+    """Hash and fully decode one file: ``{sha256, width, height, mode}``.
+
+    Decoding every pixel (``load``) rather than only the header is what catches
+    truncated files; the bytes are read once for both the hash and the decode.
+    Raises UnreadableImage with a short reason otherwise.
+    """
+    data = Path(path).read_bytes()
+    if not data:
+        raise UnreadableImage("zero-byte file")
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            return {"sha256": digest, "width": im.width, "height": im.height, "mode": im.mode}
+    except UnidentifiedImageError:
+        raise UnreadableImage("not an image (no known image format)") from None
+    except Image.DecompressionBombError as e:
+        raise UnreadableImage(f"too large to decode safely ({e})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        text = str(e)
+        if "truncated" in text or isinstance(e, EOFError):
+            raise UnreadableImage(f"truncated image ({text or type(e).__name__})") from None
+        raise UnreadableImage(f"cannot decode image ({type(e).__name__}: {text})") from None
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Open an image as RGB whatever its mode, upright per its EXIF orientation.
+
+    Transparent pixels are composited on black (the convention for masks and
+    shapes here); 16/32-bit and float images are rescaled, not clipped.
+    """
+    with Image.open(path) as im:
+        im.load()
+        im = ImageOps.exif_transpose(im)
+        return to_rgb(im)
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Convert any PIL mode to RGB (see load_image)."""
+    if im.mode == "RGB":
+        return im
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif im.mode in ("LA", "La", "PA", "RGBa"):
+        im = im.convert("RGBA")
+    elif im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        im = _high_depth_to_l(im)
+    if im.mode == "RGBA":
+        black = Image.new("RGBA", im.size, (0, 0, 0, 255))
+        return Image.alpha_composite(black, im).convert("RGB")
+    return im.convert("RGB")
+
+
+def _high_depth_to_l(im: Image.Image) -> Image.Image:
+    """16-bit, 32-bit integer and float images to 8-bit grey.
+
+    Written by hand because PIL's ``convert("L")`` clips such values at 255
+    instead of rescaling, which turns most 16-bit images white. 16-bit images
+    (and 32-bit ones holding 16-bit values) are taken as full range, float
+    images in [0, 1] are scaled by 255, values already in 0..255 are kept and
+    anything else is min-max scaled.
+    """
+    a = np.nan_to_num(np.asarray(im, dtype=np.float64))
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    if im.mode.startswith("I;16") or (im.mode == "I" and lo >= 0 and 255 < hi <= 65535):
+        a = a / 257.0
+    elif im.mode == "F" and lo >= 0 and hi <= 1.0:
+        a = a * 255.0
+    elif lo < 0 or hi > 255:
+        a = (a - lo) / max(hi - lo, 1e-12) * 255.0
+    return Image.fromarray(np.clip(a, 0, 255).round().astype(np.uint8))
+
+
+def load_mask(path: str | Path) -> Image.Image:
+    """An object mask as 8-bit grey (non-zero = object); alpha masks use their alpha."""
+    with Image.open(path) as im:
+        im.load()
+        if im.mode in ("RGBA", "LA", "PA"):
+            return im.getchannel("A")
+        return to_rgb(im).convert("L")
+
+
+# Transform steps that move or resize pixels: the mask follows them so it stays
+# aligned with the image the model sees. Colour, tensor and normalisation steps
+# do not apply to a mask.
+_GEOMETRIC = ("Resize", "CenterCrop", "ResizeKeepRatio", "CenterCropOrPad", "Pad", "TrimBorder")
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """A torch Dataset over manifest rows: ``(image, label index, row index[, mask])``.
+
+    ``transform`` should come from the model's timm data config
+    (``timm.data.create_transform``); without it images become float tensors in
+    [0, 1]. With ``return_mask`` each item also carries a (H, W) float mask in
+    [0, 1]: the transform's geometric steps (resize, crop, pad) are applied to
+    it, then it is resized to ``mask_size`` when given. Rows without a mask get
+    zeros. Row index is the position in ``manifest``.
+    """
+
+    def __init__(
+        self,
+        manifest: pd.DataFrame,
+        classes: list[str],
+        transform: Callable | None = None,
+        return_mask: bool = False,
+        mask_size: int | None = None,
+    ):
+        self.paths = manifest["path"].astype(str).tolist()
+        index = {c: i for i, c in enumerate(classes)}
+        self.labels = [index[str(v)] for v in manifest["label"]]
+        masks = manifest["mask"] if "mask" in manifest.columns else [None] * len(manifest)
+        self.masks = [m if isinstance(m, str) and m else None for m in masks]
+        self.classes = list(classes)
+        self.transform = transform
+        self.return_mask = return_mask
+        self.mask_size = mask_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple:
+        img = load_image(self.paths[i])
+        x = self.transform(img) if self.transform is not None else _to_tensor(img)
+        if not self.return_mask:
+            return x, self.labels[i], i
+        return x, self.labels[i], i, self._mask(i, img.size, x)
+
+    def _mask(self, i: int, size: tuple[int, int], x: Any) -> torch.Tensor:
+        path = self.masks[i]
+        m = load_mask(path) if path else Image.new("L", size, 0)
+        if m.size != size:
+            m = m.resize(size, Image.Resampling.NEAREST)
+        for step in getattr(self.transform, "transforms", []):
+            if type(step).__name__ in _GEOMETRIC:
+                m = step(m)
+        if self.mask_size is not None:
+            out = (self.mask_size, self.mask_size)
+        elif isinstance(x, torch.Tensor) and x.ndim == 3:
+            out = (int(x.shape[-1]), int(x.shape[-2]))
+        else:
+            out = m.size
+        if m.size != out:
+            m = m.resize(out, Image.Resampling.BILINEAR)
+        return torch.from_numpy(np.asarray(m, dtype=np.float32) / 255.0)
+
+
+def _to_tensor(img: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> float (3, H, W) in [0, 1]."""
+    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
