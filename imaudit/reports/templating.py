@@ -1,0 +1,53 @@
+"""The one Jinja2 environment for every page (autoescape always on) and its filters."""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from imaudit import __version__
+
+
+def num(value: object, digits: int = 4) -> str:
+    """A number for a table cell: ints as is, floats to ``digits`` significant digits, missing as an em dash."""
+    if value is None or isinstance(value, bool):
+        return "—" if value is None else ("yes" if value else "no")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if math.isfinite(value) else "—"
+    return str(value)
+
+
+def signed(value: object, digits: int = 3) -> str:
+    """A delta with its sign (+0.012 / -0.004)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return "—"
+    return f"{value:+.{digits}f}"
+
+
+def pct(value: object, digits: int = 1) -> str:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return "—"
+    return f"{100 * value:.{digits}f}%"
+
+
+@lru_cache(maxsize=1)
+def environment() -> Environment:
+    """Templates live in imaudit/reports/templates; autoescape is on for every template so user text is always text."""
+    env = Environment(
+        loader=PackageLoader("imaudit.reports", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(num=num, signed=signed, pct=pct)
+    env.globals["version"] = __version__
+    return env
+
+
+def render(template: str, **context: object) -> str:
+    return environment().get_template(template).render(**context)
