@@ -54,6 +54,21 @@ def report_html(result: AuditResult, folder: Path, *, base: str = "", template: 
     return render(template, **ctx)
 
 
+def overall_verdict(r: AuditResult) -> dict[str, Any]:
+    """The headline a reviewer sees first: fail (gates failed or error findings), warn, or pass."""
+    counts = {s: 0 for s in ("error", "warning", "info")}
+    for f in r.findings:
+        counts[f.severity] = counts.get(f.severity, 0) + 1
+    if not r.gates.passed or counts["error"]:
+        state, headline = "fail", ("Gates failed" if not r.gates.passed else "Errors found")
+    elif counts["warning"] or r.fit.verdict in ("overfitting", "underfitting") or r.status == "partial":
+        state, headline = "warn", "Needs attention"
+    else:
+        state, headline = "pass", "Passed"
+    return {"state": state, "headline": headline, "counts": counts, "fit": r.fit.verdict,
+            "gates_passed": r.gates.passed, "status": r.status}
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", str(text)).strip("-")[:40] or "x"
 
@@ -194,18 +209,7 @@ class ReportContext:
         return ctx
 
     def verdict(self) -> dict[str, Any]:
-        r = self.r
-        counts = {s: 0 for s in ("error", "warning", "info")}
-        for f in r.findings:
-            counts[f.severity] = counts.get(f.severity, 0) + 1
-        if not r.gates.passed or counts["error"]:
-            state, headline = "fail", ("Gates failed" if not r.gates.passed else "Errors found")
-        elif counts["warning"] or r.fit.verdict in ("overfitting", "underfitting") or r.status == "partial":
-            state, headline = "warn", "Needs attention"
-        else:
-            state, headline = "pass", "Passed"
-        return {"state": state, "headline": headline, "counts": counts, "fit": r.fit.verdict,
-                "gates_passed": r.gates.passed, "status": r.status}
+        return overall_verdict(self.r)
 
     def gates(self) -> dict[str, Any]:
         g = self.r.gates

@@ -1,0 +1,241 @@
+"""Release-to-release comparison of two audits: metric and per-class deltas, predictions
+that changed, and how global importance moved (Spearman rank correlation of grids)."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+from skimage.transform import resize
+
+from imaudit.audits.result import AuditResult
+from imaudit.errors import BadInputError
+from imaudit.io import atomic_write_text
+from imaudit.paths import report_store
+from imaudit.reports.index import headline_split, model_identity
+from imaudit.reports.store import load_audit, safe_file
+from imaudit.reports.templating import render
+
+METRICS = ("accuracy", "top5", "loss", "ece")
+CLASS_METRICS = ("precision", "recall", "f1", "support")
+MOVED_BELOW = 0.5  # Spearman rho under this: the class's attribution map moved
+STEADY_WITHIN = 0.02  # |accuracy delta| within this: the class's accuracy did not move
+ROW_LIMIT = 1000
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _delta(a: Any, b: Any) -> float | None:
+    return float(b) - float(a) if _num(a) and _num(b) else None
+
+
+def _identity(r: AuditResult, folder: Path | None) -> dict[str, Any]:
+    name, version = model_identity(r)
+    return {"id": r.id, "model": name, "version": version, "ref": r.model.ref, "digest": r.model.digest,
+            "dataset": r.dataset.ref, "dataset_digest": r.dataset.digest, "created": r.created,
+            "fit": r.fit.verdict, "folder": str(folder) if folder else None}
+
+
+def metric_deltas(a: AuditResult, b: AuditResult) -> list[dict[str, Any]]:
+    """One row per (split, metric) present in either audit."""
+    rows = []
+    splits = list(a.metrics) + [s for s in b.metrics if s not in a.metrics]
+    for split in splits:
+        ma = a.metrics[split].model_dump() if split in a.metrics else {}
+        mb = b.metrics[split].model_dump() if split in b.metrics else {}
+        for metric in METRICS:
+            va, vb = ma.get(metric), mb.get(metric)
+            if va is None and vb is None:
+                continue
+            rows.append({"split": split, "metric": metric, "a": va, "b": vb, "delta": _delta(va, vb)})
+    return rows
+
+
+def _per_class_table(r: AuditResult, split: str) -> dict[str, dict[str, Any]]:
+    return {str(row.get("class")): row for row in r.per_class.get(split, []) if isinstance(row, Mapping)}
+
+
+def class_deltas(a: AuditResult, b: AuditResult) -> dict[str, list[dict[str, Any]]]:
+    """split -> one row per class with a/b/delta of precision, recall, f1, support."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for split in [s for s in a.per_class if s in b.per_class]:
+        ta, tb = _per_class_table(a, split), _per_class_table(b, split)
+        classes = list(ta) + [c for c in tb if c not in ta]
+        rows = []
+        for cls in classes:
+            ra, rb = ta.get(cls, {}), tb.get(cls, {})
+            rows.append({"class": cls, **{m: {"a": ra.get(m), "b": rb.get(m), "delta": _delta(ra.get(m), rb.get(m))}
+                                          for m in CLASS_METRICS}})
+        out[split] = rows
+    return out
+
+
+def _predictions(r: AuditResult, folder: Path | None) -> pd.DataFrame | None:
+    if folder is None:
+        return None
+    rel = r.artifacts.get("predictions") if isinstance(r.artifacts.get("predictions"), str) else "predictions.csv"
+    path = safe_file(folder, rel)
+    if path is None:
+        return None
+    try:
+        df = pd.read_csv(path, dtype={"id": str, "split": str, "label": str, "pred_label": str})
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise BadInputError(f"{path}: unreadable predictions ({exc})") from exc
+    if "id" not in df.columns or "pred" not in df.columns:
+        raise BadInputError(f"{path}: needs columns 'id' and 'pred'")
+    if "split" not in df.columns:
+        df["split"] = ""
+    if "y" in df.columns:
+        df["correct"] = df["y"] == df["pred"]
+    elif "label" in df.columns and "pred_label" in df.columns:
+        df["correct"] = df["label"] == df["pred_label"]
+    else:
+        df["correct"] = pd.NA
+    return df
+
+
+def changed_predictions(a: AuditResult, b: AuditResult, a_folder: Path | None, b_folder: Path | None) -> dict[str, Any]:
+    """Images (matched by id and split) whose prediction differs between the audits."""
+    pa, pb = _predictions(a, a_folder), _predictions(b, b_folder)
+    if pa is None or pb is None:
+        missing = [x.id for x, p in ((a, pa), (b, pb)) if p is None]
+        return {"available": False, "reason": f"predictions.csv missing for {', '.join(missing)}", "rows": []}
+    keep = [c for c in ("id", "split", "label", "y", "pred", "pred_label", "confidence", "correct") if c in pa.columns]
+    joined = pa[keep].merge(pb[[c for c in keep if c in pb.columns]], on=["id", "split"], suffixes=("_a", "_b"))
+    changed = joined[joined["pred_a"] != joined["pred_b"]].copy()
+    fixed = changed[(changed["correct_a"] == False) & (changed["correct_b"] == True)]  # noqa: E712 (pandas masks)
+    broke = changed[(changed["correct_a"] == True) & (changed["correct_b"] == False)]  # noqa: E712
+    # Regressions first (right -> wrong), then fixes, then wrong -> differently wrong.
+    changed["order"] = 2
+    changed.loc[fixed.index, "order"] = 1
+    changed.loc[broke.index, "order"] = 0
+    changed = changed.sort_values(["order", "split", "id"])
+    rows = []
+    for rec in changed.head(ROW_LIMIT).to_dict("records"):
+        rows.append({
+            "id": rec["id"], "split": rec["split"],
+            "label": rec.get("label_a", rec.get("y_a")),
+            "pred_a": rec.get("pred_label_a", rec.get("pred_a")), "pred_b": rec.get("pred_label_b", rec.get("pred_b")),
+            "conf_a": rec.get("confidence_a"), "conf_b": rec.get("confidence_b"),
+            "kind": {0: "regressed", 1: "fixed", 2: "changed"}[int(rec["order"])],
+        })
+    return {"available": True, "reason": None, "n_common": int(len(joined)), "n_a": int(len(pa)), "n_b": int(len(pb)),
+            "changed": int(len(changed)), "fixed": int(len(fixed)), "regressed": int(len(broke)), "rows": rows}
+
+
+def rank_correlation(ga: Any, gb: Any) -> tuple[float | None, bool]:
+    """Spearman rho between two importance grids (b resampled to a's shape when they differ), and whether it was resampled."""
+    a = np.asarray(ga, dtype=float)
+    b = np.asarray(gb, dtype=float)
+    if a.ndim != 2 or b.ndim != 2 or a.size < 2 or b.size < 2:
+        return None, False
+    resampled = a.shape != b.shape
+    if resampled:
+        b = resize(b, a.shape, order=1, anti_aliasing=True, preserve_range=True)
+    a, b = np.nan_to_num(a).ravel(), np.nan_to_num(b).ravel()
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return None, resampled  # a constant map has no ranking
+    rho = float(spearmanr(a, b).statistic)
+    return (rho if math.isfinite(rho) else None), resampled
+
+
+def _class_accuracy(r: AuditResult, split: str | None) -> dict[str, float]:
+    """Per-class accuracy (recall) on ``split`` from the per-class table."""
+    if split is None:
+        return {}
+    return {str(row.get("class")): float(row["recall"]) for row in r.per_class.get(split, [])
+            if isinstance(row, Mapping) and _num(row.get("recall"))}
+
+
+def importance_movement(a: AuditResult, b: AuditResult, *, moved_below: float = MOVED_BELOW,
+                        steady_within: float = STEADY_WITHIN) -> dict[str, Any]:
+    """Per method: rank correlation of the overall grid and of each class's grid; flags classes
+    whose attribution moved (rho < moved_below) while their accuracy did not (|delta| <= steady_within)."""
+    split = headline_split(b) or headline_split(a)
+    acc_a, acc_b = _class_accuracy(a, split), _class_accuracy(b, split)
+    methods: dict[str, Any] = {}
+    flagged = []
+    for method in [m for m in a.global_importance if m in b.global_importance]:
+        ia, ib = a.global_importance[method], b.global_importance[method]
+        if not isinstance(ia, Mapping) or not isinstance(ib, Mapping):
+            continue
+        overall, resampled = (rank_correlation(ia.get("grid"), ib.get("grid"))
+                              if ia.get("grid") and ib.get("grid") else (None, False))
+        pa = {str(k): v for k, v in ia["per_class"].items()} if isinstance(ia.get("per_class"), Mapping) else {}
+        pb = {str(k): v for k, v in ib["per_class"].items()} if isinstance(ib.get("per_class"), Mapping) else {}
+        classes = []
+        for cls in [c for c in pa if c in pb]:
+            rho, res = rank_correlation(pa[cls], pb[cls])
+            da = _delta(acc_a.get(cls), acc_b.get(cls))
+            moved = rho is not None and rho < moved_below
+            steady = da is not None and abs(da) <= steady_within
+            row = {"class": cls, "rho": rho, "resampled": res, "acc_a": acc_a.get(cls), "acc_b": acc_b.get(cls),
+                   "acc_delta": da, "moved": moved, "moved_not_accuracy": moved and steady}
+            classes.append(row)
+            if row["moved_not_accuracy"]:
+                flagged.append({"method": method, **row})
+        methods[method] = {"overall": overall, "resampled": resampled, "classes": classes}
+    return {"split": split, "moved_below": moved_below, "steady_within": steady_within,
+            "methods": methods, "moved_not_accuracy": flagged}
+
+
+def compare_audits(a: AuditResult, b: AuditResult, *, a_folder: Path | None = None, b_folder: Path | None = None,
+                   moved_below: float = MOVED_BELOW, steady_within: float = STEADY_WITHIN) -> dict[str, Any]:
+    """Everything that changed from audit ``a`` (before) to ``b`` (after).
+
+    Predictions are read from predictions.csv beside each audit; folders default to the
+    audit's id in the report store.
+    """
+    a_folder = Path(a_folder) if a_folder else _default_folder(a)
+    b_folder = Path(b_folder) if b_folder else _default_folder(b)
+    codes_a = {f.code for f in a.findings}
+    codes_b = {f.code for f in b.findings}
+    return {
+        "a": _identity(a, a_folder),
+        "b": _identity(b, b_folder),
+        "same_dataset": a.dataset.digest == b.dataset.digest,
+        "metrics": metric_deltas(a, b),
+        "per_class": class_deltas(a, b),
+        "predictions": changed_predictions(a, b, a_folder, b_folder),
+        "importance": importance_movement(a, b, moved_below=moved_below, steady_within=steady_within),
+        "findings": {"added": sorted(codes_b - codes_a), "removed": sorted(codes_a - codes_b),
+                     "kept": sorted(codes_a & codes_b)},
+        "gates": {"a": a.gates.passed, "b": b.gates.passed},
+    }
+
+
+def _default_folder(r: AuditResult) -> Path | None:
+    folder = report_store() / r.id
+    return folder if folder.is_dir() else None
+
+
+def compare_html(a_folder: Path, b_folder: Path, *, a_href: str | None = None, b_href: str | None = None,
+                 app: bool = False) -> str:
+    """The comparison page as HTML text for two audit folders."""
+    a, b = load_audit(a_folder), load_audit(b_folder)
+    cmp = compare_audits(a, b, a_folder=a_folder, b_folder=b_folder)
+    return render("compare.html", c=cmp, a_href=a_href, b_href=b_href, app=app,
+                  title=f"Compare {a.id} → {b.id}", shown=200)
+
+
+def render_compare(a_folder: Path, b_folder: Path, out: Path) -> Path:
+    """Write compare.html for audits ``a_folder`` (before) and ``b_folder`` (after); ``out`` is a file or a folder."""
+    out = Path(out)
+    if out.is_dir() or str(out).endswith(os.sep):
+        out = out / "compare.html"
+    base = out.resolve().parent
+
+    def href(folder: Path) -> str | None:
+        report = Path(folder).resolve() / "report.html"
+        return Path(os.path.relpath(report, base)).as_posix() if report.is_file() else None
+
+    html = compare_html(Path(a_folder), Path(b_folder), a_href=href(a_folder), b_href=href(b_folder))
+    return atomic_write_text(out, html)
