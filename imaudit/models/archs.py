@@ -16,8 +16,11 @@ from imaudit.errors import RefError
 SEED = 0
 
 
-def check_arch(name: str, what: str = "timm architecture") -> str:
-    """Return ``name`` if timm knows it, else raise RefError suggesting close names."""
+def check_arch(name: str, context: str = "") -> str:
+    """Return ``name`` if timm knows it, else raise RefError suggesting close names.
+
+    ``context`` says where the name came from, e.g. " (named by checkpoint x.pt)".
+    """
     if name and timm.is_model(name):
         return name
     known = timm.list_models()
@@ -25,7 +28,7 @@ def check_arch(name: str, what: str = "timm architecture") -> str:
     # A wildcard catches names that difflib ranks low, e.g. "resnet" -> resnet18.
     close += [m for m in timm.list_models(f"*{name}*")[:5] if m not in close]
     hint = f"; did you mean {', '.join(close[:5])}?" if close else "; see timm.list_models()"
-    raise RefError(f"unknown {what} '{name}'{hint}")
+    raise RefError(f"unknown timm architecture '{name}'{context}{hint}")
 
 
 def is_fixed_input_size(arch: str) -> bool:

@@ -50,7 +50,7 @@ def _check_args(input_size: int | None, num_classes: int | None, classes: list[s
 
 
 def _model_classes(module: nn.Module) -> int:
-    return int(getattr(module, "num_classes"))
+    return int(module.num_classes)
 
 
 def load_model(ref: str, *, arch: str | None = None, input_size: int | None = None,
@@ -120,7 +120,7 @@ def load_checkpoint_file(path: Path, *, arch: str | None = None, input_size: int
     arch = arch or meta.get("arch")
     if not arch:
         raise CheckpointError(f"checkpoint {path} has no architecture metadata; pass --arch NAME (a timm architecture)")
-    check_arch(arch, what=f"timm architecture (for checkpoint {ckpt.name})")
+    check_arch(arch, f" (for checkpoint {ckpt.name})")
     where = f"checkpoint {ckpt.name} vs timm architecture {arch}"
 
     n = None
@@ -133,8 +133,8 @@ def load_checkpoint_file(path: Path, *, arch: str | None = None, input_size: int
             raise CheckpointError(f"{where}: metadata says {meta['num_classes']} classes but {key} has {n} rows")
         n = meta["num_classes"]
     if num_classes is not None and n is not None and num_classes != n:
-        raise CheckpointError(f"{where}: the checkpoint has {n} classes ({key} {list(weight.shape) if weight is not None else ''}) "
-                              f"but {num_classes} were asked for")
+        shape = f" ({key} {list(weight.shape)})" if weight is not None else ""
+        raise CheckpointError(f"{where}: the checkpoint has {n} classes{shape} but {num_classes} were asked for")
     n = n if n is not None else num_classes
     names = classes if classes is not None else meta.get("classes")
     if names is not None and n is not None and len(names) != n:

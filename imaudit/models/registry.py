@@ -144,7 +144,7 @@ class Registry:
             dataset=dataset, classes=loaded.classes, num_classes=loaded.num_classes,
             input_size=input_size if input_size is not None else meta.get("input_size"),
             history=history if history is not None else loaded.history,
-            created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), notes=notes,
+            created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), notes=notes,
         )
         final = self.root / name / version
         tmp = final.parent / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
