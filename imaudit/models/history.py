@@ -20,14 +20,16 @@ def _clean_row(row: dict[str, Any], where: str) -> dict[str, Any]:
         raise BadInputError(f"{where}: row has no 'epoch' (columns: {', '.join(map(str, row))})")
     out: dict[str, Any] = {}
     for key, value in row.items():
-        if key in COLUMNS:
-            if value is None or (isinstance(value, numbers.Real) and math.isnan(value)):
-                out[key] = None
-                continue
+        # Gaps and diverged values (NaN, inf) become None: manifests are strict JSON.
+        if isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isfinite(value):
+            value = None
+        if key in COLUMNS and value is not None:
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise BadInputError(f"{where}: '{key}' must be a number, got {value!r}")
             value = int(value) if key == "epoch" else float(value)
         out[key] = value
+    if out["epoch"] is None:
+        raise BadInputError(f"{where}: 'epoch' is empty")
     return out
 
 

@@ -91,6 +91,9 @@ class Registry:
 
     def get(self, name: str, version: str = "latest") -> ReleaseManifest:
         """The manifest of NAME@VERSION (VERSION may be 'latest'); RefError lists what exists."""
+        for part in (name, version):
+            if not _SAFE.match(part or ""):  # never let a ref walk out of the registry
+                raise RefError(f"release:{name}@{version} is not a valid release ref (letters, digits, . _ + -)")
         versions = self.versions(name)
         if not versions:
             known = ", ".join(self.models()) or "none"
@@ -165,7 +168,7 @@ class Registry:
             shutil.rmtree(tmp, ignore_errors=True)
         return manifest
 
-    def _existing(self, name: str, version: str, digest: str | None) -> ReleaseManifest | None:
+    def _existing(self, name: str, version: str, digest: str) -> ReleaseManifest | None:
         """The manifest of an existing NAME@VERSION if ``digest`` matches; refuse a different one."""
         path = self.root / name / version / MANIFEST
         if not path.is_file():

@@ -29,10 +29,13 @@ def test_json_and_csv_agree_and_are_sorted_by_epoch(tmp_path):
     assert all(type(r["epoch"]) is int and type(r["val_loss"]) is float for r in load_history(as_csv))
 
 
-def test_csv_gaps_become_none(tmp_path):
+def test_gaps_and_non_finite_values_become_none(tmp_path):
     path = tmp_path / "gaps.csv"
-    path.write_text("epoch,train_loss,val_loss\n0,1.0,\n1,0.5,0.7\n")
-    assert load_history(path)[0] == {"epoch": 0, "train_loss": 1.0, "val_loss": None}
+    path.write_text("epoch,train_loss,val_loss,lr\n0,1.0,,nan\n1,inf,0.7,0.1\n")
+    rows = load_history(path)
+    assert rows[0] == {"epoch": 0, "train_loss": 1.0, "val_loss": None, "lr": None}
+    assert rows[1]["train_loss"] is None
+    assert json.loads(json.dumps(rows, allow_nan=False)) == rows  # strict JSON, as manifests need
 
 
 @pytest.mark.parametrize("name, text, match", [

@@ -89,6 +89,8 @@ def test_unknown_releases_list_what_exists(make_checkpoint):
         load_model("release:known@2")
     with pytest.raises(RefError, match="release:NAME@VERSION"):
         load_model("release:known")
+    with pytest.raises(RefError, match="not a valid release ref"):
+        load_model("release:../known@1")
 
 
 @pytest.mark.parametrize("name, version", [("../evil", "1"), ("a/b", "1"), ("ok", "latest"), ("ok", ""), (".x", "1")])
