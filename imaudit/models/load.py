@@ -2,7 +2,8 @@
 
 Refs: ``timm:NAME`` (seeded random weights), ``hf-hub:ORG/NAME`` (timm hub
 weights from the Hugging Face cache), ``file:PATH`` (a checkpoint), and
-``release:NAME@VERSION`` (a registry release, digest-verified).
+``release:NAME@VERSION`` (a registry release, digest-verified; VERSION may
+be ``latest``, and ``release:NAME`` means latest).
 Input size precedence: explicit argument > release manifest / checkpoint
 metadata > timm's default.
 """
@@ -153,7 +154,8 @@ def load_checkpoint_file(path: Path, *, arch: str | None = None, input_size: int
 def _load_release(value: str, *, arch: str | None, input_size: int | None,
                   num_classes: int | None, classes: list[str] | None) -> LoadedModel:
     name, sep, version = value.partition("@")
-    if not sep or not name or not version:
+    version = version if sep else "latest"  # release:NAME means the latest version
+    if not name or not version:
         raise RefError(f"release ref 'release:{value}' must be release:NAME@VERSION (VERSION may be 'latest')")
     registry = Registry()
     manifest = registry.get(name, version)

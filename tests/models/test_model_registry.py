@@ -88,7 +88,8 @@ def test_unknown_releases_list_what_exists(make_checkpoint):
     with pytest.raises(RefError, match=r"no release known@2 .*versions of known: 1"):
         load_model("release:known@2")
     with pytest.raises(RefError, match="release:NAME@VERSION"):
-        load_model("release:known")
+        load_model("release:known@")
+    assert load_model("release:known").ref == "release:known@1"  # no version: the latest
     with pytest.raises(RefError, match="not a valid release ref"):
         load_model("release:../known@1")
 
