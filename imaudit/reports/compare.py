@@ -227,9 +227,13 @@ def compare_html(a_folder: Path, b_folder: Path, *, a_href: str | None = None, b
 
 
 def render_compare(a_folder: Path, b_folder: Path, out: Path) -> Path:
-    """Write compare.html for audits ``a_folder`` (before) and ``b_folder`` (after); ``out`` is a file or a folder."""
+    """Write compare.html for audits ``a_folder`` (before) and ``b_folder`` (after).
+
+    ``out`` is the file to write, or a folder (an existing one, or a path without a suffix)
+    that receives compare.html.
+    """
     out = Path(out)
-    if out.is_dir() or str(out).endswith(os.sep):
+    if out.is_dir() or not out.suffix:
         out = out / "compare.html"
     base = out.resolve().parent
 

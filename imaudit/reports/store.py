@@ -111,6 +111,8 @@ def audit_folder(store: Path, audit_id: str) -> Path | None:
 
 def resolve_audit(ref: str, store: Path) -> Path:
     """An audit folder from ``ref``: a folder path, or an audit id in ``store``."""
+    if not ref or not ref.strip():
+        raise BadInputError("unknown audit '': give an audit folder or an audit id")
     path = Path(ref).expanduser()
     if path.is_dir():
         return path.resolve()
