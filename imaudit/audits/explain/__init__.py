@@ -1,0 +1,32 @@
+"""Explanation methods behind one interface, a registry by name, and the runner the audit uses.
+
+    from imaudit.audits.explain import create_explainer, explain_method, list_methods
+"""
+
+from imaudit.audits.explain.base import Explainer, Explanation
+from imaudit.audits.explain.registry import create_explainer, list_methods, method_defaults, register
+from imaudit.audits.explain.run import (
+    denormalize,
+    explain_method,
+    layer_views,
+    load_maps,
+    render_overlays,
+    save_maps,
+    select_sample,
+)
+
+__all__ = [
+    "Explainer",
+    "Explanation",
+    "create_explainer",
+    "denormalize",
+    "explain_method",
+    "layer_views",
+    "list_methods",
+    "load_maps",
+    "method_defaults",
+    "register",
+    "render_overlays",
+    "save_maps",
+    "select_sample",
+]

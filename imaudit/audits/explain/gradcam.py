@@ -1,0 +1,82 @@
+"""Grad-CAM (Selvaraju et al. 2017) through Captum's LayerGradCam on an automatically chosen layer."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from captum.attr import LayerAttribution, LayerGradCam
+from torch import Tensor, nn
+
+from imaudit.audits.explain.base import BatchResult, Explainer
+from imaudit.audits.explain.layers import TokenGridHook, gradcam_layer, guess_input_shape
+from imaudit.audits.explain.registry import register
+from imaudit.errors import BadInputError
+
+
+@register
+class GradCamExplainer(Explainer):
+    """ReLU(sum_k alpha_k A^k), alpha_k = spatial mean of d y_target / d A^k, upsampled bilinearly.
+
+    The layer A is found by probing a forward pass: the last module (called
+    once) whose output is a (N, C, h, w) map with h, w > 1, i.e. the last
+    convolutional stage. For timm ViTs (token outputs (N, T, D)) the last
+    block's norm1 tokens are reshaped to a (N, D, h, w) grid without the
+    prefix (class/register) tokens, as pytorch-grad-cam's reshape_transform.
+
+    Settings: ``layer`` None (auto) or a module name (``model.get_submodule``);
+    ``interpolate`` "bilinear". Typical sample: 64+ images (one backward pass).
+    """
+
+    name = "gradcam"
+    defaults = {"layer": None, "interpolate": "bilinear"}
+    needs_gradients = True
+    typical_samples = 64
+
+    def _find_layer(self) -> tuple[nn.Module, str, TokenGridHook | None] | str:
+        """(module Captum hooks, its name, token hook or None), or why there is none."""
+        shape = self.input_shape or guess_input_shape(self.model)
+        name = self.settings["layer"]
+        if name:
+            try:
+                return self.model.get_submodule(name), name, None
+            except AttributeError:
+                raise BadInputError(f"method_settings.gradcam.layer: no module named {name!r}") from None
+        found = gradcam_layer(self.model, shape)
+        if found is not None and found.grid is None:
+            return found.info.module, found.info.name, None
+        if found is not None:
+            hook = TokenGridHook(found.info.module, found.prefix, found.grid)
+            return hook.layer, f"{found.info.name} (tokens as {found.grid[0]}x{found.grid[1]} grid)", hook
+        return "no spatial layer: no module outputs a (C, h, w) map with h, w > 1 or a square token grid"
+
+    def applicable(self) -> str | None:
+        try:
+            found = self._find_layer()
+        except BadInputError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a model the probe cannot run: reported, not raised
+            return f"could not probe the model for a spatial layer: {type(e).__name__}: {e}"
+        return found if isinstance(found, str) else None
+
+    def _prepare(self, images: Tensor, targets: Tensor) -> None:
+        found = self._find_layer()
+        if isinstance(found, str):
+            raise RuntimeError(found)
+        self._layer, self.settings_used_layer, self._hook = found
+
+    def _attribute(self, images: Tensor, targets: Tensor) -> BatchResult:
+        x = self.to_model(images).requires_grad_(True)
+        ctx = self._hook if self._hook is not None else contextlib.nullcontext()
+        with ctx:
+            cam = LayerGradCam(self.model, self._layer).attribute(
+                x, target=targets.to(self.device), relu_attributions=True
+            )
+        cam = LayerAttribution.interpolate(cam.detach().float(), tuple(images.shape[-2:]), self.settings["interpolate"])
+        return BatchResult(maps=torch.relu(cam[:, 0]).cpu().numpy())
+
+    def settings_record(self) -> dict:
+        out = super().settings_record()
+        if getattr(self, "settings_used_layer", None):
+            out["layer_used"] = self.settings_used_layer
+        return out

@@ -1,0 +1,57 @@
+"""Occlusion (Zeiler & Fergus 2014) through Captum, perturbed inputs evaluated in big batches."""
+
+from __future__ import annotations
+
+import torch
+from captum.attr import Occlusion
+from torch import Tensor
+
+from imaudit.audits.explain.base import BatchResult, Explainer
+from imaudit.audits.explain.registry import register
+
+
+def occlusion_window(height: int, width: int) -> tuple[int, int]:
+    """(window, stride) for an image: an eighth of the shorter side, stride half the window."""
+    window = max(2, min(height, width) // 8)
+    return window, max(1, window // 2)
+
+
+@register
+class OcclusionExplainer(Explainer):
+    """Output drop when a square window is replaced by the baseline (zeros = mean image).
+
+    Settings: ``window``/``stride`` None -> an eighth of the image side and half
+    of that (8x8 window, stride 4 at 64 px: 225 perturbations per image);
+    ``per_channel`` False occludes all channels together (True: one channel at
+    a time, C times the cost, gives ``channel_maps``). Perturbations go through
+    the model ``batch_size`` inputs at a time. Typical sample: 16 images.
+    """
+
+    name = "occlusion"
+    defaults = {"window": None, "stride": None, "per_channel": False}
+    needs_gradients = False
+    typical_samples = 16
+
+    def _attribute(self, images: Tensor, targets: Tensor) -> BatchResult:
+        n, c, h, w = images.shape
+        auto_window, auto_stride = occlusion_window(h, w)
+        window = int(self.settings["window"] or auto_window)
+        stride = int(self.settings["stride"] or auto_stride)
+        per_channel = bool(self.settings["per_channel"])
+        x = self.to_model(images)
+        # float32 on purpose: occlusion scores are small output differences that bf16 would blur.
+        with torch.no_grad():
+            attr = Occlusion(self.model).attribute(
+                x,
+                sliding_window_shapes=(1 if per_channel else c, window, window),
+                strides=(1 if per_channel else c, stride, stride),
+                baselines=0.0,
+                target=targets.to(self.device),
+                # Captum evaluates n * perturbations_per_eval inputs per forward pass.
+                perturbations_per_eval=max(1, self.batch_size // n),
+            )
+        attr = attr.detach().float().cpu()
+        if per_channel:
+            return BatchResult(maps=attr.sum(dim=1).numpy(), channel_maps=attr.numpy())
+        # With all channels occluded together every channel holds the same value.
+        return BatchResult(maps=attr[:, 0].numpy())
