@@ -1,0 +1,132 @@
+"""The review app over a report store: routes, path safety, form validation, decisions in the DB."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from fastapi.testclient import TestClient
+from reports_factory import HOSTILE, make_result
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
+
+from imaudit.reports.app import create_app
+from imaudit.reports.db import Review
+from imaudit.reports.render import render_report
+
+
+@pytest.fixture(scope="module")
+def built_store(tmp_path_factory):
+    """Two rendered release audits and a broken folder, built once per module (figures take a second)."""
+    store = tmp_path_factory.mktemp("app-store") / "reports"
+    for i in range(2):
+        folder = store / f"net-1.{i}"
+        render_report(make_result(folder, created=f"2024-05-0{i + 1}T10:00:00+00:00",
+                                  model_ref=f"release:net@1.{i}", seed=i), folder)
+    (store / "broken").mkdir()
+    (store / "broken" / "audit.json").write_text("[]")
+    return store
+
+
+@pytest.fixture
+def store(built_store, tmp_path):
+    """A private copy per test, so recorded decisions never leak between tests."""
+    store = shutil.copytree(built_store, tmp_path / "reports")
+    (tmp_path / "secret.txt").write_text("outside the store")
+    return store
+
+
+@pytest.fixture
+def client(store, monkeypatch):
+    monkeypatch.delenv("IMAUDIT_DB_URL", raising=False)
+    with TestClient(create_app(store)) as c:
+        yield c
+
+
+def _rows(db_url: str) -> list[tuple[str, str, str, str]]:
+    engine = create_engine(db_url)
+    with Session(engine) as s:
+        rows = [(r.audit_id, r.decision, r.reviewer, r.comment) for r in s.scalars(select(Review).order_by(Review.id))]
+    engine.dispose()
+    return rows
+
+
+def test_index_report_and_files(client):
+    index = client.get("/")
+    assert index.status_code == 200
+    assert 'href="/audits/net-1.1"' in index.text and 'data-verdict="broken"' in index.text
+    assert "/compare?a=net-1.0&amp;b=net-1.1" in index.text
+    page = client.get("/audits/net-1.1")
+    assert page.status_code == 200
+    assert "Gates and findings" in page.text and "No decision recorded yet." in page.text
+    assert HOSTILE not in page.text and "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+    figure = client.get("/audits/net-1.1/files/figures/001-confusion-val.png")
+    assert figure.status_code == 200 and figure.content.startswith(b"\x89PNG")
+    assert 'src="/audits/net-1.1/files/figures/001-confusion-val.png"' in page.text
+
+
+REFUSED = [
+    "/audits/nope",
+    "/audits/broken",
+    "/audits/%2e%2e",
+    "/audits/..%2Freports",
+    "/audits/%2Fetc",
+    "/audits/net-1.1/files/..%2F..%2Fsecret.txt",
+    "/audits/net-1.1/files/%2Fetc%2Fpasswd",
+    "/audits/net-1.1/files/figures",
+    "/audits/net-1.1/files/nothing.png",
+    "/audits/..%2F..%2Fsecret.txt/files/x",
+]
+
+
+def test_unknown_ids_and_paths_outside_the_store_are_refused(client):
+    for url in REFUSED:
+        r = client.get(url)
+        assert r.status_code in (400, 404), url
+        assert "outside the store" not in r.text, url
+
+
+def test_review_is_validated_stored_and_shown(client, store):
+    bad = client.post("/audits/net-1.1/review", data={"decision": "ship-it", "reviewer": "Ann", "comment": ""})
+    assert bad.status_code == 422 and "field &#39;decision&#39;" in bad.text
+    empty = client.post("/audits/net-1.1/review", data={"decision": "approve", "reviewer": "   "})
+    assert empty.status_code == 422 and "reviewer" in empty.text
+    assert client.post("/audits/nope/review", data={"decision": "approve", "reviewer": "Ann"}).status_code == 404
+
+    ok = client.post("/audits/net-1.1/review", follow_redirects=False,
+                     data={"decision": "approve", "reviewer": "Ann", "comment": f"fine {HOSTILE}"})
+    assert ok.status_code == 303 and ok.headers["location"].startswith("/audits/net-1.1")
+    client.post("/audits/net-1.1/review", data={"decision": "needs-work", "reviewer": "Bob", "comment": "wait"})
+    assert _rows(f"sqlite:///{store / 'reviews.db'}") == [
+        ("net-1.1", "approve", "Ann", f"fine {HOSTILE}"), ("net-1.1", "needs-work", "Bob", "wait")]
+
+    page = client.get("/audits/net-1.1").text
+    assert page.count('<tr class="decision">') == 2 and HOSTILE not in page
+    assert page.index("needs-work") < page.index(">Ann<")  # newest first
+    index = client.get("/").text
+    row = index[index.index('data-id="net-1.1"'):]
+    assert "needs-work" in row[: row.index("</tr>")]
+    assert "needs-work" in (store / "index.html").read_text()  # the static index follows the DB
+    api = client.get("/api/audits").json()
+    by_id = {a["id"]: a for a in api}
+    assert by_id["net-1.1"]["review"]["decision"] == "needs-work"
+    assert by_id["net-1.0"]["pending"] is True and by_id["broken"]["broken"] is True
+    assert [d["reviewer"] for d in client.get("/api/audits/net-1.1/reviews").json()] == ["Ann", "Bob"]
+
+
+def test_compare_page(client):
+    r = client.get("/compare", params={"a": "net-1.0", "b": "net-1.1"})
+    assert r.status_code == 200 and "Metric deltas" in r.text and 'href="/audits/net-1.0"' in r.text
+    assert HOSTILE not in r.text
+    assert client.get("/compare", params={"a": "net-1.0"}).status_code == 400
+    assert client.get("/compare", params={"a": "net-1.0", "b": "../x"}).status_code == 404
+    assert client.get("/compare", params={"a": "net-1.0", "b": "broken"}).status_code == 404
+
+
+def test_database_url_from_setting(store, tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'elsewhere' / 'decisions.sqlite'}"
+    monkeypatch.setenv("IMAUDIT_DB_URL", url)
+    with TestClient(create_app(store)) as c:
+        c.post("/audits/net-1.0/review", data={"decision": "reject", "reviewer": "Cy"})
+    assert _rows(url) == [("net-1.0", "reject", "Cy", "")]
+    assert not (store / "reviews.db").exists()
