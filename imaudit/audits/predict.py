@@ -7,6 +7,8 @@ read; logits stay on disk (logits.npy) so nothing big travels between tasks.
 from __future__ import annotations
 
 import json
+import multiprocessing
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +91,11 @@ def infer_logits(
     nw = default_workers(device) if workers is None else workers
     if len(dataset) <= bs:  # a worker process costs more than it saves on one batch
         nw = 0
+    # Forking from a non-main thread (a Prefect task runner thread) can inherit
+    # held locks and kill workers; start them with forkserver there instead.
+    ctx = None
+    if nw > 0 and threading.current_thread() is not threading.main_thread():
+        ctx = multiprocessing.get_context("forkserver")
     loader = DataLoader(
         dataset,
         batch_size=bs,
@@ -96,6 +103,7 @@ def infer_logits(
         num_workers=nw,
         pin_memory=device.type == "cuda",
         persistent_workers=False,
+        multiprocessing_context=ctx,
     )
     out: list[torch.Tensor] = []
     for batch in tqdm(loader, desc=desc, disable=not progress, leave=False, unit="batch"):
