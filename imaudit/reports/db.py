@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import CheckConstraint, DateTime, Integer, String, Text, create_engine, select
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from imaudit.errors import BadInputError
@@ -85,14 +86,26 @@ class ReviewStore:
     def __init__(self, url: str) -> None:
         self.url = url
         kwargs: dict = {}
-        parsed = make_url(url)
+        try:
+            parsed = make_url(url)
+        except ArgumentError as exc:
+            raise BadInputError(f"database URL (IMAUDIT_DB_URL or --db): cannot parse {url!r}") from exc
         if parsed.get_backend_name() == "sqlite":
             # FastAPI runs sync handlers in a thread pool; each Session is used by one thread.
             kwargs["connect_args"] = {"check_same_thread": False}
             if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(url, **kwargs)
-        Base.metadata.create_all(self.engine)
+                try:
+                    Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise BadInputError(f"database URL {url}: cannot create its folder ({exc})") from exc
+        shown = parsed.render_as_string(hide_password=True)
+        try:
+            self.engine: Engine = create_engine(parsed, **kwargs)
+            Base.metadata.create_all(self.engine)
+        except (NoSuchModuleError, ModuleNotFoundError) as exc:
+            raise BadInputError(f"database URL {shown}: driver not installed ({exc})") from exc
+        except OperationalError as exc:
+            raise BadInputError(f"database URL {shown}: cannot connect ({str(exc.orig).splitlines()[0]})") from exc
 
     def add(self, audit_id: str, decision: str, reviewer: str, comment: str = "") -> Decision:
         """Validate and store one decision."""

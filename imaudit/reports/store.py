@@ -17,9 +17,9 @@ from pydantic import ValidationError
 from imaudit.audits.result import AuditResult
 from imaudit.errors import BadInputError
 
-# An audit id is one path segment: no separators, no leading dot, so it can never
-# name something outside the store when joined to it.
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+=-]{0,199}$")
+# An audit id is one path segment: no separators and no leading dot (so never '.' or '..'),
+# so joined to the store it can only name a folder directly inside it.
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+=-]{0,199}")
 
 
 @dataclass
@@ -49,7 +49,7 @@ class AuditEntry:
 
 def is_valid_id(audit_id: str) -> bool:
     """True when ``audit_id`` is a single safe path segment (no '..', slashes or absolute paths)."""
-    return bool(_ID.match(audit_id)) and ".." not in audit_id
+    return bool(_ID.fullmatch(audit_id))
 
 
 def load_audit(folder: Path) -> AuditResult:

@@ -130,3 +130,12 @@ def test_database_url_from_setting(store, tmp_path, monkeypatch):
         c.post("/audits/net-1.0/review", data={"decision": "reject", "reviewer": "Cy"})
     assert _rows(url) == [("net-1.0", "reject", "Cy", "")]
     assert not (store / "reviews.db").exists()
+
+
+def test_bad_database_urls_are_one_line_input_errors(store):
+    from imaudit.errors import BadInputError
+
+    for url, why in (("nonsense", "cannot parse"), ("mysql+nodriver://u:pw@host/db", "driver not installed")):
+        with pytest.raises(BadInputError, match=why) as info:
+            create_app(store, db_url=url)
+        assert "\n" not in str(info.value) and "pw" not in str(info.value)
