@@ -162,6 +162,40 @@ def demo(
 
 # [serve / compare commands]
 
+@app.command()
+def serve(
+    store: Annotated[Optional[Path], typer.Option(help="report store folder (default IMAUDIT_HOME/reports)")] = None,
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8765,
+    db: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL for review decisions (default sqlite in the store; or IMAUDIT_DB_URL)")] = None,
+) -> None:
+    """Start the review app: browse audits, read reports, record approve / reject / needs-work."""
+    from imaudit import paths
+    from imaudit.reports.app import serve as run
+
+    folder = Path(store or paths.report_store())
+    folder.mkdir(parents=True, exist_ok=True)
+    out.print(f"review app on http://{host}:{port}/ over {folder}", highlight=False)
+    run(folder, host=host, port=port, db_url=db)
+
+
+@app.command()
+def compare(
+    a: Annotated[str, typer.Argument(help="older audit: folder or id in the store")],
+    b: Annotated[str, typer.Argument(help="newer audit: folder or id in the store")],
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="where to write compare.html (default: beside B)")] = None,
+    store: Annotated[Optional[Path], typer.Option(help="report store folder (default IMAUDIT_HOME/reports)")] = None,
+) -> None:
+    """Compare two audits: metric and per-class deltas, changed predictions, moved importance."""
+    from imaudit import paths
+    from imaudit.reports.compare import render_compare
+    from imaudit.reports.store import resolve_audit
+
+    folder = Path(store or paths.report_store())
+    fa, fb = resolve_audit(a, folder), resolve_audit(b, folder)
+    path = render_compare(fa, fb, out_file or (fb / "compare.html"))
+    out.print(f"comparison: {path}", highlight=False)
+
 # [bench command]
 
 # [generative commands]

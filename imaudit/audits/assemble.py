@@ -18,7 +18,7 @@ def audit_id(spec: AuditSpec, now: datetime | None = None) -> str:
     from ever sharing a folder.
     """
     now = now or datetime.now(timezone.utc)
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", spec.model.split(":", 1)[-1]).strip("-")[:48] or "model"
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", spec.model.split(":", 1)[-1]).strip("-.")[:48] or "model"
     return f"{slug}-{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
