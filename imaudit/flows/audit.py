@@ -1,14 +1,20 @@
 """The audit flow: AuditSpec in, a report folder out (audit.json + report.html).
 
 Everything is written into a temporary folder beside the final one and
-renamed at the end, so a failed or killed audit never leaves half a report.
-A stage that fails after the inputs loaded is recorded in audit.json and
-the report (status "partial"); bad inputs fail the flow with BadInputError.
+renamed at the end, so a failed or killed audit never leaves half a report;
+two audits never share a folder (ids carry a random suffix). A stage that
+fails after the inputs loaded is recorded in audit.json and the report
+(status "partial"); bad inputs fail the flow with BadInputError.
+
+Prediction and explanation run as cached chunk tasks: re-auditing an
+unchanged model on unchanged data reuses them, and a killed audit resumes
+from the chunks it finished. ``cache`` in audit.json counts them.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +24,12 @@ from prefect.states import State
 from imaudit import paths
 from imaudit.audits.assemble import assemble, audit_id
 from imaudit.audits.spec import AuditSpec
+from imaudit.flows.chunked import finish_chunks, run_chunks, start_chunks
 from imaudit.io import atomic_dir
 from imaudit.tasks import audit_tasks as t
 from imaudit.tasks import report_tasks as rt
+
+FLOW_TIMEOUT_S = 6 * 3600
 
 
 def _outcome(state: State, stage: str, errors: list[dict[str, Any]]) -> Any:
@@ -33,7 +42,17 @@ def _outcome(state: State, stage: str, errors: list[dict[str, Any]]) -> Any:
     return None
 
 
-@flow(name="imaudit-audit", log_prints=True, timeout_seconds=6 * 3600, validate_parameters=True)
+def _guarded(stage: str, errors: list[dict[str, Any]], fn: Callable[[], Any]) -> Any:
+    """Run a multi-task stage; a failure is recorded in ``errors`` (and logged), not raised."""
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001 - a failed stage is a result: recorded, the audit goes on
+        get_run_logger().warning("stage %s failed: %s: %s", stage, type(e).__name__, e)
+        errors.append({"stage": stage, "error": f"{type(e).__name__}: {e}"})
+        return None
+
+
+@flow(name="imaudit-audit", log_prints=True, timeout_seconds=FLOW_TIMEOUT_S, validate_parameters=True)
 def audit(spec: AuditSpec) -> str:
     """Run one audit and return the path of its report folder."""
     log = get_run_logger()
@@ -41,8 +60,8 @@ def audit(spec: AuditSpec) -> str:
     aid = audit_id(spec)
     final = store / aid
     pieces: dict[str, Any] = {"errors": [], "timings": {}}
-    errors = pieces["errors"]
-    timings = pieces["timings"]
+    errors, timings = pieces["errors"], pieces["timings"]
+    cache: dict[str, dict[str, int]] = {}
 
     def timed(name: str, fn, *args, required: bool = False) -> Any:
         t0 = time.perf_counter()
@@ -58,20 +77,23 @@ def audit(spec: AuditSpec) -> str:
         pieces["identity"] = ident
         log.info("auditing %s (%s) on %s", spec.model, ident["model"]["arch"], ident["dataset"]["ref"])
         pieces["data_gate"] = timed("check_data", t.check_data, spec, work)
-        pred = timed("predict", t.predict, spec, work)
-        records: dict[str, dict] = {}
+        t0 = time.perf_counter()
+        pred = _guarded("predict", errors, lambda: _predict(spec, work, cache))
+        timings["predict"] = round(time.perf_counter() - t0, 3)
         if pred is not None:
             pieces["artifacts"] = dict(pred["files"])
             pieces["prediction_gate"] = timed("check_outputs", t.check_outputs, spec, work)
             pieces["diagnosis"] = timed("diagnose", t.diagnose, spec, work, ident.get("history"))
             sample = timed("choose_sample", t.choose_sample, spec, work)
             if sample is not None and spec.methods:
-                records = _explain_all(spec, work, errors, timings)
+                t0 = time.perf_counter()
+                records = _explain_all(spec, work, errors, cache)
+                timings["explain"] = round(time.perf_counter() - t0, 3)
                 pieces["explanations"] = records
                 pieces["gallery"] = timed("gallery", t.gallery, spec, work, records)
                 if records:
                     pieces["insights"] = timed("insights", t.insights, spec, work, records)
-        result = assemble(spec, aid, pieces)
+        result = assemble(spec, aid, pieces).model_copy(update={"cache": cache})
         rt.write_report(result, work)
     rt.refresh_index(store)
     rt.publish_artifact(result, final)
@@ -79,37 +101,59 @@ def audit(spec: AuditSpec) -> str:
     return str(final)
 
 
-def _explain_all(spec: AuditSpec, work: Path, errors: list, timings: dict) -> dict[str, dict]:
-    """One explain task per method: in parallel on Dask (one model per worker), in turn otherwise.
+def _parallel(spec: AuditSpec) -> bool:
+    return spec.task_runner == "dask"
 
-    In-process threads would share one nn.Module whose hooks (Captum, Grad-CAM)
-    would collide, so the default runner explains methods one after another.
-    """
+
+def _predict(spec: AuditSpec, work: Path, cache: dict) -> dict[str, Any]:
+    """Plan, run (cached) and assemble the prediction chunks."""
+    chunks = t.plan_predict(spec)
+    run = run_chunks(t.predict_chunk, chunks, lambda c: (spec, c), _parallel(spec))
+    cache["predict"] = run.stats()
+    return t.assemble_predictions(spec, work, run.paths)
+
+
+def _explain_all(spec: AuditSpec, work: Path, errors: list, cache: dict) -> dict[str, dict]:
+    """Every method's chunks (all submitted at once on Dask), then one record per method."""
     records: dict[str, dict] = {}
-    t0 = time.perf_counter()
-    if spec.task_runner == "dask":
-        futures = {m: t.explain.submit(spec, work, m) for m in spec.methods}
-        states = {m: f.wait() or f.state for m, f in futures.items()}
-    else:
-        states = {m: t.explain(spec, work, m, return_state=True) for m in spec.methods}
-    for m, state in states.items():
-        rec = _outcome(state, f"explain:{m}", errors)
+    plans: dict[str, list] = {}
+    for m in spec.methods:
+        plan = _outcome(t.plan_explain(spec, work, m, return_state=True), f"explain:{m}", errors)
+        if plan is not None:
+            plans[m] = plan
+    # Start every method's chunks before collecting any, so Dask workers take them all.
+    pending = {
+        m: _guarded(f"explain:{m}", errors, lambda m=m, plan=plan: start_chunks(
+            t.explain_chunk, plan, lambda c: (spec, work, m, c), _parallel(spec)))
+        for m, plan in plans.items()
+    }
+    for m, started in pending.items():
+        run = None if started is None else _guarded(f"explain:{m}", errors, lambda s=started: finish_chunks(s))
+        if run is None:
+            continue
+        cache[f"explain:{m}"] = run.stats()
+        rec = _outcome(t.assemble_explanation(spec, work, m, run.paths, return_state=True), f"explain:{m}", errors)
         if rec is not None:
             records[m] = rec
-    timings["explain"] = round(time.perf_counter() - t0, 3)
     return records
+
+
+def task_runner(spec: AuditSpec) -> Any:
+    """The Dask task runner for ``spec``: its scheduler address, or a local cluster of 2 worker processes."""
+    from prefect_dask import DaskTaskRunner
+
+    if spec.dask_address:
+        return DaskTaskRunner(address=spec.dask_address)
+    # One thread per worker process: each worker holds its own model, and
+    # torch's hooks (Captum, Grad-CAM) are not thread-safe on a shared module.
+    return DaskTaskRunner(cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True})
+
+
+def audit_flow_for(spec: AuditSpec):
+    """The audit flow configured with the spec's task runner."""
+    return audit.with_options(task_runner=task_runner(spec)) if spec.task_runner == "dask" else audit
 
 
 def run_audit(spec: AuditSpec) -> Path:
     """Run the audit flow with the spec's task runner; return the report folder."""
-    f = audit
-    if spec.task_runner == "dask":
-        from prefect_dask import DaskTaskRunner
-
-        runner = (
-            DaskTaskRunner(address=spec.dask_address)
-            if spec.dask_address
-            else DaskTaskRunner(cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True})
-        )
-        f = audit.with_options(task_runner=runner)
-    return Path(f(spec))
+    return Path(audit_flow_for(spec)(spec))

@@ -19,12 +19,21 @@ def write_report(result: AuditResult, work: Path) -> str:
     return str(render_report(result, work))
 
 
-@task(name="refresh-index", retries=2, retry_delay_seconds=1)
+@task(name="refresh-index", retries=2, retry_delay_seconds=[1, 5])
 def refresh_index(store: Path) -> str:
-    """Rebuild the store's index.html from the audits on disk (atomic)."""
+    """Rebuild the store's index.html from the audits on disk.
+
+    build_index writes atomically; the lock makes concurrent audits finishing
+    together rebuild one after another, so the last rebuild sees every audit.
+    """
+    from filelock import FileLock
+
     from imaudit.reports.index import build_index
 
-    return str(build_index(store))
+    store = Path(store)
+    store.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(store / ".index.lock"), timeout=300):
+        return str(build_index(store))
 
 
 @task(name="publish-artifact")

@@ -1,0 +1,161 @@
+"""Chunks of audit work, their content digests and cache keys.
+
+Prediction and explanation are split into chunks of ``spec.chunk_size``
+images. A chunk's cache key covers everything its result depends on: the
+model's weights digest, the chunk's content (the images' sha256s in order,
+plus the preprocessing config and, for explanations, ids and target
+classes), the stage/method with its settings, and the imaudit code version.
+The result is written to a content-addressed file ``cache_dir()/chunks/<key>.<ext>``,
+so an unchanged model and data reuse finished chunks across audits, and an
+audit killed midway resumes from the chunks it finished. Never imports prefect.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+import imaudit
+from imaudit import paths
+from imaudit.io import atomic_write_bytes
+
+# Modules whose code decides what a chunk computes: a change to any of them
+# invalidates cached chunks (the package version alone would not move while
+# developing).
+_CODE_MODULES = ("imaudit.audits.predict", "imaudit.audits.device", "imaudit.audits.images", "imaudit.audits.chunks")
+_CODE_PACKAGES = ("imaudit.audits.explain",)
+
+
+class Chunk(BaseModel):
+    """One chunk of a stage: rows ``[start, stop)`` of the stage's ordered inputs.
+
+    Small on purpose: it is a Prefect task parameter and the Dask message.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stage: str  # "predict" or "explain:<method>"
+    index: int
+    start: int
+    stop: int
+    key: str
+    path: str  # absolute path of the content-addressed result file
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+
+def split_ranges(n: int, size: int) -> list[tuple[int, int]]:
+    """[start, stop) ranges of at most ``size`` items covering ``range(n)`` in order."""
+    if size < 1:
+        raise ValueError(f"chunk size must be >= 1, got {size}")
+    return [(a, min(n, a + size)) for a in range(0, n, size)]
+
+
+def canonical(obj: Any) -> str:
+    """Deterministic JSON for hashing (sorted keys, tuples as lists, other objects by str)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def digest(*parts: Any) -> str:
+    """Hex sha256 over the canonical JSON of ``parts``."""
+    return hashlib.sha256(canonical(list(parts)).encode("utf-8")).hexdigest()
+
+
+def content_digest(image_sha256s: Sequence[str], config: Mapping[str, Any]) -> str:
+    """A chunk's content: sha256 over its images' sha256s (in order) and the data/transform config."""
+    return digest("images", list(map(str, image_sha256s)), dict(config))
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """imaudit's version plus a digest of the source files that compute chunks."""
+    import importlib
+    import pkgutil
+
+    h = hashlib.sha256(imaudit.__version__.encode())
+    files: list[Path] = []
+    for name in _CODE_MODULES:
+        files.append(Path(importlib.import_module(name).__file__ or ""))
+    for name in _CODE_PACKAGES:
+        pkg = importlib.import_module(name)
+        for info in pkgutil.iter_modules(pkg.__path__):
+            files.append(Path(pkg.__path__[0]) / f"{info.name}.py")
+    for f in sorted(files):
+        if f.is_file():
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    return f"{imaudit.__version__}+{h.hexdigest()[:16]}"
+
+
+def chunk_key(model_digest: str, content: str, stage: str, settings: Mapping[str, Any] | None = None) -> str:
+    """Cache key of one chunk: (model digest, content digest, stage/method + settings, code version)."""
+    return digest(model_digest, content, stage, dict(settings or {}), code_version())
+
+
+def chunk_dir() -> Path:
+    """Where chunk results live: ``cache_dir()/chunks``."""
+    return paths.cache_dir() / "chunks"
+
+
+def plan(
+    stage: str,
+    image_sha256s: Sequence[str],
+    size: int,
+    *,
+    model_digest: str,
+    config: Mapping[str, Any],
+    settings: Mapping[str, Any] | None = None,
+    per_image: Mapping[str, Sequence[Any]] | None = None,
+    suffix: str = ".npy",
+) -> list[Chunk]:
+    """Split a stage's ordered inputs into keyed chunks.
+
+    ``per_image`` holds further per-image values the result depends on (ids,
+    target classes); each chunk's slice of them enters its content digest.
+    """
+    out: list[Chunk] = []
+    root = chunk_dir()
+    for i, (a, b) in enumerate(split_ranges(len(image_sha256s), size)):
+        extra = {k: [str(v) for v in vals[a:b]] for k, vals in (per_image or {}).items()}
+        content = content_digest(image_sha256s[a:b], {**dict(config), **({"per_image": extra} if extra else {})})
+        key = chunk_key(model_digest, content, stage, settings)
+        out.append(Chunk(stage=stage, index=i, start=a, stop=b, key=key, path=str(root / f"{key}{suffix}")))
+    return out
+
+
+def save_array(path: str | Path, array: np.ndarray) -> Path:
+    """Write one array as .npy atomically (a killed writer never leaves a half file to be reused)."""
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(array), allow_pickle=False)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def save_arrays(path: str | Path, arrays: Mapping[str, np.ndarray]) -> Path:
+    """Write named arrays as .npz atomically."""
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def load_array(path: str | Path) -> np.ndarray:
+    return np.load(Path(path), allow_pickle=False)
+
+
+def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    with np.load(Path(path), allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def is_done(chunk: Chunk) -> bool:
+    """Whether the chunk's result file exists (content-addressed, so it is valid when present)."""
+    return Path(chunk.path).is_file()
