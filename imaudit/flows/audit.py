@@ -157,3 +157,17 @@ def audit_flow_for(spec: AuditSpec):
 def run_audit(spec: AuditSpec) -> Path:
     """Run the audit flow with the spec's task runner; return the report folder."""
     return Path(audit_flow_for(spec)(spec))
+
+
+def audit_spec(ref: str, dataset: str | None, overrides: dict[str, Any] | None = None) -> AuditSpec:
+    """The AuditSpec of a deployment's run: model and dataset plus the deployment's other fields."""
+    from pydantic import ValidationError
+
+    from imaudit.errors import BadInputError
+
+    fields = {**(overrides or {}), "model": ref, "dataset": dataset}
+    try:
+        return AuditSpec.model_validate(fields)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise BadInputError(f"overrides.{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None

@@ -1,0 +1,157 @@
+"""`imaudit release`: register a checkpoint as NAME@VERSION and announce it to Prefect.
+
+The announcement is the Prefect event ``imaudit.model.released`` about the
+resource ``imaudit.model.<name>``; its payload carries the release ref and
+the dataset to audit against. The ``audit-on-release`` deployment in
+prefect.yaml has a trigger on it, so each release gets an audit whose report
+shows "pending review" until a reviewer decides.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from imaudit.errors import BadInputError
+
+EVENT = "imaudit.model.released"
+RESOURCE_PREFIX = "imaudit.model."
+
+
+class ReleaseRequest(BaseModel):
+    """What `imaudit release` needs, from options or a manifest file (YAML/JSON, same field names)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    version: str
+    arch: str
+    checkpoint: Path
+    dataset: str
+    history: Path | None = None
+    input_size: int | None = None
+    classes: list[str] | None = None
+    notes: str | None = None
+
+
+@dataclass
+class Emission:
+    """Whether the release event reached a Prefect server, and why not when it did not."""
+
+    sent: bool
+    detail: str
+
+
+def read_request(manifest: Path | None, given: dict[str, Any]) -> ReleaseRequest:
+    """Merge a manifest file's fields with the options given (options win).
+
+    Relative checkpoint/history paths in the file are relative to the file.
+    """
+    fields: dict[str, Any] = {}
+    if manifest is not None:
+        fields = _read_mapping(manifest)
+        for key in ("checkpoint", "history"):
+            if fields.get(key) is not None and not Path(fields[key]).is_absolute():
+                fields[key] = str(manifest.parent / fields[key])
+    fields.update({k: v for k, v in given.items() if v is not None})
+    if isinstance(fields.get("classes"), str):
+        fields["classes"] = [c.strip() for c in fields["classes"].split(",") if c.strip()]
+    try:
+        return ReleaseRequest.model_validate(fields)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]).replace("_", "-")
+        source = f" (in {manifest})" if manifest is not None else ""
+        raise BadInputError(f"--{where}: {first['msg']}{source}") from None
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
+    import json
+
+    import yaml
+
+    if not path.is_file():
+        raise BadInputError(f"--manifest {path}: no such file")
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except Exception as e:  # noqa: BLE001 - any parse error is the user's file
+        raise BadInputError(f"--manifest {path}: cannot parse ({type(e).__name__})") from None
+    if not isinstance(data, dict):
+        raise BadInputError(f"--manifest {path}: expected a mapping of release fields")
+    return data
+
+
+def release_model(req: ReleaseRequest) -> tuple[Any, bool]:
+    """Register the release (the registry checks the checkpoint loads into ``arch``).
+
+    Returns (manifest, new): ``new`` is False when NAME@VERSION already held
+    this very checkpoint. Another checkpoint under an existing NAME@VERSION
+    is refused with BadInputError.
+    """
+    from imaudit.models import Registry, load_history
+
+    reg = Registry()
+    existed = req.version in reg.versions(req.name)
+    manifest = reg.release(
+        req.name,
+        req.version,
+        arch=req.arch,
+        checkpoint=req.checkpoint,
+        dataset=req.dataset,
+        classes=req.classes,
+        input_size=req.input_size,
+        history=load_history(req.history) if req.history is not None else None,
+        notes=req.notes,
+    )
+    return manifest, not existed
+
+
+def release_event(manifest: Any) -> dict[str, Any]:
+    """The event announcing ``manifest`` (keyword arguments of prefect.events.emit_event)."""
+    return {
+        "event": EVENT,
+        "resource": {
+            "prefect.resource.id": f"{RESOURCE_PREFIX}{manifest.name}",
+            "prefect.resource.name": manifest.name,
+            "imaudit.version": manifest.version,
+        },
+        "payload": {
+            "ref": manifest.ref,
+            "dataset": manifest.dataset,
+            "name": manifest.name,
+            "version": manifest.version,
+            "sha256": manifest.sha256,
+            "arch": manifest.arch,
+        },
+    }
+
+
+def emit_release_event(manifest: Any, timeout_s: float = 30.0) -> Emission:
+    """Send the release event to the Prefect server named by PREFECT_API_URL.
+
+    Without a configured server there is nobody to trigger, so nothing is
+    sent (Prefect would otherwise start a throw-away local server).
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.events import emit_event
+    from prefect.events.worker import EventsWorker
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value() or os.environ.get("PREFECT_API_URL")
+    if not url:
+        return Emission(False, "PREFECT_API_URL is not set, so no Prefect server was told")
+    with get_client(sync_client=True) as client:
+        problem = client.api_healthcheck()
+    if problem is not None:
+        return Emission(False, f"Prefect API at {url} is unreachable ({type(problem).__name__}: {problem})")
+    event = emit_event(**release_event(manifest))
+    if event is None:
+        return Emission(False, f"Prefect refused to emit {EVENT} (see its log)")
+    # Events go out from a background worker: wait until it has delivered them.
+    EventsWorker.drain_all(timeout=timeout_s, at_exit=False)
+    return Emission(True, f"event {EVENT} {event.id} sent to {url}")
