@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from imaudit.audits.data import ImageDataset, load_dataset
@@ -30,8 +31,12 @@ def trained_digits(folder: str, epochs: int = 6) -> tuple[str, list[dict]]:
 
 
 @functools.lru_cache(maxsize=None)
-def memorised_digits(folder: str, n_train: int = 40, epochs: int = 60) -> str:
-    """test_resnet trained to memorise a tiny train subset: the overfitting case."""
+def memorised_digits(folder: str, n_train: int = 40, epochs: int = 60) -> tuple[str, str]:
+    """test_resnet trained to memorise a tiny train set: the overfitting case.
+
+    Returns (checkpoint, csv dataset ref) where the CSV's train split is exactly
+    the memorised images and its val split is 200 unseen digits.
+    """
     ds = load_dataset("builtin:digits", progress=False)
     lm = load_model(f"timm:{ARCH}", num_classes=len(ds.classes), input_size=SIZE)
     tiny = ds.split("train").groupby("label", group_keys=False).head(n_train // len(ds.classes))
@@ -39,7 +44,10 @@ def memorised_digits(folder: str, n_train: int = 40, epochs: int = 60) -> str:
                      lr=3e-3, weight_decay=0.0, progress=False)
     path = Path(folder) / "memorised.pt"
     save_checkpoint(path, lm.module, arch=ARCH, classes=ds.classes, input_size=SIZE)
-    return str(path)
+    rows = pd.concat([tiny.assign(split="train"), ds.split("val").head(200).assign(split="val")])
+    csv = Path(folder) / "memorised.csv"
+    rows[["path", "label", "split"]].to_csv(csv, index=False)
+    return str(path), f"csv:{csv}"
 
 
 def nan_checkpoint(folder: Path, n_classes: int = 10) -> Path:
