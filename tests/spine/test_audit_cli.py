@@ -1,0 +1,153 @@
+"""The audit end to end through the CLI and the Prefect flow, and its bad inputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from imaudit.cli import app
+from spine_helpers import SIZE, nan_checkpoint, trained_digits
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+
+def run_cli(*args: str) -> tuple[int, str]:
+    r = runner.invoke(app, list(args), catch_exceptions=False)
+    return r.exit_code, r.output
+
+
+def test_audit_end_to_end(tmp_path, tmp_path_factory):
+    ckpt, _ = trained_digits(str(tmp_path_factory.getbasetemp()))
+    store = tmp_path / "store"
+    code, out = run_cli(
+        "audit", "--model", f"file:{ckpt}", "--dataset", "builtin:digits", "--methods", "saliency,gradcam",
+        "--samples", "6", "--out", str(store), "--train-cap", "300",
+    )
+    assert code == 0, out
+    folders = [p for p in store.iterdir() if p.is_dir()]
+    assert len(folders) == 1 and not folders[0].name.startswith(".")
+    audit = json.loads((folders[0] / "audit.json").read_text())
+    assert audit["schema"] == "imaudit.audit/1"
+    assert audit["model"]["digest"] and audit["dataset"]["digest"] and len(audit["dataset"]["classes"]) == 10
+    for split in ("train", "val"):
+        assert set(audit["metrics"][split]) >= {"accuracy", "loss", "ece"}
+    assert audit["fit"]["verdict"] == "ok"
+    assert audit["metrics"]["val"]["accuracy"] > 0.8
+    assert audit["gates"]["passed"] is True
+    for m in ("saliency", "gradcam"):
+        rec = audit["explanations"][m]
+        assert rec["count"] == 6 and rec["seconds"] > 0 and rec["per_image_rate"] > 0
+        grid = audit["global_importance"][m]["grid"]
+        assert abs(sum(map(sum, grid)) - 1) < 1e-6 and min(map(min, grid)) >= 0
+    assert (folders[0] / "report.html").stat().st_size > 1000
+    assert (store / "index.html").exists()
+
+
+def test_fail_on_gate_exits_1(tmp_path):
+    # An untrained model underfits: an error finding, so --fail-on error fails the gate.
+    code, out = run_cli(
+        "audit", "--model", "timm:test_resnet", "--dataset", "builtin:shapes?n=60&size=32", "--input-size", str(SIZE),
+        "--methods", "", "--out", str(tmp_path), "--fail-on", "error",
+    )
+    assert code == 1, out
+    audit = json.loads(next(tmp_path.glob("*/audit.json")).read_text())
+    assert audit["gates"]["passed"] is False and audit["fit"]["verdict"] == "underfitting"
+
+
+def test_nan_model_is_a_finding_not_a_crash(tmp_path):
+    ckpt = nan_checkpoint(tmp_path, n_classes=3)
+    code, out = run_cli(
+        "audit", "--model", f"file:{ckpt}", "--dataset", "builtin:shapes?n=60&size=32", "--methods", "saliency",
+        "--samples", "4", "--out", str(tmp_path / "s"),
+    )
+    assert code == 0, out
+    audit = json.loads(next((tmp_path / "s").glob("*/audit.json")).read_text())
+    codes = {f["code"] for f in audit["findings"]}
+    assert "nonfinite-outputs" in codes
+    val = audit["metrics"]["val"]
+    assert val["nonfinite"] == 18 and val["n"] == 0 and val["accuracy"] is None  # 30% of 60 images are val
+
+
+def cli_subprocess(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The real console entry point, to see exactly what a user sees on stderr."""
+    return subprocess.run(
+        [sys.executable, "-c", "from imaudit.cli import main; main()", *args],
+        capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--model", "nope:x", "--dataset", "builtin:digits"], "nope:x"),
+        (["--model", "timm:test_resnet", "--dataset", "folder:/no/such/dir"], "/no/such/dir"),
+        (["--model", "file:/no/such.pt", "--dataset", "builtin:digits"], "/no/such.pt"),
+        (["--model", "timm:test_resnet", "--dataset", "builtin:digits", "--methods", "saliency,magic"], "magic"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(args, needle):
+    r = cli_subprocess("audit", *args, *([] if "--methods" in args else ["--methods", ""]))
+    assert r.returncode == 2, r.stderr
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert "Traceback" not in r.stderr
+    assert needle in r.stderr and len(lines) <= 2
+
+
+def test_unreadable_and_wrong_checkpoints_exit_2(tmp_path, tmp_path_factory):
+    junk = tmp_path / "junk.pt"
+    junk.write_text("not a checkpoint")
+    r = cli_subprocess("audit", "--model", f"file:{junk}", "--dataset", "builtin:digits", "--methods", "")
+    assert r.returncode == 2 and "junk.pt" in r.stderr and "Traceback" not in r.stderr
+    # A 10-class checkpoint against a 3-class dataset: names both sides.
+    ckpt, _ = trained_digits(str(tmp_path_factory.getbasetemp()))
+    r = cli_subprocess("audit", "--model", f"file:{ckpt}", "--dataset", "builtin:shapes?n=60&size=32", "--methods", "")
+    assert r.returncode == 2 and "10" in r.stderr and "3" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_failed_audit_leaves_no_half_report(tmp_path, monkeypatch):
+    import imaudit.reports.render as render
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(render, "render_report", boom)
+    with pytest.raises(RuntimeError):
+        runner.invoke(
+            app,
+            ["audit", "--model", "timm:test_resnet", "--dataset", "builtin:shapes?n=60&size=32", "--input-size", "32",
+             "--methods", "", "--out", str(tmp_path)],
+            catch_exceptions=False,
+        )
+    assert not list(tmp_path.glob("*/audit.json")) and not list(tmp_path.glob(".tmp-*"))
+
+
+def test_odd_modes_and_corrupt_files_audit(tmp_path):
+    """A folder dataset with L/P/RGBA/CMYK images, a zero-byte file and a text .jpg still audits."""
+    root = tmp_path / "data"
+    modes = ["L", "P", "RGBA", "CMYK", "RGB"]
+    for split, n in (("train", 6), ("val", 4)):
+        for ci, cls in enumerate(["a", "b"]):
+            d = root / split / cls
+            d.mkdir(parents=True)
+            for i in range(n):
+                img = Image.new("RGB", (20, 20), (200 * ci, 30 * i, 90)).convert(modes[i % len(modes)])
+                img.save(d / f"{i}.{'jpg' if img.mode == 'CMYK' else 'png'}")
+    (root / "val" / "a" / "empty.png").write_bytes(b"")
+    (root / "val" / "b" / "text.jpg").write_text("hello")
+    code, out = run_cli(
+        "audit", "--model", "timm:test_resnet", "--dataset", f"folder:{root}", "--input-size", "32",
+        "--methods", "saliency", "--samples", "4", "--out", str(tmp_path / "s"),
+    )
+    assert code == 0, out
+    audit = json.loads(next((tmp_path / "s").glob("*/audit.json")).read_text())
+    assert {Path(e["path"]).name for e in audit["dataset"]["excluded"]} == {"empty.png", "text.jpg"}
+    assert "corrupt-images" in {f["code"] for f in audit["findings"]}
+    assert audit["metrics"]["val"]["n"] == 8
