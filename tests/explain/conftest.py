@@ -39,6 +39,7 @@ class QuadrantNet(nn.Module):
         with torch.no_grad():
             self.conv.weight.copy_(torch.randn(self.conv.weight.shape, generator=g))
             self.fc.weight.copy_(torch.randn(self.fc.weight.shape, generator=g))
+            self.fc.bias.copy_(torch.randn(self.fc.bias.shape, generator=g))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.pool(self.act(self.conv(x * self.mask))).flatten(1))
@@ -61,6 +62,17 @@ class FailingNet(QuadrantNet):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if bool((x[:, 0, 0, 0] > 1000).any()):
             raise ValueError("marked image")
+        return super().forward(x)
+
+
+class SmallMemoryNet(QuadrantNet):
+    """Raises an out-of-memory error for batches larger than ``limit`` (what a full GPU does)."""
+
+    limit = 4
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if len(x) > self.limit:
+            raise torch.cuda.OutOfMemoryError(f"CUDA out of memory: batch of {len(x)}")
         return super().forward(x)
 
 

@@ -6,7 +6,18 @@ import numpy as np
 import pytest
 import timm
 import torch
-from conftest import FAST, MLP, SIZE, ConstantNet, FailingNet, LinearNet, QuadrantNet, make_images, quadrant_share
+from conftest import (
+    FAST,
+    MLP,
+    SIZE,
+    ConstantNet,
+    FailingNet,
+    LinearNet,
+    QuadrantNet,
+    SmallMemoryNet,
+    make_images,
+    quadrant_share,
+)
 
 from imaudit.audits.explain import Explanation, create_explainer, list_methods, method_defaults
 from imaudit.errors import BadInputError
@@ -94,6 +105,19 @@ def test_same_seed_same_maps(method):
     model, images = QuadrantNet(), make_images(2, seed=3)
     first, second = explain(model, images, method), explain(model, images, method)
     np.testing.assert_array_equal(first.maps, second.maps)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_out_of_memory_backs_off_to_smaller_batches(method):
+    images = make_images(4)
+    targets = QuadrantNet()(images).argmax(1)
+    # a 4-image background fits the memory limit; 16 occlusion windows keep the many small passes quick
+    extra = {"shap-gradient": {"background_size": 4}, "occlusion": {"window": 8, "stride": 8}}
+    settings = {**FAST.get(method, {}), **extra.get(method, {})}
+    small = create_explainer(method, SmallMemoryNet(), batch_size=8, **settings).explain(images, targets, IDS)
+    plain = create_explainer(method, QuadrantNet(), batch_size=8, **settings).explain(images, targets, IDS)
+    assert small.failures == [] and small.ids == IDS
+    np.testing.assert_allclose(small.maps, plain.maps, rtol=1e-4, atol=1e-6)
 
 
 def test_integrated_gradients_matches_closed_form_on_a_linear_model():

@@ -115,6 +115,7 @@ class Explainer(ABC):
             device = param.device if param is not None else torch.device("cpu")
         self.device = torch.device(device)
         self.batch_size = batch_size or default_batch_size(self.device)
+        self.pass_size = self.batch_size  # inputs per forward pass inside a method; halved on OOM
         self.seed = seed
         self.settings: dict[str, Any] = {**self.defaults, **settings}
         self.mean = None if mean is None else [float(v) for v in mean]
@@ -184,6 +185,9 @@ class Explainer(ABC):
         """One chunk, halved on out-of-memory (device.backoff_chunks)."""
 
         def run(a: int, b: int) -> tuple[int, BatchResult]:
+            # After an out-of-memory the chunk shrinks; inner passes (IG steps, occlusion
+            # perturbations, SHAP samples) shrink with it.
+            self.pass_size = max(1, self.batch_size * (b - a) // (stop - start))
             return start + a, self._attribute(images[start + a : start + b], targets[start + a : start + b])
 
         return list(backoff_chunks(stop - start, stop - start, run))
@@ -198,6 +202,7 @@ class Explainer(ABC):
         done: list[tuple[int, BatchResult]],
         failures: list[dict],
     ) -> None:
+        self.pass_size = self.batch_size
         for i in range(start, stop):
             try:
                 done.append((i, self._attribute(images[i : i + 1], targets[i : i + 1])))

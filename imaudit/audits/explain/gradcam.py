@@ -66,7 +66,7 @@ class GradCamExplainer(Explainer):
         self._layer, self.settings_used_layer, self._hook = found
 
     def _attribute(self, images: Tensor, targets: Tensor) -> BatchResult:
-        x = self.to_model(images).requires_grad_(True)
+        x = self.to_model(images).detach().requires_grad_(True)
         ctx = self._hook if self._hook is not None else contextlib.nullcontext()
         with ctx:
             cam = LayerGradCam(self.model, self._layer).attribute(

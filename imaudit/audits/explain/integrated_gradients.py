@@ -33,7 +33,7 @@ class IntegratedGradientsExplainer(Explainer):
     typical_samples = 16
 
     def _attribute(self, images: Tensor, targets: Tensor) -> BatchResult:
-        x = self.to_model(images).requires_grad_(True)
+        x = self.to_model(images).detach().requires_grad_(True)
         ig = IntegratedGradients(self.model)
         attr, delta = ig.attribute(
             x,
@@ -41,7 +41,7 @@ class IntegratedGradientsExplainer(Explainer):
             target=targets.to(self.device),
             n_steps=int(self.settings["n_steps"]),
             method=self.settings["method"],
-            internal_batch_size=self.batch_size,
+            internal_batch_size=self.pass_size,
             return_convergence_delta=True,
         )
         with torch.no_grad():

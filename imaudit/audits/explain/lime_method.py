@@ -22,6 +22,13 @@ def slic_segments(height: int, width: int, pixels_per_segment: int) -> int:
     return int(np.clip(round(height * width / pixels_per_segment), 16, 150))
 
 
+def _unit_range(image: np.ndarray) -> np.ndarray:
+    lo, hi = float(image.min()), float(image.max())
+    if lo >= 0 and hi <= 1:
+        return image
+    return (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)
+
+
 @contextlib.contextmanager
 def _quiet_lime() -> Iterator[None]:
     """lime_image draws a tqdm bar per image with no switch to turn it off; silence it meanwhile."""
@@ -85,7 +92,8 @@ class LimeExplainer(Explainer):
                 num_features=100_000,  # every superpixel gets its weight
                 num_samples=num_samples,
                 batch_size=num_samples,
-                segmentation_fn=segmenter,
+                # SLIC's Lab conversion expects [0, 1]: segment a rescaled copy (lime keeps the original).
+                segmentation_fn=lambda im: segmenter(_unit_range(im)),
                 random_seed=self.seed,
             )
         weights = np.zeros(int(exp.segments.max()) + 1, dtype=np.float32)

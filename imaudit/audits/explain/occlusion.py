@@ -48,7 +48,7 @@ class OcclusionExplainer(Explainer):
                 baselines=0.0,
                 target=targets.to(self.device),
                 # Captum evaluates n * perturbations_per_eval inputs per forward pass.
-                perturbations_per_eval=max(1, self.batch_size // n),
+                perturbations_per_eval=max(1, self.pass_size // n),
             )
         attr = attr.detach().float().cpu()
         if per_channel:

@@ -25,7 +25,7 @@ class SaliencyExplainer(Explainer):
     typical_samples = 64
 
     def _attribute(self, images: Tensor, targets: Tensor) -> BatchResult:
-        x = self.to_model(images).requires_grad_(True)
+        x = self.to_model(images).detach().requires_grad_(True)
         grads = Saliency(self.model).attribute(x, target=targets.to(self.device), abs=True).detach().float().cpu()
         reduce = self.settings["reduce"]
         if reduce == "max":

@@ -72,12 +72,15 @@ class ShapGradientExplainer(Explainer):
         for cls in torch.unique(targets).tolist():
             rows = (targets == cls).nonzero().flatten()
             explainer = shap.GradientExplainer(
-                _OneOutput(self.model, int(cls)), self._background, batch_size=self.batch_size
+                _OneOutput(self.model, int(cls)), self._background, batch_size=self.pass_size
             )
-            with seeded_numpy(self.seed):
-                phi = explainer.shap_values(
-                    self.to_model(images[rows]), nsamples=int(self.settings["nsamples"]), rseed=self.seed
-                )
-            phi = np.asarray(phi[0] if isinstance(phi, list) else phi, dtype=np.float32)
-            values[rows.numpy()] = phi.reshape(len(rows), *images.shape[1:])
+            for row in rows.tolist():
+                # One image per call, each with the same seed: shap's draws would otherwise depend
+                # on the image's position in the chunk (and so on batch size and OOM back-off).
+                # shap loops over images internally anyway, so this costs no batching.
+                with seeded_numpy(self.seed):
+                    phi = explainer.shap_values(
+                        self.to_model(images[row : row + 1]), nsamples=int(self.settings["nsamples"]), rseed=self.seed
+                    )
+                values[row] = np.asarray(phi, dtype=np.float32).reshape(images.shape[1:])
         return BatchResult(maps=values.sum(axis=1), channel_maps=values)
