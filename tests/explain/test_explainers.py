@@ -19,7 +19,7 @@ from conftest import (
     quadrant_share,
 )
 
-from imaudit.audits.explain import Explanation, create_explainer, list_methods, method_defaults
+from imaudit.audits.explain import Explanation, create_explainer, list_methods, method_defaults, typical_samples
 from imaudit.errors import BadInputError
 
 METHODS = list_methods()
@@ -42,7 +42,8 @@ def quadrant_results() -> dict[str, Explanation]:
 def test_registry_has_the_documented_methods():
     assert {"saliency", "ig", "gradcam", "occlusion", "lime", "shap", "shap-gradient"} <= set(METHODS)
     for m in METHODS:
-        assert isinstance(method_defaults(m), dict)
+        assert isinstance(method_defaults(m), dict) and typical_samples(m) >= 1
+    assert typical_samples("saliency") > typical_samples("lime")  # cheap methods explain more images
 
 
 def test_unknown_method_and_setting_are_bad_input():

@@ -4,7 +4,13 @@
 """
 
 from imaudit.audits.explain.base import Explainer, Explanation
-from imaudit.audits.explain.registry import create_explainer, list_methods, method_defaults, register
+from imaudit.audits.explain.registry import (
+    create_explainer,
+    list_methods,
+    method_defaults,
+    register,
+    typical_samples,
+)
 from imaudit.audits.explain.run import (
     denormalize,
     explain_method,
@@ -29,4 +35,5 @@ __all__ = [
     "render_overlays",
     "save_maps",
     "select_sample",
+    "typical_samples",
 ]

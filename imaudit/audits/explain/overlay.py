@@ -57,7 +57,8 @@ def render_overlays(
     for image, attr, image_id in zip(images_uint8, maps, ids):
         rel = f"{method_stem}-{safe_name(str(image_id))}.png"
         buf = io.BytesIO()
-        heatmap_overlay(image, attr, size).save(buf, format="PNG", optimize=True)
+        # A 128-colour palette halves the bytes with no visible loss at gallery size.
+        heatmap_overlay(image, attr, size).quantize(colors=128).save(buf, format="PNG", optimize=True)
         atomic_write_bytes(out_dir / rel, buf.getvalue())
         written[str(image_id)] = rel
     return written

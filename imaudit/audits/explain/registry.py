@@ -56,3 +56,8 @@ def method_defaults(name: str) -> dict[str, Any]:
 def create_explainer(name: str, model: nn.Module, **kw: Any) -> Explainer:
     """Build the explainer ``name`` for ``model``; ``kw`` as in ``Explainer.__init__``."""
     return get_method(name)(model, **kw)
+
+
+def typical_samples(name: str) -> int:
+    """How many images ``name`` usually explains in an audit (cheap gradient methods more, LIME/SHAP fewer)."""
+    return get_method(name).typical_samples

@@ -44,18 +44,28 @@ def _save_png(rgb01: np.ndarray, path: Path, min_side: int = 96, max_side: int =
     if scale != 1:
         img = img.resize((max(1, round(img.size[0] * scale)), max(1, round(img.size[1] * scale))), Image.NEAREST)
     buf = io.BytesIO()
-    img.save(buf, format="PNG", optimize=True)
+    # A 64-colour palette keeps noisy feature-map grids at a few KB.
+    img.quantize(colors=64).save(buf, format="PNG", optimize=True)
     atomic_write_bytes(path, buf.getvalue())
 
 
 def default_view_layers(model: nn.Module, input_shape: tuple[int, ...], count: int = 3) -> list[str]:
-    """``count`` evenly spaced spatial stages (first, middle, last) among the model's conv outputs."""
-    convs = {id(m) for _, m in conv_layers(model)}
-    found = [i for i in spatial_layers(probe_layers(model, input_shape), input_shape) if id(i.module) in convs]
-    if not found:
+    """``count`` evenly spaced spatial stages (first, middle, last).
+
+    Stages are the ones timm models declare in ``feature_info`` (e.g. resnet's
+    act1, layer1..layer4) when they give spatial maps; otherwise the conv layers.
+    """
+    spatial = [i.name for i in spatial_layers(probe_layers(model, input_shape), input_shape)]
+    info = getattr(model, "feature_info", None)
+    declared = [f.get("module") for f in info if isinstance(f, dict)] if isinstance(info, list) else []
+    stages = [name for name in declared if name in spatial]
+    if not stages:
+        convs = {n for n, _ in conv_layers(model)}
+        stages = [name for name in spatial if name in convs]
+    if not stages:
         return []
-    picks = np.unique(np.linspace(0, len(found) - 1, num=min(count, len(found))).round().astype(int))
-    return [found[i].name for i in picks]
+    picks = np.unique(np.linspace(0, len(stages) - 1, num=min(count, len(stages))).round().astype(int))
+    return [stages[i] for i in picks]
 
 
 def layer_views(
