@@ -51,6 +51,8 @@ def test_unknown_method_and_setting_are_bad_input():
         create_explainer("nope", QuadrantNet())
     with pytest.raises(BadInputError, match="n_stepz"):
         create_explainer("ig", QuadrantNet(), n_stepz=3)
+    with pytest.raises(BadInputError, match="gradcam.layer"):
+        create_explainer("gradcam", QuadrantNet(), layer="nope").applicable()
 
 
 @pytest.mark.parametrize("method", METHODS)

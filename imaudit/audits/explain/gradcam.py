@@ -53,7 +53,7 @@ class GradCamExplainer(Explainer):
     def applicable(self) -> str | None:
         try:
             found = self._find_layer()
-        except BadInputError:
+        except BadInputError:  # a misspelt ``layer`` setting is the user's to fix, not "does not apply"
             raise
         except Exception as e:  # noqa: BLE001 - a model the probe cannot run: reported, not raised
             return f"could not probe the model for a spatial layer: {type(e).__name__}: {e}"
