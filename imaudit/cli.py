@@ -99,13 +99,10 @@ def audit(
         fields["methods"] = methods
     try:
         spec = AuditSpec.model_validate(fields)
-        if spec.methods:
-            from imaudit.audits.explain.registry import list_methods
-
-            unknown = [m for m in spec.methods if m not in list_methods()]
-            if unknown:
-                raise BadInputError(f"--methods: unknown {', '.join(unknown)}; known: {', '.join(list_methods())}")
+        from imaudit.audits.pipeline import preflight
         from imaudit.flows.audit import run_audit
+
+        preflight(spec)
 
         folder = run_audit(spec)
     except ValidationError as e:

@@ -88,6 +88,22 @@ def class_order(model_classes: list[str] | None, data_classes: list[str], model_
     return [list(model_classes).index(c) for c in data_classes]
 
 
+def preflight(spec: AuditSpec) -> None:
+    """Resolve the refs and check model, dataset and methods fit, before any flow starts.
+
+    Bad input then fails with one line before Prefect logs a failed run; the
+    loaded model and dataset stay cached for the flow's first stage.
+    """
+    if spec.methods:
+        from imaudit.audits.explain.registry import list_methods
+
+        unknown = [m for m in spec.methods if m not in list_methods()]
+        if unknown:
+            raise BadInputError(f"--methods: unknown {', '.join(unknown)}; known: {', '.join(list_methods())}")
+    ds, model = get_dataset(spec), get_model(spec)
+    class_order(model.classes, ds.classes, spec.model, model.num_classes)
+
+
 # --- stages ---------------------------------------------------------------------------------
 
 def identify(spec: AuditSpec, work: Path) -> dict[str, Any]:

@@ -46,7 +46,8 @@ def test_audit_end_to_end(tmp_path, tmp_path_factory):
         rec = audit["explanations"][m]
         assert rec["count"] == 6 and rec["seconds"] > 0 and rec["per_image_rate"] > 0
         grid = audit["global_importance"][m]["grid"]
-        assert abs(sum(map(sum, grid)) - 1) < 1e-6 and min(map(min, grid)) >= 0
+        # cells are rounded to 6 decimals in audit.json: 64 cells x 5e-7 bounds the error
+        assert abs(sum(map(sum, grid)) - 1) < 1e-4 and min(map(min, grid)) >= 0
     assert (folders[0] / "report.html").stat().st_size > 1000
     assert (store / "index.html").exists()
 
