@@ -110,3 +110,20 @@ def prefect_server(home: Path, timeout: float = 120) -> Iterator[tuple[str, Proc
         yield api, proc
     finally:
         proc.stop()
+
+
+def run_then_reap(args: list[str], env: dict[str, str], log: Path, timeout: float = 300) -> int:
+    """Run a command until its main process exits; then kill whatever it left in its group.
+
+    For processes that die without cleaning up (SIGKILL): their children would
+    otherwise linger and hold pipes open. Returns the main process's exit status.
+    """
+    proc = Proc(args, env, log)
+    try:
+        return proc.popen.wait(timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"{' '.join(args)} still running after {timeout}s\n{proc.tail()}") from None
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.popen.pid, signal.SIGKILL)
+        proc._fh.close()

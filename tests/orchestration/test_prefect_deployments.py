@@ -1,8 +1,8 @@
 """Against a real Prefect server: deployments from prefect.yaml, a process worker, and
 `imaudit release` triggering an audit whose report then exists; the schedule is registered.
 
-One server (SQLite, 127.0.0.1) serves the whole module and is stopped with its
-process group at the end, as is the worker.
+The server is the session's shared one (conftest.py); the worker this module
+starts is stopped, with its process group, when the module ends.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from orch_helpers import DATASET, FAST, tiny_checkpoint
-from prefect_procs import BIN, REPO, Proc, prefect_env, prefect_server, run
+from prefect_procs import BIN, REPO, Proc, prefect_env, run
 
 pytestmark = pytest.mark.slow
 
@@ -28,34 +28,30 @@ def repo_prefect_yaml() -> dict:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    """Server + deployments from prefect.yaml (with fast audit settings) + one process worker."""
+def stack(prefect_api, tmp_path_factory):
+    """Deployments from prefect.yaml (with fast audit settings) on the shared server + one process worker."""
+    api, server, prefect_home = prefect_api
     root = tmp_path_factory.mktemp("prefect-stack")
     home = root / "imaudit-home"
     home.mkdir()
-    with prefect_server(root / "prefect") as (api, server):
-        env = prefect_env(root / "prefect", api, IMAUDIT_HOME=str(home), IMAUDIT_CACHE=str(home / "cache"),
-                          PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_LOGGING_LEVEL="INFO")
-        config = repo_prefect_yaml()
-        for dep in config["deployments"]:
-            dep["parameters"]["overrides"] = FAST
-        prefect_file = root / "prefect.yaml"
-        prefect_file.write_text(yaml.safe_dump(config, sort_keys=False))
-        procs: list[Proc] = [server]
-        worker = None
-        try:
-            out = run([str(BIN / "prefect"), "work-pool", "create", POOL, "--type", "process"], env, timeout=120)
-            assert out.returncode == 0, out.stdout
-            out = run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all", "--prefect-file", str(prefect_file)],
-                      env, timeout=240)
-            assert out.returncode == 0, out.stdout
-            worker = Proc([str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process"],
-                          env, root / "worker.log")
-            procs.append(worker)
-            yield {"api": api, "env": env, "home": home, "root": root, "procs": procs}
-        finally:
-            if worker is not None:
-                worker.stop()
+    env = prefect_env(prefect_home, api, IMAUDIT_HOME=str(home), IMAUDIT_CACHE=str(home / "cache"),
+                      PREFECT_WORKER_QUERY_SECONDS="1")
+    config = repo_prefect_yaml()
+    for dep in config["deployments"]:
+        dep["parameters"]["overrides"] = FAST
+    prefect_file = root / "prefect.yaml"
+    prefect_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    out = run([str(BIN / "prefect"), "work-pool", "create", POOL, "--type", "process"], env, timeout=120)
+    assert out.returncode == 0, out.stdout
+    out = run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all", "--prefect-file", str(prefect_file)],
+              env, timeout=240)
+    assert out.returncode == 0, out.stdout
+    worker = Proc([str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process"],
+                  env, root / "worker.log")
+    try:
+        yield {"api": api, "env": env, "home": home, "root": root, "procs": [server, worker]}
+    finally:
+        worker.stop()
 
 
 def _client(api: str):

@@ -1,0 +1,112 @@
+"""Chunked, cached audits: an unchanged re-run reuses every chunk, an audit killed midway
+resumes from its finished chunks, and a Dask LocalCluster gives the sequential run's numbers."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+from orch_helpers import DATASET, FAST, assert_close, audit_numbers
+from prefect_procs import REPO, prefect_env, run_then_reap
+
+from imaudit.audits.spec import AuditSpec
+
+pytestmark = pytest.mark.slow
+
+CHUNK = 8  # 48 images -> 6 prediction chunks
+KILL_AFTER = 3
+
+# Runs an audit and SIGKILLs itself when chunk KILL_AFTER + 1 is about to be predicted:
+# the first KILL_AFTER chunks finished, nothing was cleaned up.
+KILLER = """
+import os, signal, sys
+from imaudit.audits import pipeline
+from imaudit.audits.spec import AuditSpec
+from imaudit.flows.audit import run_audit
+
+done = 0
+real = pipeline.predict_chunk
+
+def predict_then_die(spec, chunk, progress=False):
+    global done
+    if done == int(sys.argv[2]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    out = real(spec, chunk, progress)
+    done += 1
+    return out
+
+pipeline.predict_chunk = predict_then_die
+if __name__ == "__main__":
+    run_audit(AuditSpec.model_validate_json(sys.argv[1]))
+"""
+
+
+def _spec(out: Path, **kw) -> AuditSpec:
+    return AuditSpec.model_validate({**FAST, "model": "timm:test_resnet", "dataset": DATASET,
+                                     "chunk_size": CHUNK, "out": out, **kw})
+
+
+def _cache(folder: Path) -> dict:
+    return json.loads((folder / "audit.json").read_text())["cache"]
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory, prefect_api):
+    """A sequential audit with its own empty chunk cache: the numbers every other run must match."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from imaudit.flows.audit import run_audit
+
+    root = tmp_path_factory.mktemp("baseline")
+    with pytest.MonkeyPatch.context() as mp, temporary_settings({PREFECT_API_URL: prefect_api[0]}):
+        mp.setenv("IMAUDIT_CACHE", str(root / "cache"))
+        folder = run_audit(_spec(root / "reports"))
+    return folder
+
+
+def test_first_run_computes_every_chunk(baseline):
+    c = _cache(baseline)
+    assert c["predict"] == {"total": 6, "reused": 0, "computed": 6}
+    assert c["explain:saliency"]["computed"] == c["explain:saliency"]["total"] == 1
+    assert json.loads((baseline / "audit.json").read_text())["status"] == "complete"
+
+
+def test_killed_audit_resumes_from_finished_chunks(baseline, tmp_path, monkeypatch, use_prefect_api):
+    from imaudit.flows.audit import run_audit
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("IMAUDIT_CACHE", str(cache))
+    spec = _spec(tmp_path / "reports")
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER)
+    env = prefect_env(tmp_path / "prefect-client", use_prefect_api)
+    rc = run_then_reap([sys.executable, str(script), spec.model_dump_json(), str(KILL_AFTER)], env,
+                       tmp_path / "killed.log")
+    assert rc == -signal.SIGKILL, (tmp_path / "killed.log").read_text()[-3000:]
+    assert len(list((cache / "chunks").glob("*.npy"))) == KILL_AFTER
+    assert not [p for p in (tmp_path / "reports").glob("*") if not p.name.startswith(".")]  # no half report
+
+    before = {p: p.stat().st_mtime_ns for p in (cache / "chunks").glob("*.npy")}
+    folder = run_audit(spec)
+    assert _cache(folder)["predict"] == {"total": 6, "reused": KILL_AFTER, "computed": 6 - KILL_AFTER}
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items())  # finished chunks were not rewritten
+    assert_close(audit_numbers(folder), audit_numbers(baseline))
+
+    again = run_audit(spec)  # nothing changed: every chunk comes from the cache
+    assert _cache(again)["predict"] == {"total": 6, "reused": 6, "computed": 0}
+    assert _cache(again)["explain:saliency"]["computed"] == 0
+    assert_close(audit_numbers(again), audit_numbers(baseline))
+    assert again != folder  # two audits, two folders
+
+
+def test_dask_local_cluster_matches_sequential(baseline, tmp_path, monkeypatch, use_prefect_api):
+    from imaudit.flows.audit import run_audit
+
+    monkeypatch.setenv("IMAUDIT_CACHE", str(tmp_path / "cache"))  # computed afresh, on the workers
+    folder = run_audit(_spec(tmp_path / "reports", task_runner="dask"))
+    c = _cache(folder)
+    assert c["predict"] == {"total": 6, "reused": 0, "computed": 6}
+    assert_close(audit_numbers(folder), audit_numbers(baseline))
