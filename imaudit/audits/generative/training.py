@@ -46,7 +46,9 @@ def load_train_images(
         rows = rows.sample(n=max_images, random_state=seed).reset_index(drop=True)
     tf = transforms.Compose([transforms.Resize((image_size, image_size), antialias=True), transforms.ToTensor()])
     ds = ImageDataset(rows, bundle.classes, tf)
-    loader = DataLoader(ds, batch_size=256, num_workers=default_workers(torch.device("cpu")))
+    # Worker processes cost seconds to start: only worth it for large sets.
+    workers = default_workers(torch.device("cpu")) if len(rows) >= 2000 else 0
+    loader = DataLoader(ds, batch_size=256, num_workers=workers)
     xs, ys = [], []
     for x, y, _ in tqdm(loader, desc="loading train images", disable=not progress, leave=False):
         xs.append(x)
