@@ -100,6 +100,9 @@ def preflight(spec: AuditSpec) -> None:
         unknown = [m for m in spec.methods if m not in list_methods()]
         if unknown:
             raise BadInputError(f"--methods: unknown {', '.join(unknown)}; known: {', '.join(list_methods())}")
+    from imaudit.models import parse_ref
+
+    parse_ref(spec.model)  # a malformed model ref fails before the dataset is read
     ds, model = get_dataset(spec), get_model(spec)
     class_order(model.classes, ds.classes, spec.model, model.num_classes)
 
