@@ -446,7 +446,7 @@ def explain_chunk(spec: AuditSpec, work: Path, method: str, chunk: Any) -> dict[
     expl, record = explain_method(
         model.module,
         x,
-        torch.as_tensor(sample[ycol].to_numpy(), dtype=torch.long),
+        torch.tensor(sample[ycol].to_numpy(), dtype=torch.long),  # a copy: pandas arrays are read-only
         sample["id"].astype(str).tolist(),
         method,
         settings=spec.method_settings.get(method),
