@@ -4,7 +4,8 @@ Two steps per image (after Wachter et al. 2017 and, for generative
 counterfactuals, Samangouei et al. 2018 "ExplainGAN"):
 
 1. Inversion: a style code z whose generated image, with the class code e
-   fixed to the model's predicted class, is closest to the original
+   fixed to the model's predicted class (or to the true label, when that fits
+   a misclassified image better), is closest to the original
    (``latent.invert``). That generated image is the *reconstruction*.
 2. Latent move: from (z, e), steepest-descent steps of fixed length on
    ``CE(model(G(z + dz, e + de)), target) + penalty * |(dz, de)|^2`` until the
@@ -128,7 +129,8 @@ def find_counterfactuals(
         if len(targets) != n or targets.min() < 0 or targets.max() >= logits.shape[1]:
             raise BadInputError(f"target_classes: need {n} class indices in [0, {logits.shape[1]})")
 
-    z0, e0 = invert(generator, to_generator_space(x, g_ch, size), preds, steps=invert_steps, seed=seed)
+    sources = preds if labels is None else labels.to(device).long()
+    z0, e0, sources = _invert_best(generator, to_generator_space(x, g_ch, size), preds, sources, invert_steps, seed)
     with torch.no_grad():
         recon = render(z0, e0)
         recon_preds = model(normalize(recon)).float().argmax(1)
@@ -182,7 +184,7 @@ def find_counterfactuals(
         reconstructions=recon.cpu(),
         counterfactuals=cf.detach().cpu(),
         preds=preds.cpu(),
-        sources=preds.cpu(),
+        sources=sources.cpu(),
         targets=targets.cpu(),
         success=done.cpu(),
         latent_distance=cf_dist.detach().cpu(),
@@ -192,6 +194,29 @@ def find_counterfactuals(
         cf_confidence=cf_conf.detach().cpu(),
         paths=[_thin(p) for p in paths],
     )
+
+
+def _invert_best(
+    generator: nn.Module, targets: Tensor, preds: Tensor, labels: Tensor, steps: int, seed: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Invert with the class code of the prediction, and of the label where they differ; keep the closer fit.
+
+    A misclassified image inverted under the wrong class comes back as that
+    class, so the reconstruction would no longer show the original.
+    """
+    z, e = invert(generator, targets, preds, steps=steps, seed=seed)
+    sources = preds.clone()
+    differ = (labels != preds).nonzero().flatten()
+    if len(differ):
+        z2, e2 = invert(generator, targets[differ], labels[differ], steps=steps, seed=seed)
+        with torch.no_grad():
+            err1 = (generator.synthesize(z[differ], e[differ]) - targets[differ]).pow(2).flatten(1).mean(1)
+            err2 = (generator.synthesize(z2, e2) - targets[differ]).pow(2).flatten(1).mean(1)
+        better = err2 < err1
+        idx = differ[better]
+        z, e = z.clone(), e.clone()
+        z[idx], e[idx], sources[idx] = z2[better], e2[better], labels[idx]
+    return z, e, sources
 
 
 def counterfactuals(
@@ -281,6 +306,7 @@ def _item(
         "id": id_,
         "label": label,
         "pred": int(batch.preds[j]),
+        "source": int(batch.sources[j]),
         "target": target,
         "target_name": classes[target] if target < len(classes) else str(target),
         "success": bool(batch.success[j]),
