@@ -65,10 +65,25 @@ class ExplanationThresholds(BaseModel):
     ``shortcut_lift`` times its share of the image area.
     unfaithful-explanation: deletion AUC not better than the random-order
     baseline by ``faithfulness_margin`` (relative).
+    With ``faithfulness_use_insertion`` (default) a method also passes when its
+    insertion AUC beats the random order by the margin: filling deleted pixels
+    leaves the object's silhouette, which shape-driven models still recognise,
+    so deletion alone wrongly condemns faithful maps of such models.
     failed-sanity-check: mean Spearman correlation between maps of the trained
     and the top-layer-randomised model above ``sanity_max_rank_corr``.
     low-method-agreement: mean rank correlation between two methods below
     ``agreement_min``.
+
+    Shortcut details (imaudit/audits/explain_findings.py): a corner or edge
+    region fires for a class with at least ``shortcut_min_images`` explained
+    images when its mass (off the object, where masks exist) passes
+    ``shortcut_mass`` and ``shortcut_lift`` and the region is "hot" (holds at
+    least ``shortcut_lift`` x its area share) in at least
+    ``shortcut_consistency`` of the class's images. Off-object attention fires
+    when the odds of mass off the object exceed the odds of its area share by
+    ``off_object_odds_ratio``. A SpRAy strategy cluster of at least
+    ``spray_min_cluster_size`` images whose mean map passes the same mass and
+    lift tests is evidence too, for the images it holds.
     """
 
     model_config = ConfigDict(extra="allow")
@@ -77,9 +92,14 @@ class ExplanationThresholds(BaseModel):
     shortcut_mass: float = 0.35
     shortcut_lift: float = 2.5
     faithfulness_margin: float = 0.05
+    faithfulness_use_insertion: bool = True
     sanity_max_rank_corr: float = 0.5
     sanity_max_ssim: float = 0.7
     agreement_min: float = 0.2
+    shortcut_consistency: float = 0.5
+    shortcut_min_images: int = 5
+    off_object_odds_ratio: float = 3.0
+    spray_min_cluster_size: int = 3
 
 
 class Thresholds(BaseModel):
