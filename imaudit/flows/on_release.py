@@ -18,6 +18,7 @@ from imaudit.flows.audit import FLOW_TIMEOUT_S, audit_spec, run_audit
 @flow(name="imaudit-on-release", log_prints=True, timeout_seconds=FLOW_TIMEOUT_S)
 def on_release(ref: str, dataset: str | None = None, overrides: dict[str, Any] | None = None) -> str:
     """Audit release ``ref`` (release:NAME@VERSION) against ``dataset`` (default: the release's own)."""
-    spec = audit_spec(ref, dataset or None, overrides)
+    # An event without a dataset renders the template as "" or "None": use the release's own.
+    spec = audit_spec(ref, dataset if dataset not in (None, "", "None") else None, overrides)
     get_run_logger().info("release %s announced: auditing it on %s", ref, spec.dataset or "its dataset")
     return str(run_audit(spec))
