@@ -34,6 +34,17 @@ def test_counterfactual_changes_the_quadrant_the_model_reads(where):
     assert (res.latent_distance > 0).all()
 
 
+def test_a_confidence_floor_moves_further():
+    model, gen = QuadrantRule("top-left"), BlockGenerator()
+    x = block_images(3, seed=4)
+    quadrant(x, "top-left")[:] = 0.3
+    flip = find_counterfactuals(model, gen, x, seed=0)
+    sure = find_counterfactuals(model, gen, x, seed=0, confidence=0.9)
+    assert sure.success.all() and (sure.cf_confidence >= 0.9).all()
+    assert (flip.cf_confidence < 0.9).all()
+    assert (sure.latent_distance > flip.latent_distance).all()
+
+
 def test_counterfactual_dict_reports_items_pngs_and_distances(tmp_path):
     model = QuadrantRule("top-left")
     art = GeneratorArtifact.in_memory(BlockGenerator(), ["dark", "bright"])

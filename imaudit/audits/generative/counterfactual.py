@@ -97,12 +97,16 @@ def find_counterfactuals(
     invert_steps: int = 200,
     step_size: float = 0.1,
     penalty: float = 0.05,
+    confidence: float = 0.0,
     seed: int = 0,
 ) -> CounterfactualBatch:
     """Search one batch of counterfactuals; see the module docstring for the method.
 
     ``images`` are pixels in [0, 1] at the model's resolution; ``normalize``
-    maps them to model input. Runs on the model's device.
+    maps them to model input. The search stops for an image once the model
+    predicts its target with probability >= ``confidence`` (0: as soon as it
+    flips). ``step_size`` is the latent length of one step. Runs on the
+    model's device.
     """
     if images.dim() != 4:
         raise BadInputError(f"images: expected (N, C, H, W) pixels, got shape {tuple(images.shape)}")
@@ -112,6 +116,8 @@ def find_counterfactuals(
     generator = generator.to(device).eval()
     x = images.to(device).float()
     n, c, h, w = x.shape
+    if labels is not None and len(labels) != n:
+        raise BadInputError(f"labels: {len(labels)} labels for {n} images")
     size, g_ch = _generator_shape(generator)
 
     def render(z: Tensor, e: Tensor) -> Tensor:
@@ -149,7 +155,7 @@ def find_counterfactuals(
         img = render(z0 + dz, e0 + de)
         out = model(normalize(img)).float()
         prob = out.softmax(1)
-        flipped = (out.argmax(1) == targets) & ~done
+        flipped = (out.argmax(1) == targets) & (prob[rows, targets] >= confidence) & ~done
         with torch.no_grad():
             move = torch.cat([dz, de], 1).norm(dim=1)
             for i in (~done).nonzero().flatten().tolist():
@@ -228,6 +234,7 @@ def counterfactuals(
     target_classes: Tensor | Sequence[int] | None = None,
     normalize: Callable[[Tensor], Tensor] | None = None,
     steps: int = 200,
+    confidence: float = 0.0,
     seed: int = 0,
     out_dir: Path | None = None,
     ids: Sequence[str] | None = None,
@@ -266,6 +273,7 @@ def counterfactuals(
                 target_classes=None if target_t is None else target_t[a:b],
                 normalize=normalize,
                 steps=steps,
+                confidence=confidence,
                 seed=seed + a,
             )
         except BadInputError:
@@ -284,7 +292,7 @@ def counterfactuals(
         "mean_distance": float(np.mean([it["distance"] for it in ok])) if ok else None,
         "mean_latent_distance": float(np.mean([it["latent_distance"] for it in ok])) if ok else None,
         "failures": failures,
-        "settings": {"steps": steps, "seed": seed, "distance": "rms pixel change vs reconstruction"},
+        "settings": {"steps": steps, "confidence": confidence, "seed": seed, "distance": "rms pixel change vs reconstruction"},
     }
 
 

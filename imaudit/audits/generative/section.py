@@ -125,6 +125,7 @@ def run_counterfactual_section(
     n: int = 8,
     seed: int = 0,
     steps: int = 200,
+    confidence: float = 0.0,
     maps: np.ndarray | None = None,
     deletion_steps: int = 16,
     progress: bool = False,
@@ -147,8 +148,8 @@ def run_counterfactual_section(
     sel = torch.as_tensor(chosen, dtype=torch.long)
     sel_ids = [str(ids[i]) for i in chosen]
     result = counterfactuals(
-        model, artifact, images[sel], labels_t[sel], normalize=normalize, steps=steps, seed=seed,
-        out_dir=out_dir, ids=sel_ids, progress=progress,
+        model, artifact, images[sel], labels_t[sel], normalize=normalize, steps=steps, confidence=confidence,
+        seed=seed, out_dir=out_dir, ids=sel_ids, progress=progress,
     )
     reason = dict(zip(sel_ids, why))
     for item in result["items"]:
