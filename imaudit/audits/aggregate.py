@@ -129,7 +129,7 @@ def resize_masks(masks: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.stack(small).astype(bool) if small else np.zeros((0, h, w), dtype=bool)
 
 
-def _lists(a: np.ndarray, digits: int = 6) -> list:
+def _lists(a: np.ndarray, digits: int = 9) -> list:
     return np.round(a.astype(np.float64), digits).tolist()
 
 
@@ -287,11 +287,12 @@ class ImportanceAggregator:
         per_class_count, skipped.
         """
         allst = self._all.summary()
+        grid = allst.pop("grid")
         n = self._all.count
         out: dict[str, Any] = {
             "normalisation": "abs, each map scaled to sum 1, then averaged",
             "grid_size": self.grid,
-            "grid": allst.pop("grid") if n else None,
+            "grid": grid if n else None,
             "mean_map": _lists(self._mean_map / n) if n else None,
             "hot_lift": self.hot_lift,
             **allst,

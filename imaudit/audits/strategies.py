@@ -1,10 +1,12 @@
 """Prediction strategies per class, SpRAy-style (Lapuschkin et al. 2019, "Unmasking Clever Hans predictors").
 
 For each class the attribution maps are normalised (|map| scaled to sum 1),
-downsampled, and clustered by spectral clustering on a symmetric k-nearest-
-neighbour graph (scikit-learn). The number of clusters is chosen by the
-eigengap of the graph's normalised Laplacian, as in the paper: k is where the
-gap between consecutive smallest eigenvalues is largest. Each cluster is one
+downsampled, and clustered by spectral clustering (scikit-learn) on a
+self-tuning Gaussian affinity (Zelnik-Manor & Perona 2004: each map's scale is
+its distance to its 7th neighbour). The number of clusters is chosen by the
+eigengap of the affinity's normalised Laplacian, as in the paper: k is where
+the gap between consecutive smallest eigenvalues is largest. (A binary k-NN
+graph, tried first, split one jittered family into several components.) Each cluster is one
 "strategy": its size, members, mean map, exemplars (the members closest to
 the cluster centroid) and its region masses. A small, distinct cluster whose
 mass sits in a corner, along the border or off the object is a Clever-Hans
@@ -13,14 +15,13 @@ candidate; ``explain_findings`` turns such clusters into ``shortcut`` findings.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from scipy.sparse.csgraph import laplacian
 from sklearn.cluster import SpectralClustering
-from sklearn.neighbors import kneighbors_graph
+from sklearn.metrics import pairwise_distances
 
 from imaudit.audits.aggregate import area_pool, nest_regions, normalise_maps, region_area, region_mass, resize_masks
 from imaudit.errors import BadInputError
@@ -36,23 +37,24 @@ def eigengap_k(affinity: np.ndarray, max_clusters: int) -> tuple[int, list[float
     return int(np.argmax(gaps)) + 1, eig.tolist()
 
 
-def _knn_affinity(x: np.ndarray, n_neighbors: int) -> np.ndarray:
-    a = kneighbors_graph(x, n_neighbors=n_neighbors, mode="connectivity", include_self=False).toarray()
-    return np.maximum(a, a.T)
+def self_tuning_affinity(x: np.ndarray, scale_neighbor: int = 7) -> np.ndarray:
+    """exp(-d_ij^2 / (s_i s_j)), s_i = distance from i to its ``scale_neighbor``-th nearest neighbour."""
+    d = pairwise_distances(x)
+    s = np.sort(d, axis=1)[:, min(scale_neighbor, len(x) - 1)]
+    s = np.maximum(s, 1e-12)
+    a = np.exp(-(d**2) / (s[:, None] * s[None, :]))
+    np.fill_diagonal(a, 0.0)
+    return a
 
 
 def _cluster(x: np.ndarray, max_clusters: int, seed: int) -> tuple[np.ndarray, int, list[float]]:
     n = len(x)
-    nn = int(np.clip(round(np.sqrt(n)), 2, 10))
-    aff = _knn_affinity(x, min(nn, n - 1))
+    aff = self_tuning_affinity(x)
     k, eig = eigengap_k(aff, min(max_clusters, n - 1))
     if k == 1:
         return np.zeros(n, dtype=int), 1, eig
-    with warnings.catch_warnings():
-        # A disconnected k-NN graph is exactly the well-separated case; sklearn warns about it regardless.
-        warnings.filterwarnings("ignore", message="Graph is not fully connected")
-        sc = SpectralClustering(n_clusters=k, affinity="precomputed", random_state=seed, assign_labels="cluster_qr")
-        labels = sc.fit_predict(aff)
+    sc = SpectralClustering(n_clusters=k, affinity="precomputed", random_state=seed, assign_labels="cluster_qr")
+    labels = sc.fit_predict(aff)
     return labels, k, eig
 
 
