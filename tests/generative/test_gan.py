@@ -16,6 +16,7 @@ from imaudit.audits.generative import (
     find_generator,
     generative_cli_train,
     load_pretrained_generator,
+    resolve_generator,
     train_generator,
 )
 from imaudit.audits.generative.gan import ConditionalDiscriminator, ConditionalGenerator, GanConfig, class_mean_gap, sample_latents, train_gan
@@ -126,6 +127,10 @@ def test_pretrained_checkpoint_loads_behind_the_same_interface(tmp_path):
     assert art.source == "pretrained" and art.version.startswith("pretrained-")
     assert torch.allclose(_outputs(art.load_generator()), _outputs(g))
     assert find_generator("digest-p", store=tmp_path / "store").path == art.path
+    assert resolve_generator("digest-p", ["left", "right"], store=tmp_path / "store").path == art.path
+    assert resolve_generator("digest-q", ["left", "right"], store=tmp_path / "store") is None
+    with pytest.raises(CheckpointError, match="classes"):
+        resolve_generator("digest-p", ["a", "b"], store=tmp_path / "store")
 
     with pytest.raises(CheckpointError, match="classes"):
         load_pretrained_generator(ckpt, dataset_digest="d", expected_classes=["a", "b", "c"], store=tmp_path / "s2")

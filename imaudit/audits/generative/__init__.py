@@ -21,6 +21,7 @@ from imaudit.audits.generative.store import (
     export_checkpoint,
     find_generator,
     load_pretrained_generator,
+    resolve_generator,
 )
 from imaudit.audits.generative.training import generative_cli_train, summary_lines, train_generator
 
@@ -38,6 +39,7 @@ __all__ = [
     "generative_cli_train",
     "generative_infill",
     "load_pretrained_generator",
+    "resolve_generator",
     "run_counterfactual_section",
     "summary_lines",
     "train_gan",

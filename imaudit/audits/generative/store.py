@@ -294,3 +294,19 @@ def _now() -> str:
 def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
 
+
+
+def resolve_generator(
+    dataset_digest: str, classes: list[str], checkpoint: Path | None = None, store: Path | None = None
+) -> GeneratorArtifact | None:
+    """The generator an audit should use: the given checkpoint (AuditSpec.generator), else the stored one.
+
+    None when neither exists (the flow then records that counterfactuals were
+    skipped and suggests ``imaudit generative train``).
+    """
+    if checkpoint is not None:
+        return load_pretrained_generator(Path(checkpoint), dataset_digest=dataset_digest, expected_classes=classes, store=store)
+    found = find_generator(dataset_digest, store)
+    if found is not None:
+        _check_classes(found.path, found.classes, classes)
+    return found
