@@ -110,3 +110,23 @@ def test_dask_local_cluster_matches_sequential(baseline, tmp_path, monkeypatch, 
     c = _cache(folder)
     assert c["predict"] == {"total": 6, "reused": 0, "computed": 6}
     assert_close(audit_numbers(folder), audit_numbers(baseline))
+
+
+def test_concurrent_index_rebuilds_list_every_audit(baseline, tmp_path):
+    """Audits finishing together each rebuild index.html; the lock and atomic writes keep it whole."""
+    import shutil
+    from concurrent.futures import ThreadPoolExecutor
+
+    from imaudit.tasks.report_tasks import refresh_index
+
+    store = tmp_path / "store"
+    ids = [f"{baseline.name}-copy{i}" for i in range(4)]
+    for aid in ids:
+        shutil.copytree(baseline, store / aid)
+        d = json.loads((store / aid / "audit.json").read_text())
+        (store / aid / "audit.json").write_text(json.dumps({**d, "id": aid}))
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: refresh_index.fn(store), range(4)))
+    html = (store / "index.html").read_text()
+    assert all(aid in html for aid in ids)
+    assert not [p for p in store.iterdir() if p.name.startswith(".index.html")]  # no temp files left
