@@ -1,89 +1,14 @@
-"""Shared pieces for the generative tests: hand-built generators and rule models with known answers,
-and one tiny trained GAN artifact."""
+"""Fixtures for the generative tests: one thread per test, one tiny trained GAN artifact."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
-from torch.nn import functional as F
 
-from imaudit.audits.generative.gan import GanConfig, train_gan
+from imaudit.audits.generative.gan import train_gan
 from imaudit.audits.generative.store import save_artifact
 
-QUADRANTS = {"top-left": (0, 0), "top-right": (0, 1), "bottom-left": (1, 0), "bottom-right": (1, 1)}
-
-
-def quadrant(x: torch.Tensor, name: str) -> torch.Tensor:
-    """The (…, H/2, W/2) quadrant ``name`` of images (N,C,H,W)."""
-    r, c = QUADRANTS[name]
-    h, w = x.shape[-2] // 2, x.shape[-1] // 2
-    return x[..., r * h : (r + 1) * h, c * w : (c + 1) * w]
-
-
-class BlockGenerator(nn.Module):
-    """A generator with a known latent space: z[k] paints block k of a grid x grid mosaic.
-
-    pixel = sigmoid(z of its block + class code on the top-left quadrant). Each
-    latent dimension moves exactly one block, so a minimal latent move changes
-    only the blocks the model reads. Class 0 darkens the top-left, class 1
-    brightens it; the mean class code is 0.
-    """
-
-    def __init__(self, grid: int = 4, size: int = 32) -> None:
-        super().__init__()
-        self.grid, self.size = grid, size
-        self.z_dim, self.n_classes = grid * grid, 2
-        self.embedding = nn.Embedding(2, 1)
-        with torch.no_grad():
-            self.embedding.weight.copy_(torch.tensor([[-2.0], [2.0]]))
-        mask = torch.zeros(1, 1, size, size)
-        mask[..., : size // 2, : size // 2] = 1
-        self.register_buffer("tl_mask", mask)
-
-    def embed(self, labels: torch.Tensor) -> torch.Tensor:
-        return self.embedding(labels)
-
-    def synthesize(self, z: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        blocks = F.interpolate(z.view(-1, 1, self.grid, self.grid), size=self.size, mode="nearest")
-        return torch.sigmoid(blocks + e[:, :1, None, None] * self.tl_mask)
-
-    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.synthesize(z, self.embed(labels))
-
-
-class QuadrantRule(nn.Module):
-    """Class 1 iff the mean brightness of one quadrant exceeds 0.5 (logit margin 20 x (mean - 0.5))."""
-
-    def __init__(self, where: str = "top-left") -> None:
-        super().__init__()
-        self.where = where
-        self.gain = nn.Parameter(torch.tensor(20.0), requires_grad=False)  # a parameter so device lookups work
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = quadrant(x, self.where).mean((1, 2, 3))
-        logit = self.gain * (m - 0.5)
-        return torch.stack([-logit / 2, logit / 2], dim=1)
-
-
-def block_images(n: int, seed: int = 0, size: int = 32, grid: int = 4) -> torch.Tensor:
-    """Block mosaics in [0.2, 0.8]: exactly representable by BlockGenerator."""
-    g = torch.Generator().manual_seed(seed)
-    v = torch.rand(n, 1, grid, grid, generator=g) * 0.6 + 0.2
-    return F.interpolate(v, size=size, mode="nearest")
-
-
-def halves(n: int, size: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two-class toy set: class 0 bright left half, class 1 bright right half, plus noise."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % 2
-    x = torch.full((n, 1, size, size), 0.1)
-    for i in range(n):
-        if y[i] == 0:
-            x[i, :, :, : size // 2] = 0.9
-        else:
-            x[i, :, :, size // 2 :] = 0.9
-    return (x + 0.05 * torch.randn(x.shape, generator=g)).clamp(0, 1), y
+from gen_helpers import TINY, TINY_TRAIN, halves
 
 
 @pytest.fixture(autouse=True)
@@ -93,11 +18,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-TINY = GanConfig(n_classes=2, image_size=16, channels=1, z_dim=8, embed_dim=4, width=16)
-# A fast learning rate for the tiny toy set (real training keeps DCGAN's 2e-4).
-TINY_TRAIN = dict(epochs=10, batch_size=16, lr=2e-3)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from imaudit.audits.generative import GeneratorArtifact, counterfactuals, find_c
 from imaudit.audits.generative.counterfactual import default_targets, diff_grid
 from imaudit.errors import BadInputError
 
-from conftest import QUADRANTS, BlockGenerator, QuadrantRule, block_images, quadrant
+from gen_helpers import QUADRANTS, BlockGenerator, QuadrantRule, block_images, quadrant
 
 
 @pytest.mark.parametrize("where", sorted(QUADRANTS))

@@ -23,7 +23,7 @@ from imaudit.audits.generative.gan import ConditionalDiscriminator, ConditionalG
 from imaudit.audits.generative.store import save_artifact
 from imaudit.errors import BadInputError, CheckpointError
 
-from conftest import TINY, TINY_TRAIN, halves
+from gen_helpers import TINY, TINY_TRAIN, halves
 
 
 def _outputs(g: torch.nn.Module, n: int = 6) -> torch.Tensor:

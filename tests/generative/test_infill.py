@@ -11,7 +11,7 @@ from imaudit.audits.generative import GeneratorArtifact, generative_infill
 from imaudit.audits.quality import deletion_insertion
 from imaudit.errors import BadInputError
 
-from conftest import BlockGenerator, QuadrantRule, block_images, quadrant
+from gen_helpers import BlockGenerator, QuadrantRule, block_images, quadrant
 
 
 @pytest.fixture
