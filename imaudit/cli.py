@@ -232,6 +232,28 @@ def compare(
 
 # [generative commands]
 
+@generative_app.command("train")
+def generative_train(
+    dataset: Annotated[str, typer.Option(help="dataset ref whose train split the GAN learns")],
+    epochs: Annotated[int, typer.Option(help="training epochs")] = 30,
+    image_size: Annotated[int, typer.Option(help="generated image size (pixels)")] = 32,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="register a pretrained generator checkpoint instead of training")] = None,
+    seed: Annotated[int, typer.Option(help="seed")] = 0,
+    max_images: Annotated[Optional[int], typer.Option(help="train on at most this many images")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda")] = None,
+    force: Annotated[bool, typer.Option(help="train again even when a generator for this data exists")] = False,
+) -> None:
+    """Train a class-conditional GAN for counterfactuals and in-fill (stored by dataset digest)."""
+    from imaudit.audits.generative import generative_cli_train
+
+    try:
+        generative_cli_train(
+            dataset, epochs, image_size, checkpoint=checkpoint, seed=seed, max_images=max_images,
+            device=device, force=force, echo=lambda s: out.print(s, highlight=False),
+        )
+    except BadInputError as e:
+        _fail(str(e))
+
 
 def main() -> None:
     """Console-script entry point: bad input exits 2 with one line, never a traceback."""
