@@ -138,3 +138,20 @@ def test_layer_views_on_a_one_channel_model(tmp_path):
     views = layer_views(QuadrantNet(channels=1), make_images(1, channels=1)[0], tmp_path, layers=["conv"])
     assert views["activations"][0]["shape"] == [8, SIZE, SIZE]
     assert views["filters"]["shape"] == [8, 1, 3, 3]
+
+
+def test_occlusion_with_a_callable_baseline_equal_to_the_input_gives_zero_maps():
+    """Replacement content identical to the image changes nothing: occlusion must attribute nothing."""
+    import torch
+
+    from imaudit.audits.explain import create_explainer
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                torch.nn.Linear(4, 2))
+    x = torch.randn(3, 3, 16, 16)
+    ex = create_explainer("occlusion", model, baseline=lambda inp: inp.clone())
+    e = ex.explain(x, torch.tensor([0, 1, 0]), ["a", "b", "c"])
+    assert e.maps.shape == (3, 16, 16) and abs(e.maps).max() < 1e-6
+    zero = create_explainer("occlusion", model).explain(x, torch.tensor([0, 1, 0]), ["a", "b", "c"])
+    assert abs(zero.maps).max() > 1e-4

@@ -23,12 +23,16 @@ class OcclusionExplainer(Explainer):
     Settings: ``window``/``stride`` None -> an eighth of the image side and half
     of that (8x8 window, stride 4 at 64 px: 225 perturbations per image);
     ``per_channel`` False occludes all channels together (True: one channel at
-    a time, C times the cost, gives ``channel_maps``). Perturbations go through
+    a time, C times the cost, gives ``channel_maps``). ``baseline`` None fills
+    with zeros (the mean image in normalised space); a callable
+    ``baseline(x) -> tensor like x`` supplies per-image replacement content, e.g.
+    generative in-fill (``GenerativeInfill.baselines``), so occluded windows hold
+    plausible pixels instead of out-of-distribution grey. Perturbations go through
     the model ``batch_size`` inputs at a time. Typical sample: 16 images.
     """
 
     name = "occlusion"
-    defaults = {"window": None, "stride": None, "per_channel": False}
+    defaults = {"window": None, "stride": None, "per_channel": False, "baseline": None}
     needs_gradients = False
     typical_samples = 16
 
@@ -39,13 +43,15 @@ class OcclusionExplainer(Explainer):
         stride = int(self.settings["stride"] or auto_stride)
         per_channel = bool(self.settings["per_channel"])
         x = self.to_model(images)
+        fill = self.settings["baseline"]
+        baselines = fill(x).to(x.device, x.dtype) if callable(fill) else 0.0
         # float32 on purpose: occlusion scores are small output differences that bf16 would blur.
         with torch.no_grad():
             attr = Occlusion(self.model).attribute(
                 x,
                 sliding_window_shapes=(1 if per_channel else c, window, window),
                 strides=(1 if per_channel else c, stride, stride),
-                baselines=0.0,
+                baselines=baselines,
                 target=targets.to(self.device),
                 # Captum evaluates n * perturbations_per_eval inputs per forward pass.
                 perturbations_per_eval=max(1, self.pass_size // n),
