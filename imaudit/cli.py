@@ -79,6 +79,8 @@ def audit(
     seed: Annotated[int, typer.Option(help="seed for sampling and perturbation methods")] = 0,
     task_runner: Annotated[str, typer.Option(help="sequential | dask")] = "sequential",
     dask_address: Annotated[Optional[str], typer.Option(help="Dask scheduler address (default: a local cluster)")] = None,
+    counterfactuals: Annotated[int, typer.Option(help="misclassified val images to explain with GAN counterfactuals (needs 'imaudit generative train')")] = 0,
+    generator: Annotated[Optional[Path], typer.Option(help="pretrained generator checkpoint for counterfactuals")] = None,
     config: Annotated[Optional[Path], typer.Option(help="JSON/YAML file with AuditSpec fields (options given here win)")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's logs")] = False,
 ) -> None:
@@ -93,6 +95,7 @@ def audit(
         "model": model, "dataset": dataset, "arch": arch, "input_size": input_size, "samples": samples,
         "out": out_dir, "device": device, "fail_on": fail_on, "target": target, "batch_size": batch_size,
         "train_cap": train_cap, "seed": seed, "task_runner": task_runner, "dask_address": dask_address,
+        "counterfactuals": counterfactuals or None, "generator": generator,
     }
     fields.update({k: v for k, v in given.items() if v is not None})
     if methods is not None:
