@@ -11,13 +11,14 @@ Everything is numpy/torch; maps are (N,H,W) arrays, models plain nn.Modules.
 from imaudit.audits.quality.agreement import agreement, rowwise_spearman
 from imaudit.audits.quality.faithfulness import deletion_insertion, make_replacement
 from imaudit.audits.quality.localisation import localisation
-from imaudit.audits.quality.sanity import randomisation_sanity, randomise_top_layers
+from imaudit.audits.quality.sanity import method_explain_fn, randomisation_sanity, randomise_top_layers
 
 __all__ = [
     "agreement",
     "deletion_insertion",
     "localisation",
     "make_replacement",
+    "method_explain_fn",
     "randomisation_sanity",
     "randomise_top_layers",
     "rowwise_spearman",

@@ -84,6 +84,24 @@ def randomise_top_layers(
     return clone, chosen
 
 
+def method_explain_fn(method: str, **kwargs: Any) -> ExplainFn:
+    """An ExplainFn for a registered explanation method: maps aligned with the images, NaN where one failed.
+
+    ``kwargs`` go to ``create_explainer`` (device, mean, std, seed, settings).
+    """
+    from imaudit.audits.explain import create_explainer  # imported late: explain is heavier than the checks
+
+    def run(model: nn.Module, images: Tensor, targets: Tensor) -> np.ndarray:
+        ids = [str(i) for i in range(len(images))]
+        exp = create_explainer(method, model, **kwargs).explain(images, targets, ids)
+        out = np.full((len(images), *images.shape[-2:]), np.nan, dtype=np.float32)
+        if len(exp.ids):
+            out[[int(i) for i in exp.ids]] = exp.maps
+        return out
+
+    return run
+
+
 def _ssim(a: np.ndarray, b: np.ndarray) -> float:
     """SSIM of two maps each scaled to [0, 1] by its maximum |value|."""
     a = np.abs(a) / max(float(np.abs(a).max()), 1e-12)
