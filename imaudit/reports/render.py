@@ -190,7 +190,7 @@ class ReportContext:
             "views": self.views(),
             "rates": self.rates(),
             "timings": self.timings(),
-            "generative": self.tree(r.generative) if r.generative else None,
+            "generative": self.counterfactuals(),
             "review": (r.model_extra or {}).get("review"),
             "app": False,
         }
@@ -210,6 +210,45 @@ class ReportContext:
 
     def verdict(self) -> dict[str, Any]:
         return overall_verdict(self.r)
+
+    def counterfactuals(self) -> dict[str, Any] | None:
+        """The generative section: per item the four PNGs and the confidence path; the in-fill table."""
+        g = self.r.generative
+        if not g:
+            return None
+        if g.get("skipped"):
+            return {"skipped": g["skipped"]}
+        items = []
+        for it in g.get("items") or []:
+            pngs = it.get("pngs") or {}
+            path = [c for c in (it.get("path_confidence") or []) if _num(c)]
+            items.append({
+                "id": it.get("id"),
+                "source": self.class_name(it.get("source")),
+                "target": self.class_name(it.get("target")),
+                "success": it.get("success"),
+                "distance": it.get("distance"),
+                "selected_as": it.get("selected_as"),
+                "images": [(k, self.src(pngs.get(k))) for k in ("original", "reconstruction", "counterfactual", "difference")],
+                "path": [round(float(c), 3) for c in path[:: max(1, len(path) // 12)]],
+            })
+        infill = g.get("infill") or {}
+        rows = [
+            {"name": name, **{k: v.get(k) for k in ("deletion_auc", "insertion_auc", "deletion_gain", "insertion_gain")}}
+            for name, v in (infill.get("baselines") or {}).items() if isinstance(v, Mapping)
+        ]
+        gen = g.get("generator") or {}
+        return {
+            "skipped": None,
+            "generator": self.tree({k: gen.get(k) for k in ("path", "dataset_digest", "version", "image_size", "losses_final") if k in gen}),
+            "success_rate": g.get("success_rate"),
+            "mean_distance": g.get("mean_distance"),
+            "samples": self.src(g.get("samples_png")),
+            "items": items,
+            "infill": rows,
+            "infill_error": infill.get("error"),
+            "infill_note": infill.get("note"),
+        }
 
     def gates(self) -> dict[str, Any]:
         g = self.r.gates
