@@ -27,6 +27,7 @@ from imaudit.audits.spec import AuditSpec
 from imaudit.flows.chunked import finish_chunks, run_chunks, start_chunks
 from imaudit.io import atomic_dir
 from imaudit.tasks import audit_tasks as t
+from imaudit.tasks import generative_tasks as gt
 from imaudit.tasks import report_tasks as rt
 
 FLOW_TIMEOUT_S = 6 * 3600
@@ -93,6 +94,8 @@ def audit(spec: AuditSpec) -> str:
                 pieces["gallery"] = timed("gallery", t.gallery, spec, work, records)
                 if records:
                     pieces["insights"] = timed("insights", t.insights, spec, work, records)
+            if spec.counterfactuals:
+                pieces["generative"] = timed("counterfactuals", gt.counterfactuals, spec, work)
         result = assemble(spec, aid, pieces).model_copy(update={"cache": cache})
         rt.write_report(result, work)
     rt.refresh_index(store)
