@@ -12,7 +12,6 @@ Seeds are fixed; margins were measured over seeds 0-3 (see the report).
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
