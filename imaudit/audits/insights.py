@@ -16,31 +16,14 @@ import torch
 
 from imaudit.audits.aggregate import ImportanceAggregator
 from imaudit.audits.device import resolve_device
-from imaudit.audits.explain.registry import create_explainer
 from imaudit.audits.explain.run import load_maps
 from imaudit.audits.explain_findings import explanation_findings
 from imaudit.audits.quality import agreement, deletion_insertion, localisation, randomisation_sanity
+from imaudit.audits.quality.sanity import method_explain_fn
 from imaudit.audits.spec import AuditSpec
 from imaudit.audits.strategies import spray_clusters
 
 log = logging.getLogger(__name__)
-
-
-def _explain_fn(spec: AuditSpec, method: str, mean: Any, std: Any, device: torch.device):
-    """explain_fn(model, images, targets) -> (N,H,W) maps, NaN rows for failures (sanity check input)."""
-
-    def fn(model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
-        ids = [str(i) for i in range(len(images))]
-        ex = create_explainer(
-            method, model, device=device, mean=mean, std=std, seed=spec.seed, **(spec.method_settings.get(method) or {})
-        )
-        e = ex.explain(images, targets, ids)
-        out = np.full((len(images), *images.shape[-2:]), np.nan, np.float32)
-        for row, i in zip(e.maps, e.ids):
-            out[int(i)] = row
-        return out
-
-    return fn
 
 
 def run_insights(spec: AuditSpec, work: Path, records: dict[str, dict], model: Any, ds: Any) -> dict[str, Any]:
@@ -71,7 +54,7 @@ def run_insights(spec: AuditSpec, work: Path, records: dict[str, dict], model: A
         x = x_all[idx]
         masks = masks_all[idx] if masks_all is not None else None
         maps_by[method], ids_by[method] = maps, ids
-        agg = ImportanceAggregator(ds.classes, grid=th.grid)
+        agg = ImportanceAggregator(ds.classes, grid=th.grid, hot_lift=th.shortcut_lift)
         agg.update(maps, labels, masks=masks, channel_maps=None)
         gi[method] = agg.compute()
         if "channel_importance" in data and data["channel_importance"] is not None:
@@ -80,7 +63,9 @@ def run_insights(spec: AuditSpec, work: Path, records: dict[str, dict], model: A
                 gi[method]["channels"] = (ch.sum(0) / ch.sum()).tolist()
         summary: dict[str, Any] = {}
         if q.strategies:
-            strategies[method] = spray_clusters(maps, labels, ids, ds.classes, masks=masks, seed=spec.seed)
+            strategies[method] = spray_clusters(
+                maps, labels, ids, ds.classes, masks=masks, seed=spec.seed, hot_lift=th.shortcut_lift
+            )
         if q.faithfulness:
             f = deletion_insertion(
                 model.module, x, targets, maps, steps=q.deletion_steps, device=device,
@@ -94,7 +79,9 @@ def run_insights(spec: AuditSpec, work: Path, records: dict[str, dict], model: A
         if method in q.sanity_methods and q.sanity_images > 0:
             n = min(q.sanity_images, len(ids))
             s = randomisation_sanity(
-                model.module, x[:n], targets[:n], _explain_fn(spec, method, mean, std, device),
+                model.module, x[:n], targets[:n],
+                method_explain_fn(method, device=device, mean=mean, std=std, seed=spec.seed,
+                                  **(spec.method_settings.get(method) or {})),
                 seed=spec.seed, original_maps=maps[:n], max_rank_corr=th.sanity_max_rank_corr,
                 max_ssim=th.sanity_max_ssim, ids=ids[:n],
             )
