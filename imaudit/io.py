@@ -72,3 +72,26 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
+
+
+def sweep_stale_tmp(parent: str | Path, older_than_s: float) -> list[Path]:
+    """Remove ``atomic_dir`` temp folders in ``parent`` untouched for ``older_than_s`` seconds.
+
+    A killed process (SIGKILL, power loss) cannot clean up after itself; its
+    temp folder is only removed once it is older than any live run could be.
+    """
+    import time
+
+    parent = Path(parent)
+    removed: list[Path] = []
+    if not parent.is_dir():
+        return removed
+    now = time.time()
+    for p in parent.glob(".tmp-*"):
+        try:
+            if p.is_dir() and now - p.stat().st_mtime > older_than_s:
+                shutil.rmtree(p, ignore_errors=True)
+                removed.append(p)
+        except FileNotFoundError:
+            continue
+    return removed

@@ -25,7 +25,7 @@ from imaudit import paths
 from imaudit.audits.assemble import assemble, audit_id
 from imaudit.audits.spec import AuditSpec
 from imaudit.flows.chunked import finish_chunks, run_chunks, start_chunks
-from imaudit.io import atomic_dir
+from imaudit.io import atomic_dir, sweep_stale_tmp
 from imaudit.tasks import audit_tasks as t
 from imaudit.tasks import generative_tasks as gt
 from imaudit.tasks import report_tasks as rt
@@ -60,6 +60,8 @@ def audit(spec: AuditSpec) -> str:
     store = Path(spec.out or paths.report_store())
     aid = audit_id(spec)
     final = store / aid
+    # Temp folders of audits killed earlier; anything older than the flow timeout is dead.
+    sweep_stale_tmp(store, FLOW_TIMEOUT_S)
     pieces: dict[str, Any] = {"errors": [], "timings": {}}
     errors, timings = pieces["errors"], pieces["timings"]
     cache: dict[str, dict[str, int]] = {}
