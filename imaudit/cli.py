@@ -233,6 +233,36 @@ def compare(
 
 # [bench command]
 
+@app.command()
+def bench(
+    model: Annotated[Optional[str], typer.Option(help="timm model name (random weights)")] = None,
+    image_size: Annotated[Optional[int], typer.Option(help="input size in pixels (default 64; quick 32)")] = None,
+    images: Annotated[Optional[int], typer.Option(help="images each method explains (default 32; quick 8)")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    methods: Annotated[Optional[str], typer.Option(help="comma-separated methods (default: all; quick: saliency,gradcam,occlusion)")] = None,
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="write the measurements as JSON here")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="tiny configuration (seconds): a smoke check")] = False,
+    audits: Annotated[bool, typer.Option("--audits/--no-audits", help="time cold/warm audits and Prefect overhead")] = True,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's logs")] = False,
+) -> None:
+    """Measure throughput: peak, prediction, every method vs peak and vs the libraries' defaults, cache, Prefect."""
+    _quiet_prefect(verbose)
+    from rich.console import Console
+
+    from imaudit.bench.run import BenchConfig, run_bench, write_json
+
+    names = None if methods is None else [m.strip() for m in methods.split(",") if m.strip()]
+    cfg = BenchConfig.make(quick=quick, model=model, image_size=image_size, images=images, device=device,
+                           methods=names, audits=audits)
+    console = out if out.is_terminal else Console(width=180)
+    try:
+        report = run_bench(cfg, console)
+    except BadInputError as e:
+        _fail(str(e))
+    if out_file is not None:
+        out.print(f"measurements: {write_json(report, out_file)}", highlight=False)
+
+
 # [generative commands]
 
 @generative_app.command("train")

@@ -1,0 +1,219 @@
+"""Per explanation method (and the quality checks): passes per image, images/s and efficiency.
+
+Efficiency compares the achieved rate with what the model alone allows for the
+passes the method makes. A method that pushes F images forward and B of them
+back per explained image would, at peak speed, need
+
+    t_ideal = (F - B) / peak_forward + B / peak_forward+backward   seconds per image,
+
+because each backward comes with its own forward (measured together as the
+forward+backward peak) and the remaining forwards are plain inference. The
+"pass-equivalents" column expresses the same thing in forward passes:
+F - B + B * peak_forward / peak_forward+backward. Efficiency = rate * t_ideal.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from imaudit.audits.explain import create_explainer, typical_samples
+from imaudit.audits.quality import deletion_insertion, randomisation_sanity
+from imaudit.audits.spec import QualitySettings
+from imaudit.bench.counting import PassCount, count_passes
+from imaudit.bench.peak import Peak
+from imaudit.bench.workload import Workload
+
+
+@dataclass
+class Peaks:
+    """The two model-bound limits every efficiency is measured against."""
+
+    forward: Peak
+    backward: Peak  # forward+backward
+
+    def ideal_seconds(self, forward: float, backward: float) -> float:
+        """Seconds per image at peak speed for ``forward``/``backward`` images per image."""
+        plain = max(0.0, forward - backward)
+        return plain / self.forward.images_per_s + backward / self.backward.images_per_s
+
+    def pass_equivalents(self, forward: float, backward: float) -> float:
+        """The same cost in plain forward passes."""
+        return self.ideal_seconds(forward, backward) * self.forward.images_per_s
+
+
+@dataclass
+class MethodRow:
+    """One row of the methods table."""
+
+    name: str
+    images: int
+    seconds: float
+    forward_per_image: float
+    backward_per_image: float
+    pass_equivalents: float
+    images_per_s: float
+    ideal_images_per_s: float
+    efficiency: float
+    model_share: float | None  # share of wall time inside forward calls (CPU only)
+    failures: int = 0
+    note: str = ""
+
+
+def timed_count(model: nn.Module, fn: Callable[[], object], min_seconds: float = 1.0,
+                max_runs: int = 9) -> tuple[object, float, PassCount]:
+    """(result, median seconds, passes of one run) of ``fn``.
+
+    The first run is counted; more runs follow (up to ``max_runs``) until
+    ``min_seconds`` have passed, so a step of a few milliseconds is not judged
+    by one reading on a busy machine. Slow steps run once.
+    """
+    sync = torch.cuda.synchronize if next(model.parameters()).device.type == "cuda" else (lambda: None)
+    times: list[float] = []
+    with count_passes(model) as count:
+        t0 = time.perf_counter()
+        out = fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    while sum(times) < min_seconds and len(times) < max_runs:
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return out, statistics.median(times), count
+
+
+def make_row(name: str, n: int, seconds: float, count: PassCount, peaks: Peaks, failures: int = 0,
+             note: str = "") -> MethodRow:
+    """A table row from a timed, counted run over ``n`` images."""
+    n = max(1, n)
+    f, b = count.forward / n, count.backward / n
+    rate = n / max(seconds, 1e-9)
+    ideal = peaks.ideal_seconds(f, b)
+    share = None if count.forward_seconds is None else count.forward_seconds / max(seconds, 1e-9)
+    return MethodRow(
+        name=name,
+        images=n,
+        seconds=seconds,
+        forward_per_image=f,
+        backward_per_image=b,
+        pass_equivalents=peaks.pass_equivalents(f, b),
+        images_per_s=rate,
+        ideal_images_per_s=1.0 / ideal if ideal > 0 else float("inf"),
+        efficiency=rate * ideal,
+        model_share=share,
+        failures=failures,
+        note=note,
+    )
+
+
+def method_images(method: str, images: int) -> int:
+    """Images a method explains in the bench: at most its typical audit sample (LIME/SHAP fewer)."""
+    return max(1, min(images, typical_samples(method)))
+
+
+def warm_up(run: Callable[[int], object], n: int, budget_s: float = 3.0) -> None:
+    """Untimed runs before timing: ``run(k)`` does the work for the first k images.
+
+    The first calls pay one-time costs (lazy imports, allocator growth, oneDNN /
+    cuDNN kernel selection per batch shape). One image twice, then, when the
+    second took little enough that the whole set costs under ``budget_s``, the
+    whole set once, so every batch shape of the timed run has been seen.
+    """
+    run(1)
+    t0 = time.perf_counter()
+    run(1)
+    if n > 1 and (time.perf_counter() - t0) * n < budget_s:
+        run(n)
+
+
+def explain_fn(work: Workload, method: str, settings: dict | None = None, seed: int = 0):
+    """(model, images, targets) -> (N,H,W) maps with NaN rows for failures, as the audit's sanity check uses."""
+
+    def fn(model: nn.Module, images: Tensor, targets: Tensor) -> np.ndarray:
+        ex = create_explainer(method, model, device=work.device, mean=work.mean, std=work.std, seed=seed,
+                              progress=False, **(settings or {}))
+        e = ex.explain(images, targets, [str(i) for i in range(len(images))])
+        out = np.full((len(images), *images.shape[-2:]), np.nan, np.float32)
+        for row, i in zip(e.maps, e.ids):
+            out[int(i)] = row
+        return out
+
+    return fn
+
+
+def bench_method(work: Workload, method: str, peaks: Peaks, settings: dict | None = None,
+                 seed: int = 0) -> tuple[MethodRow, np.ndarray]:
+    """Explain the workload's images with ``method`` once (after a one-image warm-up); the row and its maps."""
+    ex = create_explainer(method, work.model.module, device=work.device, mean=work.mean, std=work.std,
+                          seed=seed, progress=False, **(settings or {}))
+    reason = ex.applicable()
+    if reason is not None:
+        row = MethodRow(method, 0, 0.0, 0, 0, 0, 0, 0, float("nan"), None, note=f"does not apply: {reason}")
+        return row, np.zeros((0, *work.input_shape[1:]), np.float32)
+    x, t = work.images, work.targets
+    warm_up(lambda k: ex.explain(x[:k], t[:k], work.ids[:k]), len(x))
+    expl, seconds, count = timed_count(work.model.module, lambda: ex.explain(x, t, work.ids))
+    maps = np.full((len(x), *x.shape[-2:]), np.nan, np.float32)
+    pos = {i: k for k, i in enumerate(work.ids)}
+    for row, i in zip(expl.maps, expl.ids):
+        maps[pos[i]] = row
+    return make_row(method, len(x), seconds, count, peaks, failures=len(expl.failures)), maps
+
+
+def bench_deletion(work: Workload, maps: np.ndarray, peaks: Peaks, source: str, seed: int = 0) -> MethodRow:
+    """Deletion/insertion curves (the audit's settings: spec.quality.deletion_steps, one random order)."""
+    steps = QualitySettings().deletion_steps
+    ok = np.isfinite(maps).reshape(len(maps), -1).all(axis=1)
+    x, t, m = work.images[ok], work.targets[ok], maps[ok]
+    warm_up(lambda k: deletion_insertion(work.model.module, x[:k], t[:k], m[:k], steps=steps, device=work.device,
+                                         seed=seed), len(x))
+    res, seconds, count = timed_count(
+        work.model.module,
+        lambda: deletion_insertion(work.model.module, x, t, m, steps=steps, device=work.device, seed=seed),
+    )
+    return make_row("deletion/insertion", len(x), seconds, count, peaks, failures=len(res["failures"]),
+                    note=f"{steps} steps x 2 curves x (map + 1 random order), maps from {source}")
+
+
+def bench_sanity(work: Workload, method: str, maps: np.ndarray, peaks: Peaks, settings: dict | None = None,
+                 seed: int = 0) -> MethodRow:
+    """Randomisation sanity check as the audit runs it: original maps given, the randomised copy explained."""
+    n = min(QualitySettings().sanity_images, len(work.images))
+    x, t = work.images[:n], work.targets[:n]
+    fn = explain_fn(work, method, settings, seed=seed)
+    res, seconds, count = timed_count(
+        work.model.module,
+        lambda: randomisation_sanity(work.model.module, x, t, fn, seed=seed, original_maps=maps[:n]),
+    )
+    return make_row(f"sanity ({method})", n, seconds, count, peaks, failures=len(res["failures"]),
+                    note="deep copy + top-half layers re-initialised, then re-explained")
+
+
+def bench_methods(work: Workload, methods: list[str], peaks: Peaks, settings: dict[str, dict] | None = None,
+                  sanity_methods: list[str] | None = None, progress: bool = False) -> tuple[list[MethodRow], dict[str, np.ndarray]]:
+    """Rows for every method, deletion/insertion (on the first method's maps) and the sanity
+    check for each method the audit sanity-checks by default; also the maps by method."""
+    settings = settings or {}
+    sanity = QualitySettings().sanity_methods if sanity_methods is None else sanity_methods
+    rows: list[MethodRow] = []
+    maps_by: dict[str, np.ndarray] = {}
+    for m in tqdm(methods, desc="methods", disable=not progress, leave=False):
+        row, maps = bench_method(work.head(method_images(m, len(work.images))), m, peaks, settings.get(m))
+        rows.append(row)
+        if row.images:
+            maps_by[m] = maps
+    if maps_by:
+        source = next(iter(maps_by))
+        rows.append(bench_deletion(work.head(len(maps_by[source])), maps_by[source], peaks, source))
+    for m in methods:
+        if m in sanity and m in maps_by:
+            rows.append(bench_sanity(work.head(len(maps_by[m])), m, maps_by[m], peaks, settings.get(m)))
+    return rows, maps_by

@@ -1,0 +1,101 @@
+"""Prefect's overhead: the audit flow against calling the same stage functions directly.
+
+``run_direct`` does what ``imaudit.flows.audit.audit`` does, stage for stage
+(imaudit.audits.pipeline), with plain calls instead of tasks: no task runs,
+no result persistence, no Prefect cache lookups, no artifact. Both run cold
+(empty chunk cache, models loaded afresh) on the same spec; the ratio
+flow / direct is the price of orchestration. The flow runs in this process
+against Prefect's temporary (ephemeral) server, started before timing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from imaudit import paths
+from imaudit.audits import pipeline
+from imaudit.audits.assemble import assemble, audit_id
+from imaudit.audits.spec import AuditSpec
+from imaudit.bench.homes import forget_loaded, temp_home
+from imaudit.io import atomic_dir
+
+
+@dataclass
+class OverheadRow:
+    """Seconds of the direct calls and of the flow, and flow / direct."""
+
+    direct_seconds: float
+    flow_seconds: float
+    ratio: float
+    prefect_startup_seconds: float | None = None
+
+
+def run_direct(spec: AuditSpec) -> Path:
+    """The audit flow's stages as plain function calls; returns the report folder."""
+    from imaudit.reports.index import build_index
+    from imaudit.reports.render import render_report
+
+    store = Path(spec.out or paths.report_store())
+    aid = audit_id(spec)
+    pieces: dict = {"errors": [], "timings": {}}
+    with atomic_dir(store / aid) as work:
+        ident = pipeline.identify(spec, work)
+        pieces["identity"] = ident
+        pieces["data_gate"] = pipeline.check_data(spec, work)
+        pred = pipeline.predict(spec, work, progress=False)
+        pieces["artifacts"] = dict(pred["files"])
+        pieces["prediction_gate"] = pipeline.check_outputs(spec, work)
+        pieces["diagnosis"] = pipeline.diagnose(spec, work, ident.get("history"))
+        pipeline.choose_sample(spec, work)
+        records = {m: pipeline.explain(spec, work, m) for m in spec.methods}
+        pieces["explanations"] = records
+        pieces["gallery"] = pipeline.gallery(spec, work, records)
+        if records:
+            pieces["insights"] = pipeline.insights(spec, work, records)
+        result = assemble(spec, aid, pieces)
+        result.write(work)
+        render_report(result, work)
+    build_index(store)
+    return store / aid
+
+
+def start_prefect() -> float:
+    """Run an empty flow so Prefect's temporary server is up before anything is timed; its seconds."""
+    from prefect import flow
+
+    @flow(name="imaudit-bench-warmup")
+    def warmup() -> int:
+        return 1
+
+    t0 = time.perf_counter()
+    warmup()
+    return time.perf_counter() - t0
+
+
+def time_direct(spec: AuditSpec) -> float:
+    """Seconds of one cold direct audit in a fresh home."""
+    with temp_home():
+        forget_loaded()
+        t0 = time.perf_counter()
+        run_direct(spec)
+        return time.perf_counter() - t0
+
+
+def time_flow(spec: AuditSpec) -> float:
+    """Seconds of one cold audit flow in a fresh home."""
+    from imaudit.flows.audit import run_audit
+
+    with temp_home():
+        forget_loaded()
+        t0 = time.perf_counter()
+        run_audit(spec)
+        return time.perf_counter() - t0
+
+
+def bench_overhead(spec: AuditSpec, flow_seconds: float | None = None, startup: float | None = None) -> OverheadRow:
+    """flow / direct on ``spec`` (``flow_seconds`` reuses a cold flow already timed, e.g. by the cache row)."""
+    direct = time_direct(spec)
+    flow = time_flow(spec) if flow_seconds is None else flow_seconds
+    return OverheadRow(direct, flow, flow / direct, startup)

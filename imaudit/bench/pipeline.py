@@ -1,0 +1,56 @@
+"""Prediction throughput through the real pipeline: decode, transform, loader, model.
+
+The audit's own prediction path (``imaudit.audits.predict.infer_logits`` over an
+``ImageDataset`` with the model's timm transform, default batch size and
+workers for the device) on builtin:digits PNG files, as images/s and as a
+share of the bare-forward peak.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from imaudit.audits.data import ImageDataset
+from imaudit.audits.device import default_batch_size, default_workers
+from imaudit.audits.predict import infer_logits
+from imaudit.bench.counting import count_passes
+from imaudit.bench.peak import Peak
+from imaudit.bench.workload import Workload
+
+
+@dataclass
+class PipelineRow:
+    """Images/s predicted from files, the batch size and workers used, and the ratio to the peak."""
+
+    images: int
+    seconds: float
+    images_per_s: float
+    batch_size: int
+    workers: int
+    ratio_to_peak: float
+    model_share: float | None
+
+
+def bench_prediction(work: Workload, peak: Peak, images: int, batch_size: int | None = None,
+                     workers: int | None = None, repeats: int = 3) -> PipelineRow:
+    """Predict the first ``images`` digits (train and val) from their files, as an audit does;
+    the median of ``repeats`` runs."""
+    rows = work.dataset.manifest.head(images).reset_index(drop=True)
+    dset = ImageDataset(rows, work.dataset.classes, work.model.transform())
+    bs = batch_size or default_batch_size(work.device)
+    nw = default_workers(work.device) if workers is None else workers
+    model = work.model.module
+    # Warm-up on one batch: decoder, transform and kernels for this batch shape.
+    infer_logits(model, ImageDataset(rows.head(bs), work.dataset.classes, work.model.transform()), work.device,
+                 batch_size=bs, workers=0, progress=False)
+    runs: list[tuple[float, float | None]] = []
+    for _ in range(repeats):
+        with count_passes(model) as count:
+            t0 = time.perf_counter()
+            infer_logits(model, dset, work.device, batch_size=bs, workers=nw, progress=False)
+            runs.append((time.perf_counter() - t0, count.forward_seconds))
+    seconds, in_model = sorted(runs)[len(runs) // 2]  # the median run
+    rate = len(rows) / max(seconds, 1e-9)
+    share = None if in_model is None else in_model / max(seconds, 1e-9)
+    return PipelineRow(len(rows), seconds, rate, bs, nw, rate / peak.images_per_s, share)

@@ -1,0 +1,249 @@
+"""`imaudit bench`: every measurement in one run, printed as tables and written as JSON.
+
+Order matters on a shared machine only for warm-ups, so every timed part has
+its own: peaks first (they also warm the model's kernels), then prediction,
+methods and their library-default baselines, then the audits (a throwaway
+direct audit warms imports and the data gates before any audit is timed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from imaudit.bench.baselines import BaselineRow, bench_baseline
+from imaudit.bench.methods import MethodRow, Peaks, bench_methods
+from imaudit.bench.peak import measure_peak
+from imaudit.bench.pipeline import bench_prediction
+from imaudit.bench.workload import build_workload
+from imaudit.errors import BadInputError
+from imaudit.io import atomic_write_text
+
+TARGETS = {"prediction": 0.8, "efficiency": 0.7, "speedup": 1.0, "cache": 0.1, "overhead": 1.15}
+QUICK_METHODS = ["saliency", "gradcam", "occlusion"]
+
+
+@dataclass
+class BenchConfig:
+    """What to measure. ``quick``: a tiny run (seconds) for tests and smoke checks."""
+
+    model: str = "test_resnet"
+    image_size: int = 64
+    images: int = 32
+    device: str = "auto"
+    methods: list[str] | None = None  # None: every registered method (quick: 3)
+    pipeline_images: int = 1024
+    baselines: bool = True
+    audits: bool = True
+    quick: bool = False
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def make(cls, quick: bool = False, **given: Any) -> "BenchConfig":
+        """Defaults, or the quick ones, overridden by the ``given`` values that are not None."""
+        base = cls(image_size=32, images=4, pipeline_images=64, methods=list(QUICK_METHODS), quick=True) if quick else cls()
+        for k, v in given.items():
+            if v is not None:
+                setattr(base, k, v)
+        return base
+
+
+def machine() -> dict[str, Any]:
+    """Where the numbers came from."""
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    try:
+        info["load_average"] = list(os.getloadavg())
+    except OSError:
+        info["load_average"] = None
+    return info
+
+
+def _methods(cfg: BenchConfig) -> list[str]:
+    from imaudit.audits.explain import list_methods
+
+    known = list_methods()
+    methods = cfg.methods if cfg.methods is not None else known
+    unknown = [m for m in methods if m not in known]
+    if unknown:
+        raise BadInputError(f"--methods: unknown {', '.join(unknown)}; known: {', '.join(known)}")
+    return list(methods)
+
+
+def _prefect_home() -> None:
+    """Without a configured server, give Prefect's temporary server its own database (a
+    shared ~/.prefect database locks up when other processes use it at the same time)."""
+    if not os.environ.get("PREFECT_API_URL") and not os.environ.get("PREFECT_HOME"):
+        import tempfile
+
+        os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="imaudit-bench-prefect-")
+
+
+def run_bench(cfg: BenchConfig, console: Console | None = None) -> dict[str, Any]:
+    """Measure everything ``cfg`` asks for; print the tables on ``console``; return the JSON-able report."""
+    console = console or Console()
+    methods = _methods(cfg)
+    report: dict[str, Any] = {"config": asdict(cfg), "machine": machine()}
+    say = console.log if cfg.progress else (lambda *a, **k: None)
+
+    say(f"workload: timm:{cfg.model} at {cfg.image_size} px, {cfg.images} images")
+    work = build_workload(cfg.model, cfg.image_size, cfg.images, cfg.device)
+    report["device"] = str(work.device)
+    sizes = (1, 4, 16) if cfg.quick else None
+    repeats = 3 if cfg.quick else 7
+    say("peak throughput (forward, forward+backward)")
+    peaks = Peaks(
+        measure_peak(work.model.module, work.input_shape, work.device, "forward", batch_sizes=sizes, repeats=repeats),
+        measure_peak(work.model.module, work.input_shape, work.device, "forward+backward", batch_sizes=sizes,
+                     repeats=repeats),
+    )
+    report["peaks"] = {"forward": asdict(peaks.forward), "forward+backward": asdict(peaks.backward)}
+
+    say("prediction through the pipeline")
+    pred = bench_prediction(work, peaks.forward, min(cfg.pipeline_images, len(work.dataset.manifest)))
+    report["prediction"] = asdict(pred)
+
+    say(f"methods: {', '.join(methods)}")
+    rows, _ = bench_methods(work, methods, peaks, progress=cfg.progress)
+    report["methods"] = [asdict(r) for r in rows]
+    base: list[BaselineRow] = []
+    if cfg.baselines:
+        by_name = {r.name: r for r in rows}
+        for m in methods:
+            say(f"library default: {m}")
+            b = bench_baseline(work, m, peaks, by_name.get(m))
+            if b is not None:
+                base.append(b)
+    report["baselines"] = [asdict(b) for b in base]
+
+    if cfg.audits:
+        report.update(_audit_rows(cfg, methods, say))
+    report["targets"] = targets(report)
+    report["machine"]["load_average_end"] = machine()["load_average"]
+    print_report(report, console)
+    return report
+
+
+def _audit_rows(cfg: BenchConfig, methods: list[str], say) -> dict[str, Any]:
+    from imaudit.bench.cache import bench_cache
+    from imaudit.bench.homes import bench_audit_spec
+    from imaudit.bench.overhead import bench_overhead, start_prefect, time_direct
+
+    _prefect_home()
+    audit_methods = methods[:1] if cfg.quick else methods
+    spec = bench_audit_spec(cfg.model, cfg.image_size, audit_methods, samples=cfg.images, device=cfg.device,
+                            train_cap=64 if cfg.quick else 512)
+    say("audits: starting Prefect, warm-up audit")
+    startup = start_prefect()
+    time_direct(spec)  # warm-up: imports, Great Expectations, kernels; not reported
+    say("audits: cold and warm (flow)")
+    cache = bench_cache(spec)
+    say("audits: direct stage calls")
+    overhead = bench_overhead(spec, flow_seconds=cache.cold_seconds, startup=startup)
+    return {"audit": {"methods": audit_methods, "samples": cfg.images}, "cache": asdict(cache),
+            "overhead": asdict(overhead)}
+
+
+def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each issue target with the measured value and whether it is met."""
+    out: list[dict[str, Any]] = []
+
+    def add(name: str, value: float | None, limit: float, higher_is_better: bool = True) -> None:
+        met = None if value is None else (value >= limit if higher_is_better else value <= limit)
+        out.append({"target": name, "value": value, "limit": limit, "met": met,
+                    "rule": ">=" if higher_is_better else "<="})
+
+    add("prediction / peak", report["prediction"]["ratio_to_peak"], TARGETS["prediction"])
+    for r in report["methods"]:
+        if r["images"]:
+            add(f"efficiency {r['name']}", r["efficiency"], TARGETS["efficiency"])
+    for b in report["baselines"]:
+        add(f"speed-up {b['name']} vs library default", b["speedup"], TARGETS["speedup"])
+    if "cache" in report:
+        add("warm / cold audit", report["cache"]["ratio"], TARGETS["cache"], higher_is_better=False)
+        add("flow / direct (Prefect overhead)", report["overhead"]["ratio"], TARGETS["overhead"], higher_is_better=False)
+    return out
+
+
+def _f(v: float | None, digits: int = 2) -> str:
+    if v is None or v != v:  # None or NaN
+        return "-"
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    return f"{v:.{digits}f}"
+
+
+def print_report(report: dict[str, Any], console: Console) -> None:
+    """The three tables (model and prediction, methods, audits) and the targets."""
+    m = report["machine"]
+    where = m["cuda"] or f"{m['cpu_count']} CPU cores"
+    console.print(f"device {report['device']} ({where}), torch {m['torch']}, "
+                  f"{m['torch_threads']} threads, load average {m['load_average']}", highlight=False)
+    t = Table(title="Model-bound peak and prediction")
+    for col in ("row", "batch", "images/s", "vs peak"):
+        t.add_column(col, no_wrap=True)
+    pk = report["peaks"]
+    t.add_row("peak forward", str(pk["forward"]["batch_size"]), _f(pk["forward"]["images_per_s"]), "1.00")
+    t.add_row("peak forward+backward", str(pk["forward+backward"]["batch_size"]),
+              _f(pk["forward+backward"]["images_per_s"]), "-")
+    p = report["prediction"]
+    share = "" if p["model_share"] is None else f", {p['model_share']:.0%} in model"
+    t.add_row(f"prediction (files, {p['images']} images, {p['workers']} workers{share})", str(p["batch_size"]),
+              _f(p["images_per_s"]), _f(p["ratio_to_peak"]))
+    console.print(t)
+
+    t = Table(title="Explanation methods and quality checks")
+    for col in ("method", "images", "fwd/img", "bwd/img", "pass-eq/img", "images/s", "ideal/s", "efficiency",
+                "in model", "library default/s", "speed-up"):
+        t.add_column(col, no_wrap=True)
+    base = {b["name"]: b for b in report["baselines"]}
+    for r in report["methods"]:
+        b = base.get(r["name"])
+        t.add_row(
+            r["name"], str(r["images"]), _f(r["forward_per_image"], 1), _f(r["backward_per_image"], 1),
+            _f(r["pass_equivalents"], 1), _f(r["images_per_s"]), _f(r["ideal_images_per_s"]), _f(r["efficiency"]),
+            "-" if r["model_share"] is None else f"{r['model_share']:.0%}",
+            _f(b["row"]["images_per_s"]) if b else "-", _f(b["speedup"]) if b else "-",
+        )
+    console.print(t)
+
+    if "cache" in report:
+        c, o = report["cache"], report["overhead"]
+        t = Table(title=f"Audits ({', '.join(report['audit']['methods'])}; {report['audit']['samples']} samples)")
+        for col in ("row", "seconds", "vs", "ratio"):
+            t.add_column(col, no_wrap=True)
+        t.add_row(f"warm audit ({c['chunks_reused']}/{c['chunks_total']} chunks reused)", _f(c["warm_seconds"]),
+                  f"cold {_f(c['cold_seconds'])}", _f(c["ratio"]))
+        t.add_row("audit flow (Prefect)", _f(o["flow_seconds"]), f"direct {_f(o['direct_seconds'])}", _f(o["ratio"]))
+        console.print(t)
+        stages = ", ".join(f"{k} {v:.2f}" for k, v in c["warm_stages"].items())
+        console.print(f"warm audit stages (s): {stages}", highlight=False)
+
+    t = Table(title="Targets")
+    for col in ("target", "value", "limit", "met"):
+        t.add_column(col, no_wrap=True)
+    for g in report["targets"]:
+        met = {True: "[green]yes[/green]", False: "[red]no[/red]", None: "-"}[g["met"]]
+        t.add_row(g["target"], _f(g["value"]), f"{g['rule']} {g['limit']}", met)
+    console.print(t)
+
+
+def write_json(report: dict[str, Any], path: Path) -> Path:
+    """The report as JSON (atomically)."""
+    atomic_write_text(Path(path), json.dumps(report, indent=2, default=str))
+    return Path(path)
