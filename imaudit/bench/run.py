@@ -150,7 +150,8 @@ def _audit_rows(cfg: BenchConfig, methods: list[str], say) -> dict[str, Any]:
                             train_cap=64 if cfg.quick else 512)
     say("audits: starting Prefect, warm-up audit")
     startup = start_prefect()
-    time_direct(spec)  # warm-up: imports, Great Expectations, kernels; not reported
+    if not cfg.quick:
+        time_direct(spec)  # warm-up: imports, Great Expectations, kernels; not reported
     say("audits: cold and warm (flow)")
     cache = bench_cache(spec)
     say("audits: direct stage calls")
