@@ -96,6 +96,9 @@ def history_rows(history: Any) -> list[dict[str, Any]]:
     return []
 
 
+CHECK_SECTIONS = ("faithfulness", "sanity", "localisation")
+
+
 class ReportContext:
     """Turns an AuditResult into plain template data, drawing figures as it goes."""
 
@@ -420,18 +423,27 @@ class ReportContext:
         for method, per_class in self.r.strategies.items():
             if not isinstance(per_class, Mapping):
                 continue
+            # spray_clusters' shape: {"classes": {cls: {"count", "k", "clusters": [...]}}}; a plain
+            # {cls: [clusters]} mapping is accepted too.
+            if isinstance(per_class.get("classes"), Mapping):
+                per_class = {
+                    cls: (v.get("clusters") if isinstance(v, Mapping) else v) for cls, v in per_class["classes"].items()
+                }
             classes = []
             for cls, clusters in list(per_class.items())[:CLASS_LIMIT]:
                 if not isinstance(clusters, list):
                     continue
                 clusters = [c for c in clusters if isinstance(c, Mapping)]
+                if not clusters:
+                    continue
                 maps = {f"cluster {i + 1} (n={c.get('size', len(c.get('ids') or []))})": c["mean_map"]
                         for i, c in enumerate(clusters[:CLUSTER_LIMIT]) if c.get("mean_map")}
                 url = self.figure(f"strategy-{method}-{cls}", lambda m=maps: figs.heatmaps_png(m)) if maps else None
                 rows = []
                 for i, c in enumerate(clusters[:CLUSTER_LIMIT]):
-                    ex = c.get("exemplars") or (c.get("ids") or [])[:EXEMPLAR_LIMIT]
-                    rest = {k: v for k, v in c.items() if k not in ("mean_map", "exemplars", "ids", "size")}
+                    ex = c.get("exemplars") or c.get("exemplar_ids") or (c.get("ids") or [])[:EXEMPLAR_LIMIT]
+                    rest = {k: v for k, v in c.items()
+                            if k not in ("mean_map", "exemplars", "exemplar_ids", "ids", "size")}
                     rows.append({"n": i + 1, "size": c.get("size", len(c.get("ids") or [])),
                                  "exemplars": [self._exemplar(e, method, images) for e in ex[:EXEMPLAR_LIMIT]],
                                  "extra": self.tree(rest) if rest else None})
@@ -448,7 +460,12 @@ class ReportContext:
         agreement = None
         for key, body in self.r.quality.items():
             if key == "agreement":
-                agreement = body
+                # agreement(): {"methods", "matrix": {a: {b: mean}}, "pairs": [...], "per_class"}
+                agreement = body.get("matrix", body) if isinstance(body, Mapping) else body
+            elif key in CHECK_SECTIONS:
+                # Per-check, per-image detail (faithfulness/sanity/localisation): each method's
+                # summary already sits in explanations.<method>.quality.
+                continue
             elif isinstance(body, Mapping):
                 per_method.setdefault(key, {}).update(body)
         if not per_method and agreement is None:

@@ -148,11 +148,17 @@ def make_result(
         m: {"grid": _grid(s), "per_class": {c: _grid(s * 10 + ci) for ci, c in enumerate(classes)},
             "regions": {"border": 0.3, "centre": 0.7}}
         for m, s in seeds.items()}
-    extra["strategies"] = {METHODS[0]: {classes[0]: [
-        {"size": 3, "ids": ["img000", "img003", "img006"], "mean_map": _grid(seed + 40), "exemplars": ["img000", "img003"]},
-        {"size": 1, "ids": ["img009"], "mean_map": _grid(seed + 41), "exemplars": ["img009"]}]}}
-    extra["quality"] = {METHODS[0]: {"random_deletion_auc": 0.45, "sanity": {"passed": True, "spearman": 0.1}},
-                      "agreement": {METHODS[0]: {METHODS[1]: 0.62}, METHODS[1]: {METHODS[0]: 0.62}}}
+    # The shape spray_clusters returns.
+    extra["strategies"] = {METHODS[0]: {"size": 16, "classes": {classes[0]: {"count": 4, "k": 2, "clusters": [
+        {"size": 3, "ids": ["img000", "img003", "img006"], "mean_map": _grid(seed + 40), "exemplar_ids": ["img000", "img003"]},
+        {"size": 1, "ids": ["img009"], "mean_map": _grid(seed + 41), "exemplar_ids": ["img009"]}]}}, "skipped": []}}
+    # The shapes insights.run_insights writes: per-check detail plus agreement().
+    extra["quality"] = {
+        "faithfulness": {METHODS[0]: {"deletion_auc": 0.2, "random_deletion_auc": 0.45, "per_image": []}},
+        "sanity": {METHODS[0]: {"passed": True, "rank_corr": 0.1, "per_image": []}},
+        "agreement": {"methods": list(METHODS), "matrix": {METHODS[0]: {METHODS[1]: 0.62}, METHODS[1]: {METHODS[0]: 0.62}},
+                      "pairs": [{"a": METHODS[0], "b": METHODS[1], "mean": 0.62, "count": 4}]},
+    }
     extra["errors"] = [{"stage": "views", "error": "ValueError: no conv layer"}]
     extra["generative"] = {"method": "latent-shift", "examples": [{"id": "img001", "image": "gallery/img001.png", "flipped_to": classes[1]}]}
     result = AuditResult.model_validate({**result.model_dump(by_alias=True), **extra})

@@ -139,3 +139,14 @@ def test_history_rows_accepts_rows_and_columns():
     assert rows == [{"epoch": 1, "train_loss": 1.0, "val_loss": 1.2}, {"epoch": 2, "train_loss": 0.5, "val_loss": 0.9}]
     assert history_rows({"rows": rows}) == rows
     assert history_rows(None) == []
+
+
+def test_quality_and_strategies_render_the_engine_shapes(tmp_path):
+    """Agreement is drawn as a method x method matrix and spray_clusters' classes become cluster rows."""
+    folder = tmp_path / "a1"
+    html = render_report(make_result(folder), folder).read_text()
+    q = html[html.index('id="quality"'):html.index('id="gallery"')]
+    assert "Method agreement" in q and "0.62" in q
+    assert "per_image" not in q and "<td>faithfulness</td>" not in q and "<td>sanity</td>" not in q
+    s = html[html.index('id="strategies"'):html.index('id="quality"')]
+    assert "cluster" in s and 'title="img000"' in s and "class skipped" not in s
