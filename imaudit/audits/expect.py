@@ -13,6 +13,7 @@ threads.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections import Counter
@@ -292,6 +293,8 @@ def _gx() -> dict[str, Any]:
     with _lock:
         if not _state:
             os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+            # GX logs its ephemeral docs folder at INFO on every start: noise in a CLI's output.
+            logging.getLogger("great_expectations").setLevel(logging.WARNING)
             import great_expectations as gx
             import great_expectations.expectations as gxe
             from great_expectations.data_context.types.base import ProgressBarsConfig
