@@ -70,6 +70,7 @@ def audit(
     input_size: Annotated[Optional[int], typer.Option(help="override the data config's input size (pixels)")] = None,
     methods: Annotated[Optional[str], typer.Option(help="comma-separated: saliency,ig,gradcam,occlusion,lime,shap,shap-gradient ('' for none)")] = None,
     samples: Annotated[int, typer.Option(help="val images each explanation method explains")] = 16,
+    method_samples: Annotated[Optional[str], typer.Option(help="per-method sample sizes, e.g. lime=8,shap=8")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="report store folder (default IMAUDIT_HOME/reports)")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     fail_on: Annotated[Optional[str], typer.Option(help="exit 1 when a finding is at least this severe: warning | error")] = None,
@@ -101,6 +102,8 @@ def audit(
     if methods is not None:
         fields["methods"] = methods
     try:
+        if method_samples:
+            fields["method_samples"] = {**fields.get("method_samples", {}), **_parse_pairs(method_samples, "--method-samples")}
         spec = AuditSpec.model_validate(fields)
         from imaudit.audits.pipeline import preflight
         from imaudit.flows.audit import run_audit
@@ -114,6 +117,17 @@ def audit(
     except BadInputError as e:
         _fail(str(e))
     raise typer.Exit(_summary(folder))
+
+
+def _parse_pairs(text: str, option: str) -> dict[str, int]:
+    """'a=1,b=2' -> {'a': 1, 'b': 2}; anything else is bad input naming the option."""
+    out: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise BadInputError(f"{option}: expected METHOD=N pairs, got {part!r}")
+        out[name.strip()] = int(value)
+    return out
 
 
 def _read_config(path: Path) -> dict:

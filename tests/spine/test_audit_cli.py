@@ -152,3 +152,15 @@ def test_odd_modes_and_corrupt_files_audit(tmp_path):
     assert {Path(e["path"]).name for e in audit["dataset"]["excluded"]} == {"empty.png", "text.jpg"}
     assert "corrupt-images" in {f["code"] for f in audit["findings"]}
     assert audit["metrics"]["val"]["n"] == 8
+
+
+def test_method_samples_option_and_bad_pairs(tmp_path):
+    code, out = run_cli(
+        "audit", "--model", "timm:test_resnet", "--dataset", "builtin:shapes?n=60&size=32", "--input-size", "32",
+        "--methods", "saliency,gradcam", "--samples", "6", "--method-samples", "gradcam=2", "--out", str(tmp_path),
+    )
+    assert code == 0, out
+    audit = json.loads(next(tmp_path.glob("*/audit.json")).read_text())
+    assert audit["explanations"]["saliency"]["count"] == 6 and audit["explanations"]["gradcam"]["count"] == 2
+    r = cli_subprocess("audit", "--model", "timm:test_resnet", "--dataset", "builtin:digits", "--method-samples", "lime")
+    assert r.returncode == 2 and "--method-samples" in r.stderr and "Traceback" not in r.stderr
