@@ -36,7 +36,19 @@ err = Console(stderr=True)
 
 
 def _quiet_prefect(verbose: bool) -> None:
+    """Prefect's per-task logs only with --verbose; stage progress lines always (on stderr)."""
+    import logging
+
+    from rich.logging import RichHandler
+
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    progress = logging.getLogger("imaudit.progress")
+    if not progress.handlers:
+        handler = RichHandler(console=err, show_time=False, show_path=False, show_level=False, markup=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        progress.addHandler(handler)
+        progress.setLevel(logging.INFO)
+        progress.propagate = False
 
 
 def _fail(msg: str, code: int = 2) -> None:

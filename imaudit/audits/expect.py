@@ -299,6 +299,8 @@ def _gx() -> dict[str, Any]:
             import great_expectations.expectations as gxe
             from great_expectations.data_context.types.base import ProgressBarsConfig
 
+            # ... and this module pins its own logger to INFO at import time.
+            logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
             context = gx.get_context(mode="ephemeral")
             context.variables.progress_bars = ProgressBarsConfig(globally=False)
             _state.update(

@@ -13,6 +13,7 @@ from the chunks it finished. ``cache`` in audit.json counts them.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +32,8 @@ from imaudit.tasks import generative_tasks as gt
 from imaudit.tasks import report_tasks as rt
 
 FLOW_TIMEOUT_S = 6 * 3600
+# Stage-level progress for people at a terminal (the CLI shows it; Prefect's run logs have the detail).
+progress = logging.getLogger("imaudit.progress")
 
 
 def _outcome(state: State, stage: str, errors: list[dict[str, Any]]) -> Any:
@@ -67,12 +70,14 @@ def audit(spec: AuditSpec) -> str:
     cache: dict[str, dict[str, int]] = {}
 
     def timed(name: str, fn, *args, required: bool = False) -> Any:
+        progress.info("%s ...", name)
         t0 = time.perf_counter()
         if required:
             out = fn(*args)
         else:
             out = _outcome(fn(*args, return_state=True), name, errors)
         timings[name] = round(time.perf_counter() - t0, 3)
+        progress.info("%s done in %.1fs%s", name, timings[name], "" if out is not None or required else " (failed)")
         return out
 
     with atomic_dir(final) as work:
@@ -81,8 +86,10 @@ def audit(spec: AuditSpec) -> str:
         log.info("auditing %s (%s) on %s", spec.model, ident["model"]["arch"], ident["dataset"]["ref"])
         pieces["data_gate"] = timed("check_data", t.check_data, spec, work)
         t0 = time.perf_counter()
+        progress.info("predict ...")
         pred = _guarded("predict", errors, lambda: _predict(spec, work, cache))
         timings["predict"] = round(time.perf_counter() - t0, 3)
+        progress.info("predict done in %.1fs (chunks %s)", timings["predict"], cache.get("predict"))
         if pred is not None:
             pieces["artifacts"] = dict(pred["files"])
             pieces["prediction_gate"] = timed("check_outputs", t.check_outputs, spec, work)
@@ -90,8 +97,10 @@ def audit(spec: AuditSpec) -> str:
             sample = timed("choose_sample", t.choose_sample, spec, work)
             if sample is not None and spec.methods:
                 t0 = time.perf_counter()
+                progress.info("explain with %s ...", ", ".join(spec.methods))
                 records = _explain_all(spec, work, errors, cache)
                 timings["explain"] = round(time.perf_counter() - t0, 3)
+                progress.info("explain done in %.1fs", timings["explain"])
                 pieces["explanations"] = records
                 pieces["gallery"] = timed("gallery", t.gallery, spec, work, records)
                 if records:

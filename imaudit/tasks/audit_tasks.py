@@ -8,6 +8,7 @@ by their content key (imaudit.tasks.chunk_cache).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,8 @@ def plan_predict(spec: AuditSpec) -> list[Chunk]:
 
 @task(name="predict-chunk", task_run_name="predict-chunk-{chunk.index}", **CHUNK_CACHE)
 def predict_chunk(spec: AuditSpec, chunk: Chunk) -> dict[str, Any]:
-    return pipeline.predict_chunk(spec, chunk)
+    # A bar only where someone watches a terminal; worker logs stay clean.
+    return pipeline.predict_chunk(spec, chunk, progress=sys.stderr.isatty())
 
 
 @task(name="assemble-predictions", retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=retry_on_io)
