@@ -34,7 +34,20 @@ class GradCamExplainer(Explainer):
     typical_samples = 64
 
     def _find_layer(self) -> tuple[nn.Module, str, TokenGridHook | None] | str:
-        """(module Captum hooks, its name, token hook or None), or why there is none."""
+        """(module Captum hooks, its name, token hook or None), or why there is none.
+
+        Remembered per input shape: ``applicable()`` and every ``explain()`` call would
+        otherwise each probe the model with a forward pass (measured by ``imaudit bench``).
+        """
+        key = (self.input_shape, self.settings["layer"])
+        cached = getattr(self, "_found_layer", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        found = self._probe_layer()
+        self._found_layer = (key, found)
+        return found
+
+    def _probe_layer(self) -> tuple[nn.Module, str, TokenGridHook | None] | str:
         shape = self.input_shape or guess_input_shape(self.model)
         name = self.settings["layer"]
         if name:
