@@ -20,12 +20,15 @@ Our speed-up is our rate over the baseline's, on the same images.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from unittest import mock
 
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from imaudit.audits.explain import method_defaults
 from imaudit.audits.explain.layers import TokenGridHook, gradcam_layer
@@ -119,15 +122,18 @@ def lime_image_default(work: Workload, x: Tensor, t: Tensor, s: dict) -> None:
 
     fn = _model_fn(work, softmax=True)
     h, w = x.shape[-2:]
+    # lime_image draws a tqdm bar per image and has no switch for it: hide it (output only).
+    quiet = mock.patch.object(lime_image, "tqdm", functools.partial(tqdm, disable=True))
     for image, target in zip(_pixels(work, x), t.tolist()):
         seg = SegmentationAlgorithm("slic", n_segments=slic_segments(h, w, int(s["pixels_per_segment"])),
                                     compactness=float(s["compactness"]), sigma=1.0, start_label=0, random_seed=0)
         lo, hi = image.min(), image.max()
         explainer = lime_image.LimeImageExplainer(kernel_width=float(s["kernel_width"]), random_state=0)
-        explainer.explain_instance(
-            image, fn, labels=(target,), top_labels=None, num_samples=int(s["num_samples"]),
-            segmentation_fn=lambda im, lo=lo, hi=hi: seg((im - lo) / max(hi - lo, 1e-12)), random_seed=0,
-        )
+        with quiet:
+            explainer.explain_instance(
+                image, fn, labels=(target,), top_labels=None, num_samples=int(s["num_samples"]),
+                segmentation_fn=lambda im, lo=lo, hi=hi: seg((im - lo) / max(hi - lo, 1e-12)), random_seed=0,
+            )
 
 
 def shap_partition(work: Workload, x: Tensor, t: Tensor, s: dict) -> None:

@@ -28,6 +28,7 @@ class CacheRow:
     chunks_reused: int
     chunks_total: int
     warm_stages: dict[str, float] = field(default_factory=dict)
+    cold_stages: dict[str, float] = field(default_factory=dict)
 
 
 def _audit_json(folder: Path) -> dict:
@@ -41,8 +42,9 @@ def bench_cache(spec: AuditSpec) -> CacheRow:
     with temp_home():
         forget_loaded()
         t0 = time.perf_counter()
-        run_audit(spec)
+        cold_folder = run_audit(spec)
         cold = time.perf_counter() - t0
+        cold_stages = dict(_audit_json(cold_folder).get("timings") or {})
         forget_loaded()
         t0 = time.perf_counter()
         warm_folder = run_audit(spec)
@@ -56,4 +58,5 @@ def bench_cache(spec: AuditSpec) -> CacheRow:
         chunks_reused=sum(s.get("reused", 0) for s in stats),
         chunks_total=sum(s.get("total", 0) for s in stats),
         warm_stages=dict(data.get("timings") or {}),
+        cold_stages=cold_stages,
     )

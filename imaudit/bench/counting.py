@@ -23,12 +23,15 @@ class PassCount:
     """Images through the model: ``forward`` (every call, batch rows summed), ``backward``
     (rows whose output received a gradient), ``calls`` (forward calls) and
     ``forward_seconds`` (wall time inside forward calls; CPU only, None on CUDA where
-    kernels run asynchronously and timing them would need a sync that changes the run)."""
+    kernels run asynchronously and timing them would need a sync that changes the run)
+    and ``wall_seconds`` of the counted block (set by the caller), so their ratio is the
+    share of time spent in the model."""
 
     forward: int = 0
     backward: int = 0
     calls: int = 0
     forward_seconds: float | None = 0.0
+    wall_seconds: float | None = None  # wall time of the counted block, when the caller timed it
 
 
 def _rows(x: object) -> int:

@@ -82,6 +82,7 @@ def timed_count(model: nn.Module, fn: Callable[[], object], min_seconds: float =
         out = fn()
         sync()
         times.append(time.perf_counter() - t0)
+    count.wall_seconds = times[0]
     while sum(times) < min_seconds and len(times) < max_runs:
         t0 = time.perf_counter()
         fn()
@@ -97,7 +98,8 @@ def make_row(name: str, n: int, seconds: float, count: PassCount, peaks: Peaks, 
     f, b = count.forward / n, count.backward / n
     rate = n / max(seconds, 1e-9)
     ideal = peaks.ideal_seconds(f, b)
-    share = None if count.forward_seconds is None else count.forward_seconds / max(seconds, 1e-9)
+    wall = count.wall_seconds or seconds
+    share = None if count.forward_seconds is None else count.forward_seconds / max(wall, 1e-9)
     return MethodRow(
         name=name,
         images=n,

@@ -19,6 +19,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from imaudit.audits.spec import DEFAULT_METHODS
 from imaudit.bench.baselines import BaselineRow, bench_baseline
 from imaudit.bench.methods import MethodRow, Peaks, bench_methods
 from imaudit.bench.peak import measure_peak
@@ -77,7 +78,8 @@ def machine() -> dict[str, Any]:
 def _methods(cfg: BenchConfig) -> list[str]:
     from imaudit.audits.explain import list_methods
 
-    known = list_methods()
+    # The audit's default order first (registration order depends on import order).
+    known = sorted(list_methods(), key=lambda m: (DEFAULT_METHODS + [m]).index(m))
     methods = cfg.methods if cfg.methods is not None else known
     unknown = [m for m in methods if m not in known]
     if unknown:
@@ -232,8 +234,9 @@ def print_report(report: dict[str, Any], console: Console) -> None:
                   f"cold {_f(c['cold_seconds'])}", _f(c["ratio"]))
         t.add_row("audit flow (Prefect)", _f(o["flow_seconds"]), f"direct {_f(o['direct_seconds'])}", _f(o["ratio"]))
         console.print(t)
-        stages = ", ".join(f"{k} {v:.2f}" for k, v in c["warm_stages"].items())
-        console.print(f"warm audit stages (s): {stages}", highlight=False)
+        for which in ("cold", "warm"):
+            stages = ", ".join(f"{k} {v:.2f}" for k, v in c[f"{which}_stages"].items())
+            console.print(f"{which} audit stages (s): {stages}", highlight=False)
 
     t = Table(title="Targets")
     for col in ("target", "value", "limit", "met"):
