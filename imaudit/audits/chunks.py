@@ -76,17 +76,17 @@ def content_digest(image_sha256s: Sequence[str], config: Mapping[str, Any]) -> s
     return digest("images", list(map(str, image_sha256s)), dict(config))
 
 
-@functools.lru_cache(maxsize=1)
-def code_version() -> str:
-    """imaudit's version plus a digest of the source files that compute chunks."""
+@functools.lru_cache(maxsize=8)
+def source_digest(modules: tuple[str, ...], packages: tuple[str, ...] = ()) -> str:
+    """imaudit's version plus a digest of the given modules' and packages' source files."""
     import importlib
     import pkgutil
 
     h = hashlib.sha256(imaudit.__version__.encode())
     files: list[Path] = []
-    for name in _CODE_MODULES:
+    for name in modules:
         files.append(Path(importlib.import_module(name).__file__ or ""))
-    for name in _CODE_PACKAGES:
+    for name in packages:
         pkg = importlib.import_module(name)
         for info in pkgutil.iter_modules(pkg.__path__):
             files.append(Path(pkg.__path__[0]) / f"{info.name}.py")
@@ -95,6 +95,11 @@ def code_version() -> str:
             h.update(f.name.encode())
             h.update(f.read_bytes())
     return f"{imaudit.__version__}+{h.hexdigest()[:16]}"
+
+
+def code_version() -> str:
+    """imaudit's version plus a digest of the source files that compute chunks."""
+    return source_digest(_CODE_MODULES, _CODE_PACKAGES)
 
 
 def chunk_key(model_digest: str, content: str, stage: str, settings: Mapping[str, Any] | None = None) -> str:

@@ -276,11 +276,42 @@ def gallery(spec: AuditSpec, work: Path, records: dict[str, dict]) -> dict[str, 
     return out
 
 
-def insights(spec: AuditSpec, work: Path, records: dict[str, dict]) -> dict[str, Any]:
-    """Global importance, strategies, explanation quality, agreement and their findings."""
-    from imaudit.audits import insights as ins
+_INSIGHTS_CODE = (
+    ("imaudit.audits.insights", "imaudit.audits.aggregate", "imaudit.audits.strategies",
+     "imaudit.audits.explain_findings", "imaudit.audits.pipeline"),
+    ("imaudit.audits.quality", "imaudit.audits.explain"),
+)
 
-    return ins.run_insights(spec, work, records, get_model(spec), get_dataset(spec))
+
+def insights(spec: AuditSpec, work: Path, records: dict[str, dict]) -> dict[str, Any]:
+    """Global importance, strategies, explanation quality, agreement and their findings.
+
+    Cached like the chunks: the same maps of the same model and data, checked
+    with the same settings and code, give the same insights, so a warm audit
+    reuses them instead of re-running deletion curves and sanity checks.
+    """
+    from imaudit.audits import chunks
+    from imaudit.audits import insights as ins
+    from imaudit.audits.result import finite_json
+    from imaudit.io import sha256_file
+
+    model, ds = get_model(spec), get_dataset(spec)
+    maps = {m: sha256_file(work / r["maps_path"]) for m, r in sorted(records.items()) if r.get("maps_path")}
+    key = chunks.digest(
+        "insights", model.digest, ds.digest, maps,
+        spec.quality.model_dump(mode="json"), spec.thresholds.explanations.model_dump(mode="json"),
+        spec.method_settings, spec.seed, resolve_device(spec.device).type,
+        chunks.source_digest(*_INSIGHTS_CODE),
+    )
+    path = chunks.chunk_dir().parent / "insights" / f"{key}.json"
+    if path.is_file():
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            pass  # a damaged cache entry is recomputed and rewritten
+    out = ins.run_insights(spec, work, records, model, ds)
+    atomic_write_json(path, finite_json(_jsonable(out)))
+    return out
 
 
 def counterfactuals(spec: AuditSpec, work: Path) -> dict[str, Any] | None:

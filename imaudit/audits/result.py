@@ -136,7 +136,7 @@ class AuditResult(BaseModel):
     errors: list[dict[str, Any]] = Field(default_factory=list, description="stages that failed, with the error")
 
     def to_json(self) -> str:
-        return json.dumps(_finite(self.model_dump(mode="json", by_alias=True)), indent=2, allow_nan=False) + "\n"
+        return json.dumps(finite_json(self.model_dump(mode="json", by_alias=True)), indent=2, allow_nan=False) + "\n"
 
     def write(self, folder: str | Path) -> Path:
         """Write audit.json into ``folder`` atomically."""
@@ -154,12 +154,12 @@ class AuditResult(BaseModel):
         return sorted(self.findings, key=lambda f: -SEVERITY_RANK[f.severity])
 
 
-def _finite(obj: Any) -> Any:
+def finite_json(obj: Any) -> Any:
     """JSON has no NaN/Infinity: store them as null so every reader can parse audit.json."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {k: finite_json(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
+        return [finite_json(v) for v in obj]
     return obj
