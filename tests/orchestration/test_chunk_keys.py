@@ -57,7 +57,9 @@ def test_code_version_is_part_of_the_key(monkeypatch):
     assert plan()[0].key != key
 
 
-def test_chunk_files_are_content_addressed_under_the_cache():
+def test_chunk_files_are_content_addressed_under_the_cache(tmp_path, monkeypatch):
+    # Its own cache: the session's shared cache holds other tests' chunks.
+    monkeypatch.setenv("IMAUDIT_CACHE", str(tmp_path / "cache"))
     c = plan(suffix=".npz")[1]
     assert Path(c.path) == paths.cache_dir() / "chunks" / f"{c.key}.npz"
     assert not chunks.is_done(c)
