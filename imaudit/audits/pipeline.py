@@ -343,7 +343,7 @@ def counterfactuals(spec: AuditSpec, work: Path) -> dict[str, Any] | None:
     return run_counterfactual_section(
         model.module.to(resolve_device(spec.device)),
         pixels,
-        torch.as_tensor(cand["y"].to_numpy()),
+        torch.as_tensor(cand["y"].to_numpy().copy()),
         cand["id"].astype(str).tolist(),
         art,
         lambda p: (p - mean.to(p.device)) / std.to(p.device),
