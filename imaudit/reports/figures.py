@@ -100,6 +100,37 @@ def learning_curves_png(rows: Sequence[Mapping]) -> bytes:
     return _png(fig)
 
 
+def faithfulness_png(curves: Mapping[str, Mapping[str, Sequence[float]]], cols: int = 4) -> bytes:
+    """Deletion and insertion curves per method (solid) against the random order (dashed).
+
+    A faithful map makes the deletion curve fall faster and the insertion curve
+    rise faster than the random order does.
+    """
+    items = [(m, c) for m, c in curves.items() if isinstance(c, Mapping) and c.get("x")]
+    n = max(len(items), 1)
+    ncols = min(cols, n)
+    nrows = math.ceil(n / ncols)
+    fig = Figure(figsize=(2.6 * ncols, 2.3 * nrows))
+    for i, (method, c) in enumerate(items):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        x = c["x"]
+        for key, colour, style, label in (
+            ("deletion", "#c44e52", "-", "deletion"), ("random_deletion", "#c44e52", "--", "deletion, random"),
+            ("insertion", "#4c72b0", "-", "insertion"), ("random_insertion", "#4c72b0", "--", "insertion, random"),
+        ):
+            ys = c.get(key)
+            if ys and len(ys) == len(x):
+                ax.plot(x, ys, style, color=colour, lw=1.4, label=label)
+        ax.set_title(plain(method, 22), fontsize=9)
+        ax.set_xlabel("fraction of image", fontsize=7)
+        ax.set_ylim(0, 1.02)
+        ax.tick_params(labelsize=7)
+        if i == 0 and ax.lines:
+            ax.legend(fontsize=6)
+    fig.tight_layout()
+    return _png(fig)
+
+
 def _show_grid(ax, grid: np.ndarray, title: str) -> None:
     ax.imshow(grid, cmap=CMAP_HEAT, interpolation="nearest")
     ax.set_title(plain(title, 22), fontsize=8)

@@ -489,7 +489,10 @@ class ReportContext:
         cols: list[str] = []
         for row in flat.values():
             cols += [c for c in row if c not in cols]
+        faith = self.r.quality.get("faithfulness") if isinstance(self.r.quality, Mapping) else None
+        curves = {m: f["curves"] for m, f in (faith or {}).items() if isinstance(f, Mapping) and f.get("curves")}
         return {
+            "curves": self.figure("faithfulness-curves", lambda: figs.faithfulness_png(curves)) if curves else None,
             "cols": cols,
             "rows": [(m, [flat[m].get(c) for c in cols]) for m in flat],
             "nested": [(m, self.tree(v)) for m, v in nested.items()],

@@ -154,7 +154,9 @@ def make_result(
         {"size": 1, "ids": ["img009"], "mean_map": _grid(seed + 41), "exemplar_ids": ["img009"]}]}}, "skipped": []}}
     # The shapes insights.run_insights writes: per-check detail plus agreement().
     extra["quality"] = {
-        "faithfulness": {METHODS[0]: {"deletion_auc": 0.2, "random_deletion_auc": 0.45, "per_image": []}},
+        "faithfulness": {METHODS[0]: {"deletion_auc": 0.2, "random_deletion_auc": 0.45, "per_image": [],
+                                      "curves": {"x": [0, 0.5, 1], "deletion": [0.9, 0.3, 0.1], "insertion": [0.1, 0.6, 0.9],
+                                                 "random_deletion": [0.9, 0.6, 0.1], "random_insertion": [0.1, 0.3, 0.9]}}},
         "sanity": {METHODS[0]: {"passed": True, "rank_corr": 0.1, "per_image": []}},
         "agreement": {"methods": list(METHODS), "matrix": {METHODS[0]: {METHODS[1]: 0.62}, METHODS[1]: {METHODS[0]: 0.62}},
                       "pairs": [{"a": METHODS[0], "b": METHODS[1], "mean": 0.62, "count": 4}]},

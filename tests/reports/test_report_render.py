@@ -147,6 +147,7 @@ def test_quality_and_strategies_render_the_engine_shapes(tmp_path):
     html = render_report(make_result(folder), folder).read_text()
     q = html[html.index('id="quality"'):html.index('id="gallery"')]
     assert "Method agreement" in q and "0.62" in q
+    assert 'alt="deletion and insertion curves per method"' in q
     assert "per_image" not in q and "<td>faithfulness</td>" not in q and "<td>sanity</td>" not in q
     s = html[html.index('id="strategies"'):html.index('id="quality"')]
     assert "cluster" in s and 'title="img000"' in s and "class skipped" not in s
