@@ -21,7 +21,7 @@ from rich.table import Table
 
 from imaudit.audits.spec import DEFAULT_METHODS
 from imaudit.bench.baselines import BaselineRow, bench_baseline
-from imaudit.bench.methods import MethodRow, Peaks, bench_methods
+from imaudit.bench.methods import Peaks, bench_methods
 from imaudit.bench.peak import measure_peak
 from imaudit.bench.pipeline import bench_prediction
 from imaudit.bench.workload import build_workload

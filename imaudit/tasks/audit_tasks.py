@@ -14,7 +14,7 @@ from typing import Any
 
 from prefect import task
 
-from imaudit.audits import pipeline
+from imaudit.audits import pipeline, stage_chunks
 from imaudit.audits.chunks import Chunk
 from imaudit.audits.spec import AuditSpec
 from imaudit.tasks.chunk_cache import CHUNK_CACHE, retry_on_io
@@ -32,18 +32,18 @@ def check_data(spec: AuditSpec, work: Path) -> dict[str, Any]:
 
 @task(name="plan-predict")
 def plan_predict(spec: AuditSpec) -> list[Chunk]:
-    return pipeline.predict_plan(spec)
+    return stage_chunks.predict_plan(spec)
 
 
 @task(name="predict-chunk", task_run_name="predict-chunk-{chunk.index}", **CHUNK_CACHE)
 def predict_chunk(spec: AuditSpec, chunk: Chunk) -> dict[str, Any]:
     # A bar only where someone watches a terminal; worker logs stay clean.
-    return pipeline.predict_chunk(spec, chunk, progress=sys.stderr.isatty())
+    return stage_chunks.predict_chunk(spec, chunk, progress=sys.stderr.isatty())
 
 
 @task(name="assemble-predictions", retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=retry_on_io)
 def assemble_predictions(spec: AuditSpec, work: Path, chunk_paths: list[str]) -> dict[str, Any]:
-    return pipeline.predict_assemble(spec, work, chunk_paths)
+    return stage_chunks.predict_assemble(spec, work, chunk_paths)
 
 
 @task(name="check-outputs")
@@ -63,17 +63,17 @@ def choose_sample(spec: AuditSpec, work: Path) -> dict[str, Any]:
 
 @task(name="plan-explain", task_run_name="plan-explain-{method}")
 def plan_explain(spec: AuditSpec, work: Path, method: str) -> list[Chunk]:
-    return pipeline.explain_plan(spec, work, method)
+    return stage_chunks.explain_plan(spec, work, method)
 
 
 @task(name="explain-chunk", task_run_name="explain-{method}-chunk-{chunk.index}", **CHUNK_CACHE)
 def explain_chunk(spec: AuditSpec, work: Path, method: str, chunk: Chunk) -> dict[str, Any]:
-    return pipeline.explain_chunk(spec, work, method, chunk)
+    return stage_chunks.explain_chunk(spec, work, method, chunk)
 
 
 @task(name="assemble-explanation", task_run_name="assemble-explanation-{method}")
 def assemble_explanation(spec: AuditSpec, work: Path, method: str, chunk_paths: list[str]) -> dict[str, Any]:
-    return pipeline.explain_assemble(spec, work, method, chunk_paths)
+    return stage_chunks.explain_assemble(spec, work, method, chunk_paths)
 
 
 @task(name="gallery")

@@ -11,7 +11,7 @@ import pytest
 from orch_helpers import DATASET, FAST
 
 from imaudit import paths
-from imaudit.audits import chunks, pipeline
+from imaudit.audits import chunks, pipeline, stage_chunks
 from imaudit.audits.spec import AuditSpec
 
 SHAS = [f"{i:064x}" for i in range(10)]
@@ -82,7 +82,7 @@ def test_engine_predict_reuses_finished_chunks_and_recomputes_missing(tmp_path, 
     logits = np.load(work / "logits.npy")
 
     assert pipeline.predict(spec, work, progress=False)["chunks"] == {"total": 3, "computed": 0}
-    Path(pipeline.predict_plan(spec)[1].path).unlink()
+    Path(stage_chunks.predict_plan(spec)[1].path).unlink()
     assert pipeline.predict(spec, work, progress=False)["chunks"] == {"total": 3, "computed": 1}
     np.testing.assert_array_equal(np.load(work / "logits.npy"), logits)
 
@@ -103,7 +103,7 @@ def test_engine_explain_merges_chunks_like_one_batch(tmp_path, monkeypatch):
         pipeline.identify(spec, work)
         pipeline.predict(spec, work, progress=False)
         pipeline.choose_sample(spec, work)
-        assert len(pipeline.explain_plan(spec, work, "saliency")) == (2 if size == 2 else 1)
+        assert len(stage_chunks.explain_plan(spec, work, "saliency")) == (2 if size == 2 else 1)
         rec = pipeline.explain(spec, work, "saliency")
         assert rec["count"] == 4 and rec["maps_path"] and len(rec["overlays"]) == 4
         maps[size] = load_maps(work / rec["maps_path"])

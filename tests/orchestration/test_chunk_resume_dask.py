@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from orch_helpers import DATASET, FAST, assert_close, audit_numbers
-from prefect_procs import REPO, prefect_env, run_then_reap
+from prefect_procs import prefect_env, run_then_reap
 
 from imaudit.audits.spec import AuditSpec
 
@@ -23,12 +23,12 @@ KILL_AFTER = 3
 # the first KILL_AFTER chunks finished, nothing was cleaned up.
 KILLER = """
 import os, signal, sys
-from imaudit.audits import pipeline
+from imaudit.audits import stage_chunks
 from imaudit.audits.spec import AuditSpec
 from imaudit.flows.audit import run_audit
 
 done = 0
-real = pipeline.predict_chunk
+real = stage_chunks.predict_chunk
 
 def predict_then_die(spec, chunk, progress=False):
     global done
@@ -38,7 +38,7 @@ def predict_then_die(spec, chunk, progress=False):
     done += 1
     return out
 
-pipeline.predict_chunk = predict_then_die
+stage_chunks.predict_chunk = predict_then_die
 if __name__ == "__main__":
     run_audit(AuditSpec.model_validate_json(sys.argv[1]))
 """
