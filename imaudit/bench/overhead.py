@@ -11,6 +11,7 @@ against Prefect's temporary (ephemeral) server, started before timing.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,24 +75,25 @@ def start_prefect() -> float:
     return time.perf_counter() - t0
 
 
-def time_direct(spec: AuditSpec) -> float:
-    """Seconds of one cold direct audit in a fresh home."""
+def _time_cold(run: Callable[[AuditSpec], object], spec: AuditSpec) -> float:
+    """Seconds of one cold audit by ``run`` in a fresh home (nothing loaded, nothing cached)."""
     with temp_home():
         forget_loaded()
         t0 = time.perf_counter()
-        run_direct(spec)
+        run(spec)
         return time.perf_counter() - t0
+
+
+def time_direct(spec: AuditSpec) -> float:
+    """Seconds of one cold direct audit in a fresh home."""
+    return _time_cold(run_direct, spec)
 
 
 def time_flow(spec: AuditSpec) -> float:
     """Seconds of one cold audit flow in a fresh home."""
     from imaudit.flows.audit import run_audit
 
-    with temp_home():
-        forget_loaded()
-        t0 = time.perf_counter()
-        run_audit(spec)
-        return time.perf_counter() - t0
+    return _time_cold(run_audit, spec)
 
 
 def bench_overhead(spec: AuditSpec, flow_seconds: float | None = None, startup: float | None = None) -> OverheadRow:
