@@ -20,6 +20,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
+from rich.markup import escape  # noqa: E402
 
 from imaudit.errors import BadInputError  # noqa: E402
 
@@ -31,8 +32,9 @@ app = typer.Typer(
 )
 generative_app = typer.Typer(help="Class-conditional generators for counterfactuals and in-fill.", no_args_is_help=True)
 app.add_typer(generative_app, name="generative")
-out = Console()
-err = Console(stderr=True)
+# soft_wrap: paths and messages are never hard-wrapped, so they can be copied from the terminal.
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _quiet_prefect(verbose: bool) -> None:
@@ -52,7 +54,7 @@ def _quiet_prefect(verbose: bool) -> None:
 
 
 def _fail(msg: str, code: int = 2) -> None:
-    err.print(f"[red]imaudit: error:[/red] {msg}", highlight=False, soft_wrap=True)
+    err.print(f"[red]imaudit: error:[/red] {escape(msg)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -61,16 +63,16 @@ def _summary(folder: Path) -> int:
     from imaudit.audits.result import AuditResult
 
     r = AuditResult.load(folder)
-    out.print(f"[bold]{r.model.ref}[/bold] on {r.dataset.ref}: fit [bold]{r.fit.verdict}[/bold]", highlight=False)
+    out.print(f"[bold]{escape(r.model.ref)}[/bold] on {escape(r.dataset.ref)}: fit [bold]{r.fit.verdict}[/bold]", highlight=False)
     for split, m in r.metrics.items():
         acc = "n/a" if m.accuracy is None else f"{m.accuracy:.3f}"
         ece = "n/a" if m.ece is None else f"{m.ece:.3f}"
         out.print(f"  {split:6s} n={m.n:<6d} accuracy={acc} ECE={ece}", highlight=False)
     for f in r.findings:
         colour = {"error": "red", "warning": "yellow"}.get(f.severity, "cyan")
-        out.print(f"  [{colour}]{f.severity:7s}[/{colour}] {f.code}: {f.message}", highlight=False)
+        out.print(f"  [{colour}]{f.severity:7s}[/{colour}] {escape(f.code)}: {escape(f.message)}", highlight=False)
     gate = "passed" if r.gates.passed else "FAILED"
-    out.print(f"gates {gate}; report: {folder / 'report.html'}", highlight=False)
+    out.print(f"gates {gate}; report: {escape(str(folder / 'report.html'))}", highlight=False)
     return 0 if r.gates.passed else 1
 
 
@@ -319,7 +321,7 @@ def main() -> None:
     try:
         app()
     except BadInputError as e:
-        err.print(f"[red]imaudit: error:[/red] {e}", highlight=False, soft_wrap=True)
+        err.print(f"[red]imaudit: error:[/red] {escape(str(e))}", highlight=False)
         sys.exit(2)
 
 
