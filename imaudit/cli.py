@@ -90,6 +90,7 @@ def audit(
     fail_on: Annotated[Optional[str], typer.Option(help="exit 1 when a finding is at least this severe: warning | error")] = None,
     target: Annotated[str, typer.Option(help="explain the predicted (pred) or true class")] = "pred",
     batch_size: Annotated[Optional[int], typer.Option(help="inference batch size (default by device)")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="DataLoader decoding processes (default: 0 on CPU, up to 8 on CUDA)")] = None,
     train_cap: Annotated[int, typer.Option(help="at most this many train images are predicted")] = 2000,
     seed: Annotated[int, typer.Option(help="seed for sampling and perturbation methods")] = 0,
     task_runner: Annotated[str, typer.Option(help="sequential | dask")] = "sequential",
@@ -108,7 +109,7 @@ def audit(
     fields: dict = _read_config(config) if config else {}
     given = {
         "model": model, "dataset": dataset, "arch": arch, "input_size": input_size, "samples": samples,
-        "out": out_dir, "device": device, "fail_on": fail_on, "target": target, "batch_size": batch_size,
+        "out": out_dir, "device": device, "fail_on": fail_on, "target": target, "batch_size": batch_size, "workers": workers,
         "train_cap": train_cap, "seed": seed, "task_runner": task_runner, "dask_address": dask_address,
         "counterfactuals": counterfactuals or None, "generator": generator,
     }

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,11 +90,10 @@ def infer_logits(
     nw = default_workers(device) if workers is None else workers
     if len(dataset) <= bs:  # a worker process costs more than it saves on one batch
         nw = 0
-    # Forking from a non-main thread (a Prefect task runner thread) can inherit
-    # held locks and kill workers; start them with forkserver there instead.
-    ctx = None
-    if nw > 0 and threading.current_thread() is not threading.main_thread():
-        ctx = multiprocessing.get_context("forkserver")
+    # Workers are spawned, not forked: a fork inherits the Prefect process's state
+    # (its temporary API server, event loop threads, held locks) and such workers
+    # were seen to die silently with exit code 1 inside flows.
+    ctx = multiprocessing.get_context("spawn") if nw > 0 else None
     loader = DataLoader(
         dataset,
         batch_size=bs,

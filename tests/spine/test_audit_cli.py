@@ -164,3 +164,14 @@ def test_method_samples_option_and_bad_pairs(tmp_path):
     assert audit["explanations"]["saliency"]["count"] == 6 and audit["explanations"]["gradcam"]["count"] == 2
     r = cli_subprocess("audit", "--model", "timm:test_resnet", "--dataset", "builtin:digits", "--method-samples", "lime")
     assert r.returncode == 2 and "--method-samples" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_decoding_workers_inside_the_flow(tmp_path):
+    """DataLoader worker processes inside the Prefect flow (forked ones died silently there)."""
+    code, out = run_cli(
+        "audit", "--model", "timm:test_resnet", "--dataset", "builtin:shapes?n=100&size=32", "--input-size", "32",
+        "--methods", "", "--workers", "1", "--batch-size", "16", "--out", str(tmp_path),
+    )
+    assert code == 0, out
+    audit = json.loads(next(tmp_path.glob("*/audit.json")).read_text())
+    assert audit["errors"] == [] and audit["metrics"]["train"]["n"] + audit["metrics"]["val"]["n"] == 100
