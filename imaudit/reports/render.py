@@ -9,6 +9,9 @@ and unknown structures (shown as generic tables).
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import logging
 import math
 import re
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from imaudit import paths
 from imaudit.audits.result import SEVERITY_RANK, AuditResult
 from imaudit.io import atomic_write_bytes, atomic_write_text
 from imaudit.reports import figures as figs
@@ -99,6 +103,18 @@ def history_rows(history: Any) -> list[dict[str, Any]]:
 CHECK_SECTIONS = ("faithfulness", "sanity", "localisation")
 
 
+@functools.lru_cache(maxsize=1)
+def _figures_code() -> str:
+    """Digest of the drawing code: a change to figures.py redraws every cached figure."""
+    return hashlib.sha256(Path(figs.__file__).read_bytes()).hexdigest()[:16]
+
+
+def _figure_cache(name: str, key: Any) -> Path:
+    """Where the figure ``name`` drawn from ``key`` is cached (content-addressed)."""
+    blob = json.dumps([name, key, _figures_code()], sort_keys=True, default=str, separators=(",", ":"))
+    return paths.cache_dir() / "figures" / f"{hashlib.sha256(blob.encode()).hexdigest()}.png"
+
+
 class ReportContext:
     """Turns an AuditResult into plain template data, drawing figures as it goes."""
 
@@ -118,14 +134,26 @@ class ReportContext:
             return None
         return self.base + quote(rel.replace("\\", "/"), safe="/")
 
-    def figure(self, name: str, draw: Callable[[], bytes]) -> str | None:
-        """Draw one figure into figures/ (a failed figure is recorded and shown, the report goes on)."""
+    def figure(self, name: str, draw: Callable[[], bytes], key: Any = None) -> str | None:
+        """Draw one figure into figures/ (a failed figure is recorded and shown, the report goes on).
+
+        ``key`` is the data the figure shows: figures are cached by it (and by the
+        drawing code), so re-auditing an unchanged model copies them instead of
+        redrawing dozens of matplotlib figures.
+        """
         self.n_fig += 1
         rel = f"{FIGURES}/{self.n_fig:03d}-{_slug(name)}.png"
         path = self.folder / rel
         if self.redraw or not path.is_file():
+            cached = _figure_cache(name, key) if key is not None else None
             try:
-                atomic_write_bytes(path, draw())
+                if cached is not None and cached.is_file():
+                    png = cached.read_bytes()
+                else:
+                    png = draw()
+                    if cached is not None:
+                        atomic_write_bytes(cached, png)
+                atomic_write_bytes(path, png)
             except Exception as exc:  # a bad grid must not sink the whole report
                 log.warning("figure %s failed: %s", name, exc)
                 self.figure_errors.append({"stage": f"figure {name}", "error": f"{type(exc).__name__}: {exc}"})
@@ -352,7 +380,8 @@ class ReportContext:
             matrix = self.r.confusion[split]
             if not matrix:
                 continue
-            url = self.figure(f"confusion-{split}", lambda m=matrix, s=split: figs.confusion_png(m, self.classes, f"{s}"))
+            url = self.figure(f"confusion-{split}", lambda m=matrix, s=split: figs.confusion_png(m, self.classes, f"{s}"),
+                              key=(matrix, self.classes, split))
             out.append({"split": split, "src": url})
         return out
 
@@ -365,7 +394,8 @@ class ReportContext:
             bins = [b for b in cal.get("bins") or [] if isinstance(b, Mapping)]
             ece = cal.get("ece")
             url = self.figure(f"reliability-{split}",
-                              lambda b=bins, e=ece, s=split: figs.reliability_png(b, e if _num(e) else None, s)) if bins else None
+                              lambda b=bins, e=ece, s=split: figs.reliability_png(b, e if _num(e) else None, s),
+                              key=(bins, ece, split)) if bins else None
             rest = {k: v for k, v in cal.items() if k not in ("bins", "ece")}
             out.append({"split": split, "ece": ece, "src": url, "extra": self.tree(rest) if rest else None})
         return out
@@ -375,7 +405,7 @@ class ReportContext:
         rows = history_rows(f.history)
         if f.verdict == "unknown" and not f.reasons and not f.gap and not rows:
             return None
-        curves = self.figure("learning-curves", lambda: figs.learning_curves_png(rows)) if rows else None
+        curves = self.figure("learning-curves", lambda: figs.learning_curves_png(rows), key=rows) if rows else None
         return {"verdict": f.verdict, "reasons": f.reasons, "gap": self.tree(f.gap) if f.gap else None,
                 "thresholds": self.tree(f.thresholds) if f.thresholds else None, "curves": curves,
                 "epochs": len(rows)}
@@ -386,11 +416,12 @@ class ReportContext:
             if not isinstance(body, Mapping):
                 continue
             grid = body.get("grid")
-            overall = self.figure(f"importance-{method}", lambda g=grid, m=method: figs.heatmaps_png({m: g}, cols=1)) if grid else None
+            overall = self.figure(f"importance-{method}", lambda g=grid, m=method: figs.heatmaps_png({m: g}, cols=1),
+                                  key=(grid, method)) if grid else None
             per = body.get("per_class") if isinstance(body.get("per_class"), Mapping) else {}
             shown = dict(list(per.items())[:CLASS_LIMIT])
             per_url = self.figure(f"importance-{method}-classes", lambda p=shown: figs.heatmaps_png(
-                {self.class_name(k): g for k, g in p.items()})) if shown else None
+                {self.class_name(k): g for k, g in p.items()}), key=(shown, self.classes)) if shown else None
             rest = {k: v for k, v in body.items() if k not in ("grid", "per_class")}
             out.append({"method": method, "overall": overall, "per_class": per_url, "n_classes": len(per),
                         "shown": len(shown), "extra": self.tree(rest) if rest else None})
@@ -438,7 +469,7 @@ class ReportContext:
                     continue
                 maps = {f"cluster {i + 1} (n={c.get('size', len(c.get('ids') or []))})": c["mean_map"]
                         for i, c in enumerate(clusters[:CLUSTER_LIMIT]) if c.get("mean_map")}
-                url = self.figure(f"strategy-{method}-{cls}", lambda m=maps: figs.heatmaps_png(m)) if maps else None
+                url = self.figure(f"strategy-{method}-{cls}", lambda m=maps: figs.heatmaps_png(m), key=maps) if maps else None
                 rows = []
                 for i, c in enumerate(clusters[:CLUSTER_LIMIT]):
                     ex = c.get("exemplars") or c.get("exemplar_ids") or (c.get("ids") or [])[:EXEMPLAR_LIMIT]
@@ -492,7 +523,8 @@ class ReportContext:
         faith = self.r.quality.get("faithfulness") if isinstance(self.r.quality, Mapping) else None
         curves = {m: f["curves"] for m, f in (faith or {}).items() if isinstance(f, Mapping) and f.get("curves")}
         return {
-            "curves": self.figure("faithfulness-curves", lambda: figs.faithfulness_png(curves)) if curves else None,
+            "curves": self.figure("faithfulness-curves", lambda: figs.faithfulness_png(curves), key=curves)
+            if curves else None,
             "cols": cols,
             "rows": [(m, [flat[m].get(c) for c in cols]) for m in flat],
             "nested": [(m, self.tree(v)) for m, v in nested.items()],

@@ -151,3 +151,28 @@ def test_quality_and_strategies_render_the_engine_shapes(tmp_path):
     assert "per_image" not in q and "<td>faithfulness</td>" not in q and "<td>sanity</td>" not in q
     s = html[html.index('id="strategies"'):html.index('id="quality"')]
     assert "cluster" in s and 'title="img000"' in s and "class skipped" not in s
+
+
+def test_figures_are_cached_by_their_data(tmp_path, monkeypatch):
+    """A second report of the same data copies its figures; different data draws anew."""
+    import imaudit.reports.render as render_mod
+
+    monkeypatch.setenv("IMAUDIT_CACHE", str(tmp_path / "cache"))
+    calls: list[str] = []
+    real = render_mod.figs.confusion_png
+    monkeypatch.setattr(render_mod.figs, "confusion_png", lambda *a, **k: calls.append("c") or real(*a, **k))
+    a, b = tmp_path / "a", tmp_path / "b"
+    ra = make_result(a)
+    render_report(ra, a)
+    drawn = len(calls)
+    assert drawn >= 1
+    rb = make_result(b)
+    render_report(rb, b)
+    assert len(calls) == drawn  # same confusion matrices: copied from the cache
+    figs_a = sorted(p.name for p in (a / "figures").iterdir())
+    assert figs_a == sorted(p.name for p in (b / "figures").iterdir())
+    assert all((a / "figures" / n).read_bytes() == (b / "figures" / n).read_bytes() for n in figs_a)
+    split = next(iter(rb.confusion))
+    rb.confusion[split][0][0] += 1
+    render_report(rb, b)
+    assert len(calls) == drawn + 1  # only the changed matrix is drawn again
