@@ -11,6 +11,17 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+if "PREFECT_HOME" not in os.environ:
+    # Each test process gets its own Prefect home: two xdist workers writing one
+    # ~/.prefect SQLite database can hit "database is locked". The folder must
+    # exist before Prefect starts its temporary server.
+    import tempfile
+
+    _prefect_home = os.path.join(
+        tempfile.gettempdir(), f"imaudit-tests-prefect-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-{os.getpid()}"
+    )
+    os.makedirs(_prefect_home, exist_ok=True)
+    os.environ["PREFECT_HOME"] = _prefect_home
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # One torch thread per xdist worker: two workers on two cores, no oversubscription.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -32,3 +43,12 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     # Generated builtin datasets are deterministic: share them across tests to save time.
     monkeypatch.setenv("IMAUDIT_CACHE", str(tmp_path_factory.getbasetemp() / "shared-cache"))
     yield home
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove this process's Prefect home (its SQLite database) once the tests are done."""
+    home = globals().get("_prefect_home")
+    if home and os.environ.get("PREFECT_HOME") == home:
+        import shutil
+
+        shutil.rmtree(home, ignore_errors=True)
