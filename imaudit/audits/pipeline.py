@@ -216,24 +216,26 @@ def choose_sample(spec: AuditSpec, work: Path) -> dict[str, Any]:
     return {"n": int(len(sample)), "split": split}
 
 
-def sample_tensors(spec: AuditSpec, work: Path, n: int | None = None) -> tuple[torch.Tensor, pd.DataFrame, np.ndarray | None]:
-    """Model-ready images, their sample rows and (when the dataset has them) object masks."""
+def sample_tensors(
+    spec: AuditSpec, work: Path, start: int = 0, stop: int | None = None, masks: bool = True
+) -> tuple[torch.Tensor, pd.DataFrame, np.ndarray | None]:
+    """Model-ready images of sample rows [start, stop), the rows, and (when asked and the
+    dataset has them) their object masks at input size."""
     from imaudit.audits.data import ImageDataset
 
     ds, model = get_dataset(spec), get_model(spec)
     sample = pd.read_csv(work / "sample.csv", dtype={"id": str, "label": str, "pred_label": str})
-    if n is not None:
-        sample = sample.head(n)
+    sample = sample.iloc[start:stop].reset_index(drop=True)
     rows = ds.manifest.set_index("id").loc[sample["id"]].reset_index()
     size = int(model.data_config["input_size"][-1])
-    with_mask = bool(ds.has_masks)
+    with_mask = masks and bool(ds.has_masks)
     dset = ImageDataset(rows, ds.classes, model.transform(), return_mask=with_mask, mask_size=size)
     items = [dset[i] for i in range(len(dset))]
     if not items:
         return torch.empty(0), sample, None
     x = torch.stack([it[0] for it in items])
-    masks = np.stack([np.asarray(it[3], dtype=np.float32) for it in items]) if with_mask else None
-    return x, sample, masks
+    mask_arr = np.stack([np.asarray(it[3], dtype=np.float32) for it in items]) if with_mask else None
+    return x, sample, mask_arr
 
 
 def explain(spec: AuditSpec, work: Path, method: str) -> dict[str, Any]:
@@ -247,6 +249,7 @@ def explain(spec: AuditSpec, work: Path, method: str) -> dict[str, Any]:
 
 def gallery(spec: AuditSpec, work: Path, records: dict[str, dict]) -> dict[str, Any]:
     """Gallery rows (image + every method's overlay) and layer views for the report."""
+    from imaudit.audits.explain.overlay import safe_name
     from imaudit.audits.explain.run import denormalize, layer_views
 
     model = get_model(spec)
@@ -260,7 +263,7 @@ def gallery(spec: AuditSpec, work: Path, records: dict[str, dict]) -> dict[str, 
     from PIL import Image
 
     for i, row in enumerate(sample.itertuples(index=False)):
-        name = f"{_safe(row.id)}.png"
+        name = f"{safe_name(row.id)}.png"
         Image.fromarray(pix[i]).resize((96, 96), Image.NEAREST).save(gdir / name, optimize=True)
         out["gallery"].append(
             {
@@ -370,10 +373,6 @@ def _gate_dict(rep: Any) -> dict[str, Any]:
 
 def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=lambda o: list(o) if isinstance(o, tuple) else str(o)))
-
-
-def _safe(s: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(s))[:120]
 
 
 def _rel_views(views: dict, work: Path) -> dict:

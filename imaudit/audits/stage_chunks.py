@@ -20,6 +20,7 @@ from imaudit.audits.pipeline import (
     class_order,
     get_dataset,
     get_model,
+    sample_tensors,
 )
 from imaudit.audits.result import MethodRecord
 from imaudit.audits.spec import AuditSpec
@@ -129,15 +130,9 @@ def explain_plan(spec: AuditSpec, work: Path, method: str) -> list[Any]:
 
 
 def _sample_slice(spec: AuditSpec, work: Path, method: str, start: int, stop: int) -> tuple[torch.Tensor, pd.DataFrame]:
-    """Model-ready images of sample rows [start, stop) for ``method``."""
-    from imaudit.audits.data import ImageDataset
-
-    ds, model = get_dataset(spec), get_model(spec)
-    sample = _explain_sample(spec, work, method).iloc[start:stop].reset_index(drop=True)
-    rows = ds.manifest.set_index("id").loc[sample["id"]].reset_index()
-    dset = ImageDataset(rows, ds.classes, model.transform())
-    items = [dset[i][0] for i in range(len(dset))]
-    return (torch.stack(items) if items else torch.empty(0)), sample
+    """Model-ready images of sample rows [start, stop) of ``method``'s share of the sample."""
+    x, sample, _ = sample_tensors(spec, work, start, min(stop, spec.samples_for(method)), masks=False)
+    return x, sample
 
 
 def explain_chunk(spec: AuditSpec, work: Path, method: str, chunk: Any) -> dict[str, Any]:

@@ -9,9 +9,6 @@ and unknown structures (shown as generic tables).
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
 import logging
 import math
 import re
@@ -21,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from imaudit import paths
+from imaudit.audits import chunks
 from imaudit.audits.result import SEVERITY_RANK, AuditResult
 from imaudit.io import atomic_write_bytes, atomic_write_text
 from imaudit.reports import figures as figs
@@ -103,16 +101,10 @@ def history_rows(history: Any) -> list[dict[str, Any]]:
 CHECK_SECTIONS = ("faithfulness", "sanity", "localisation")
 
 
-@functools.lru_cache(maxsize=1)
-def _figures_code() -> str:
-    """Digest of the drawing code: a change to figures.py redraws every cached figure."""
-    return hashlib.sha256(Path(figs.__file__).read_bytes()).hexdigest()[:16]
-
-
 def _figure_cache(name: str, key: Any) -> Path:
-    """Where the figure ``name`` drawn from ``key`` is cached (content-addressed)."""
-    blob = json.dumps([name, key, _figures_code()], sort_keys=True, default=str, separators=(",", ":"))
-    return paths.cache_dir() / "figures" / f"{hashlib.sha256(blob.encode()).hexdigest()}.png"
+    """Where the figure ``name`` drawn from ``key`` by the current figures.py is cached."""
+    code = chunks.source_digest(("imaudit.reports.figures",))
+    return paths.cache_dir() / "figures" / f"{chunks.digest('figure', name, key, code)}.png"
 
 
 class ReportContext:
