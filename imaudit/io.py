@@ -54,11 +54,13 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_dir(final: str | Path) -> Iterator[Path]:
+def atomic_dir(final: str | Path, replace: bool = True) -> Iterator[Path]:
     """Yield a fresh temp folder beside ``final``; rename it to ``final`` on success.
 
     On any exception the temp folder is removed, so a failed audit never leaves
-    half a report behind.
+    half a report behind. ``replace=False`` is for content-addressed folders that
+    several processes may build at once with the same content: the first one
+    finished wins and the others' temp folders are dropped.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -69,6 +71,14 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if not replace:
+        try:
+            os.rename(tmp, final)  # fails when another process put ``final`` in place first
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not final.exists():
+                raise
+        return
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)

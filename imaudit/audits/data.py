@@ -13,8 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import uuid
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,6 +25,7 @@ from tqdm.auto import tqdm
 from imaudit import paths
 from imaudit.audits.images import IMAGE_EXTENSIONS, ImageDataset, UnreadableImage, load_image, probe_image
 from imaudit.errors import RefError
+from imaudit.io import atomic_dir
 
 __all__ = [
     "MANIFEST_COLUMNS",
@@ -255,25 +254,14 @@ def _load_builtin(ref: str, rest: str, *, cache: Path | None, progress: bool) ->
 def _cached_build(final: Path, build) -> Path:
     """Generate a builtin set once: build into a temp folder, then rename into place.
 
-    Not io.atomic_dir: that replaces an existing folder, while here a set that
-    another process finished first must win and be reused (it is identical).
+    A set that another process finished first wins and is reused (it is identical).
     """
     if (final / "manifest.csv").is_file():
         return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with atomic_dir(final, replace=False) as tmp:
         rows, meta = build(tmp)
         rows.to_csv(tmp / "manifest.csv", index=False)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not (final / "manifest.csv").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 

@@ -9,17 +9,15 @@ release and two concurrent releases of one version cannot both win.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import shutil
-import uuid
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from imaudit import paths
 from imaudit.errors import BadInputError, RefError
-from imaudit.io import atomic_write_json, sha256_file
+from imaudit.io import atomic_dir, atomic_write_json, sha256_file
 from imaudit.models.history import check_history
 
 MANIFEST = "manifest.json"
@@ -149,24 +147,13 @@ class Registry:
             history=history if history is not None else loaded.history,
             created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), notes=notes,
         )
-        final = self.root / name / version
-        tmp = final.parent / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir(parents=True)
-        try:
+        with atomic_dir(self.root / name / version, replace=False) as tmp:
             shutil.copyfile(checkpoint, tmp / Path(manifest.checkpoint).name)
             if sha256_file(tmp / Path(manifest.checkpoint).name) != manifest.sha256:
                 raise BadInputError(f"checkpoint {checkpoint} changed while it was being released")
             atomic_write_json(tmp / MANIFEST, manifest.model_dump(mode="json"))
-            try:
-                os.rename(tmp, final)
-            except OSError:
-                # Someone released the same version meanwhile: same digest is fine, else refuse.
-                if (final / MANIFEST).is_file():
-                    return self._existing(name, version, manifest.sha256) or manifest
-                raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return manifest
+        # Someone may have released the same version meanwhile: same digest is fine, else refuse.
+        return self._existing(name, version, manifest.sha256) or manifest
 
     def _existing(self, name: str, version: str, digest: str) -> ReleaseManifest | None:
         """The manifest of an existing NAME@VERSION if ``digest`` matches; refuse a different one."""

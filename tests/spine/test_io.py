@@ -29,3 +29,13 @@ def test_sweep_removes_only_old_temp_folders(tmp_path):
     os.utime(real, (past, past))
     assert sweep_stale_tmp(tmp_path, older_than_s=600) == [old]
     assert not old.exists() and fresh.exists() and real.exists()
+
+
+def test_atomic_dir_without_replace_keeps_the_first_finished_folder(tmp_path):
+    final = tmp_path / "set"
+    with atomic_dir(final, replace=False) as a, atomic_dir(final, replace=False) as b:
+        (a / "who").write_text("a")
+        (b / "who").write_text("b")
+    # b finished first (inner context), so b's folder is the one kept; a's temp folder is gone.
+    assert (final / "who").read_text() == "b"
+    assert not list(tmp_path.glob(".tmp-*"))
