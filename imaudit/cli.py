@@ -176,7 +176,7 @@ def demo(
 ) -> None:
     """Train a tiny timm model on builtin:digits, release it as demo-digits@1 and audit it."""
     _quiet_prefect(verbose)
-    from imaudit.demo import run_demo
+    from imaudit.flows.demo import run_demo
 
     try:
         folder = run_demo(epochs=epochs, methods=methods, samples=samples, out=out_dir, retrain=retrain, console=out)

@@ -24,7 +24,7 @@ from imaudit.audits.explain_findings import explanation_findings
 from imaudit.audits.quality import deletion_insertion, method_explain_fn, randomisation_sanity
 from imaudit.audits.spec import ExplanationThresholds
 from imaudit.audits.strategies import spray_clusters
-from imaudit.train import train_classifier
+from imaudit.models.train import train_classifier
 
 pytestmark = pytest.mark.slow
 

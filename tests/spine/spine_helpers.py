@@ -10,7 +10,7 @@ import torch
 
 from imaudit.audits.data import ImageDataset, load_dataset
 from imaudit.models import load_model, save_checkpoint
-from imaudit.train import train_classifier
+from imaudit.models.train import train_classifier
 
 ARCH, SIZE = "test_resnet", 32
 

@@ -23,7 +23,7 @@ def train_demo_release(epochs: int = 6, console: Console | None = None, retrain:
     from imaudit.errors import RefError
     from imaudit.models import load_model, save_checkpoint
     from imaudit.models.registry import Registry
-    from imaudit.train import train_classifier
+    from imaudit.models.train import train_classifier
 
     reg = Registry()
     if not retrain:

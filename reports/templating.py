@@ -36,7 +36,7 @@ def pct(value: object, digits: int = 1) -> str:
 
 @lru_cache(maxsize=1)
 def environment() -> Environment:
-    """Templates live in imaudit/reports/templates; autoescape is on for every template so user text is always text."""
+    """Templates live in reports/templates (imaudit.reports); autoescape is on for every template so user text is always text."""
     env = Environment(
         loader=PackageLoader("imaudit.reports", "templates"),
         autoescape=True,

@@ -74,7 +74,7 @@ class ExplanationThresholds(BaseModel):
     low-method-agreement: mean rank correlation between two methods below
     ``agreement_min``.
 
-    Shortcut details (imaudit/audits/explain_findings.py): a corner or edge
+    Shortcut details (audits/explain_findings.py): a corner or edge
     region fires for a class with at least ``shortcut_min_images`` explained
     images when its mass (off the object, where masks exist) passes
     ``shortcut_mass`` and ``shortcut_lift`` and the region is "hot" (holds at

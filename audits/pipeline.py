@@ -1,6 +1,6 @@
 """The audit's stages as plain functions: (spec, work folder) in, small records out.
 
-Prefect tasks (imaudit/tasks) are one call around each of these, and the
+Prefect tasks (tasks/, imaudit.tasks) are one call around each of these, and the
 benchmark calls them directly to measure the orchestration overhead. Stages
 hand large data to each other through files in the audit's work folder:
 manifest.csv, predictions.csv + logits.npy, sample.csv, explanations/*.npz.
