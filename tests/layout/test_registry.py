@@ -56,3 +56,22 @@ def test_modules_of_the_package_are_discovered(tmp_path, monkeypatch) -> None:
     finally:
         for mod in [m for m in sys.modules if m == "plugpkg" or m.startswith("plugpkg.")]:
             del sys.modules[mod]
+
+
+def test_every_finding_code_raised_in_the_code_is_declared() -> None:
+    """A finding raised anywhere must have a kind (group, meaning, action) for the report to explain it."""
+    import re
+    from pathlib import Path
+
+    from imaudit.audits.findings import KINDS
+
+    repo = Path(__file__).resolve().parents[2]
+    raised = set()
+    for folder in ("audits", "models", "reports", "flows", "tasks", "imaudit"):
+        for path in (repo / folder).rglob("*.py"):
+            raised |= set(re.findall(r"code=\"([a-z][a-z0-9-]+)\"", path.read_text(encoding="utf-8")))
+    assert raised, "no finding codes found: the pattern is stale"
+    missing = sorted(c for c in raised if c not in KINDS)
+    assert not missing, f"declare these finding codes in imaudit.audits.findings: {missing}"
+    for code, kind in KINDS.items():
+        assert kind.group in {"model", "data", "explainer", "run"} and kind.meaning and kind.action, code

@@ -1,0 +1,49 @@
+"""Findings about the model itself: fit, calibration, classes, outputs, shortcuts."""
+
+from imaudit.audits.findings import declare
+
+declare(
+    "overfitting", "model", "Overfitting",
+    "The model does much better on its training images than on validation images: it has memorised "
+    "part of its training set, and accuracy in use will be nearer the validation number or lower.",
+    "Compare train and val accuracy and loss in Performance; retrain with more data, augmentation, "
+    "regularisation or early stopping before release.",
+)
+declare(
+    "underfitting", "model", "Underfitting",
+    "The model cannot even fit its training images: it has not learned the task.",
+    "Check the training run (learning rate, epochs, labels) and that the checkpoint is the trained one.",
+)
+declare(
+    "miscalibration", "model", "Miscalibrated confidence",
+    "The model's confidence does not match how often it is right (expected calibration error above the "
+    "limit): thresholds and downstream decisions that use its probabilities will be wrong.",
+    "Look at the reliability diagram; calibrate (temperature scaling on held-out data) before release.",
+)
+declare(
+    "weak-class", "model", "Weak class",
+    "One class is recognised much less often than the others: users of that class get a worse model.",
+    "Check the per-class table and the confusions of that class; add or relabel its data.",
+)
+declare(
+    "shortcut", "model", "Shortcut",
+    "The model relies on a fixed image location rather than on the object: covering it changes the "
+    "predictions and pasting it into other images flips them. It will fail where that cue is absent.",
+    "Look at the box in the example images; remove the cue from the data (crop, in-paint, randomise) "
+    "and retrain. A confirmed shortcut should block the release.",
+)
+declare(
+    "nonfinite-outputs", "model", "Non-finite outputs",
+    "The model produced NaN or infinite logits for some images: its numbers cannot be trusted there.",
+    "Run the listed images through the model; check the checkpoint and numerical precision.",
+)
+declare(
+    "invalid-probabilities", "model", "Invalid probabilities",
+    "The model's probabilities fall outside [0, 1] or do not sum to 1.",
+    "Check the model's final layer and the listed images.",
+)
+declare(
+    "invalid-class-index", "model", "Invalid class index",
+    "Predictions point at classes the dataset does not have.",
+    "Check that the model's outputs map onto the dataset's classes.",
+)
