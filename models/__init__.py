@@ -1,11 +1,15 @@
 """Model sources (timm, hf-hub, checkpoint files, releases) and the release registry.
 
-Never imports prefect: flows and tasks call into here, not the other way.
+What belongs here: turning a model ref into a LoadedModel (module, digest,
+classes, timm data config), checkpoint files, the release registry, the small
+training loop the demo and tests use. What does not: anything about auditing a
+model (audits/), Prefect (never imported here: flows and tasks call into this
+package, not the other way).
 """
 
-from imaudit.models.checkpoint import read_checkpoint, save_checkpoint
+from imaudit.models.checkpoint import load_checkpoint_file, read_checkpoint, save_checkpoint
 from imaudit.models.history import load_history
-from imaudit.models.load import load_checkpoint_file, load_model, parse_ref
+from imaudit.models.load import load_model, parse_ref
 from imaudit.models.loaded import LoadedModel, model_digest
 from imaudit.models.registry import Registry, ReleaseManifest
 

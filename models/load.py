@@ -11,16 +11,13 @@ metadata > timm's default.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import timm
-from torch import nn
 
 from imaudit.errors import BadInputError, CheckpointError, RefError
 from imaudit.io import sha256_file
-from imaudit.models.archs import check_arch, classifier_key, create_arch, data_config
-from imaudit.models.checkpoint import fit_state_dict, read_checkpoint
-from imaudit.models.history import check_history
+from imaudit.models.archs import check_arch, create_arch, data_config
+from imaudit.models.checkpoint import load_checkpoint_file, model_classes
 from imaudit.models.hub import hub_classes, load_hub_model
 from imaudit.models.loaded import LoadedModel, model_digest
 from imaudit.models.registry import Registry
@@ -48,10 +45,6 @@ def _check_args(input_size: int | None, num_classes: int | None, classes: list[s
         raise BadInputError(f"num_classes must be a positive integer, got {num_classes!r}")
     if classes is not None and num_classes is not None and len(classes) != num_classes:
         raise BadInputError(f"classes: {len(classes)} names given but num_classes={num_classes}")
-
-
-def _model_classes(module: nn.Module) -> int:
-    return int(module.num_classes)
 
 
 def load_model(ref: str, *, arch: str | None = None, input_size: int | None = None,
@@ -88,7 +81,7 @@ def _load_timm(ref: str, name: str, *, arch: str | None, input_size: int | None,
     _same_arch(arch, name, ref)
     module = create_arch(name, num_classes=num_classes, input_size=input_size)
     return LoadedModel(module=module, ref=ref, arch=name, digest=model_digest(module),
-                       num_classes=_model_classes(module), classes=classes,
+                       num_classes=model_classes(module), classes=classes,
                        data_config=data_config(module, input_size))
 
 
@@ -97,7 +90,7 @@ def _load_hub(ref: str, repo: str, *, arch: str | None, input_size: int | None,
     module, digest = load_hub_model(repo, input_size=input_size)
     name = module.pretrained_cfg.get("architecture") or type(module).__name__
     _same_arch(arch, name, ref)
-    n = _model_classes(module)
+    n = model_classes(module)
     if num_classes is not None and num_classes != n:
         raise CheckpointError(f"{ref} has {n} classes but {num_classes} were asked for (timm architecture {name})")
     names = classes if classes is not None else hub_classes(module)
@@ -105,50 +98,6 @@ def _load_hub(ref: str, repo: str, *, arch: str | None, input_size: int | None,
         raise CheckpointError(f"{ref}: {len(names)} class names for {n} outputs (timm architecture {name})")
     return LoadedModel(module=module, ref=ref, arch=name, digest=digest, num_classes=n, classes=names,
                        data_config=data_config(module, input_size))
-
-
-def load_checkpoint_file(path: Path, *, arch: str | None = None, input_size: int | None = None,
-                         num_classes: int | None = None, classes: list[str] | None = None,
-                         ref: str | None = None) -> tuple[LoadedModel, dict[str, Any]]:
-    """Load a checkpoint file into its timm architecture; also return the file's metadata.
-
-    The class count comes from the classifier weight's first dimension; any
-    disagreement with the metadata, ``num_classes`` or ``classes`` is a
-    CheckpointError naming the checkpoint and the architecture.
-    """
-    ckpt = read_checkpoint(path)
-    meta = ckpt.meta
-    arch = arch or meta.get("arch")
-    if not arch:
-        raise CheckpointError(f"checkpoint {path} has no architecture metadata; pass --arch NAME (a timm architecture)")
-    check_arch(arch, f" (for checkpoint {ckpt.name})")
-    where = f"checkpoint {ckpt.name} vs timm architecture {arch}"
-
-    n = None
-    key = classifier_key(arch)
-    weight = ckpt.state_dict.get(key) if key else None
-    if weight is not None and weight.ndim >= 1:
-        n = int(weight.shape[0])
-    if meta.get("num_classes") is not None:
-        if n is not None and meta["num_classes"] != n:
-            raise CheckpointError(f"{where}: metadata says {meta['num_classes']} classes but {key} has {n} rows")
-        n = meta["num_classes"]
-    if num_classes is not None and n is not None and num_classes != n:
-        shape = f" ({key} {list(weight.shape)})" if weight is not None else ""
-        raise CheckpointError(f"{where}: the checkpoint has {n} classes{shape} but {num_classes} were asked for")
-    n = n if n is not None else num_classes
-    names = classes if classes is not None else meta.get("classes")
-    if names is not None and n is not None and len(names) != n:
-        raise CheckpointError(f"{where}: {len(names)} class names for {n} classes")
-
-    size = input_size if input_size is not None else meta.get("input_size")
-    module = create_arch(arch, num_classes=n, input_size=size)
-    fit_state_dict(module, ckpt, arch)
-    history = check_history(meta["history"], f"checkpoint {ckpt.name} history") if meta.get("history") else None
-    loaded = LoadedModel(module=module, ref=ref or f"file:{path}", arch=arch, digest=sha256_file(path),
-                         num_classes=_model_classes(module), classes=names,
-                         data_config=data_config(module, size), history=history)
-    return loaded, meta
 
 
 def _load_release(value: str, *, arch: str | None, input_size: int | None,

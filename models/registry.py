@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from imaudit import paths
 from imaudit.errors import BadInputError, RefError
 from imaudit.io import atomic_dir, atomic_write_json, sha256_file
+from imaudit.models.checkpoint import load_checkpoint_file
 from imaudit.models.history import check_history
 
 MANIFEST = "manifest.json"
@@ -123,9 +124,6 @@ class Registry:
 
         Classes, input size and history default to the checkpoint's metadata.
         """
-        # Imported here: load.py resolves release: refs through this module.
-        from imaudit.models.load import load_checkpoint_file
-
         _check_part(name, "name")
         _check_part(version, "version")
         if version == "latest":
