@@ -24,9 +24,6 @@ from torch import nn
 
 from imaudit.errors import BadInputError, CheckpointError, RefError
 from imaudit.io import sha256_file
-from imaudit.models.archs import check_arch, classifier_key, create_arch, data_config
-from imaudit.models.history import check_history
-from imaudit.models.loaded import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -252,52 +249,3 @@ def save_checkpoint(path: str | Path, model: nn.Module, *, arch: str, classes: l
             os.unlink(tmp)
         raise
     return sha256_file(path)
-
-
-def model_classes(module: nn.Module) -> int:
-    """The number of outputs of a timm classifier."""
-    return int(module.num_classes)
-
-
-def load_checkpoint_file(path: Path, *, arch: str | None = None, input_size: int | None = None,
-                         num_classes: int | None = None, classes: list[str] | None = None,
-                         ref: str | None = None) -> tuple[LoadedModel, dict[str, Any]]:
-    """Load a checkpoint file into its timm architecture; also return the file's metadata.
-
-    The class count comes from the classifier weight's first dimension; any
-    disagreement with the metadata, ``num_classes`` or ``classes`` is a
-    CheckpointError naming the checkpoint and the architecture.
-    """
-    ckpt = read_checkpoint(path)
-    meta = ckpt.meta
-    arch = arch or meta.get("arch")
-    if not arch:
-        raise CheckpointError(f"checkpoint {path} has no architecture metadata; pass --arch NAME (a timm architecture)")
-    check_arch(arch, f" (for checkpoint {ckpt.name})")
-    where = f"checkpoint {ckpt.name} vs timm architecture {arch}"
-
-    n = None
-    key = classifier_key(arch)
-    weight = ckpt.state_dict.get(key) if key else None
-    if weight is not None and weight.ndim >= 1:
-        n = int(weight.shape[0])
-    if meta.get("num_classes") is not None:
-        if n is not None and meta["num_classes"] != n:
-            raise CheckpointError(f"{where}: metadata says {meta['num_classes']} classes but {key} has {n} rows")
-        n = meta["num_classes"]
-    if num_classes is not None and n is not None and num_classes != n:
-        shape = f" ({key} {list(weight.shape)})" if weight is not None else ""
-        raise CheckpointError(f"{where}: the checkpoint has {n} classes{shape} but {num_classes} were asked for")
-    n = n if n is not None else num_classes
-    names = classes if classes is not None else meta.get("classes")
-    if names is not None and n is not None and len(names) != n:
-        raise CheckpointError(f"{where}: {len(names)} class names for {n} classes")
-
-    size = input_size if input_size is not None else meta.get("input_size")
-    module = create_arch(arch, num_classes=n, input_size=size)
-    fit_state_dict(module, ckpt, arch)
-    history = check_history(meta["history"], f"checkpoint {ckpt.name} history") if meta.get("history") else None
-    loaded = LoadedModel(module=module, ref=ref or f"file:{path}", arch=arch, digest=sha256_file(path),
-                         num_classes=model_classes(module), classes=names,
-                         data_config=data_config(module, size), history=history)
-    return loaded, meta

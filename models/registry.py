@@ -18,8 +18,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from imaudit import paths
 from imaudit.errors import BadInputError, RefError
 from imaudit.io import atomic_dir, atomic_write_json, sha256_file
-from imaudit.models.checkpoint import load_checkpoint_file
 from imaudit.models.history import check_history
+from imaudit.models.load import load_checkpoint_file
+from imaudit.models.sources import LoadRequest
 
 MANIFEST = "manifest.json"
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
@@ -134,7 +135,7 @@ class Registry:
         existing = self._existing(name, version, sha256_file(checkpoint))
         if existing is not None:
             return existing
-        loaded, meta = load_checkpoint_file(checkpoint, arch=arch, input_size=input_size, classes=classes)
+        loaded, meta = load_checkpoint_file(checkpoint, LoadRequest(arch=arch, input_size=input_size, classes=classes))
         if history is not None:
             history = check_history(history, "release history")
         manifest = ReleaseManifest(

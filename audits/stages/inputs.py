@@ -12,8 +12,7 @@ from imaudit.audits.data import DatasetBundle, load_dataset
 from imaudit.audits.explain import list_methods
 from imaudit.audits.spec import AuditSpec
 from imaudit.errors import BadInputError
-from imaudit.models import LoadedModel, load_model, parse_ref
-from imaudit.models.registry import Registry
+from imaudit.models import LoadedModel, load_model, model_source, parse_ref
 
 
 @functools.lru_cache(maxsize=4)
@@ -33,15 +32,15 @@ def forget() -> None:
 
 
 def dataset_ref(spec: AuditSpec) -> str:
-    """The spec's dataset, or the release's own dataset for release: refs."""
+    """The spec's dataset, or the dataset the model names for itself (a release's own data)."""
     if spec.dataset:
         return spec.dataset
+    source, value = model_source(spec.model)
+    own = source.dataset(value)
+    if own:
+        return own
     if spec.model.startswith("release:"):
-        name, _, version = spec.model[len("release:"):].partition("@")
-        manifest = Registry().get(name, version or "latest")
-        if manifest.dataset:
-            return manifest.dataset
-        raise BadInputError(f"release {manifest.name}@{manifest.version} names no dataset; pass --dataset")
+        raise BadInputError(f"release {spec.model[len('release:'):]} names no dataset; pass --dataset")
     raise BadInputError("no dataset: pass --dataset REF (folder:PATH, csv:PATH, builtin:digits, builtin:shapes)")
 
 
@@ -51,8 +50,9 @@ def dataset(spec: AuditSpec) -> DatasetBundle:
 
 
 def model(spec: AuditSpec) -> LoadedModel:
-    """The audited model; timm: refs get one output per dataset class."""
-    n = len(dataset(spec).classes) if spec.model.startswith("timm:") else None
+    """The audited model; sources with random weights (timm:) get one output per dataset class."""
+    source, value = model_source(spec.model)
+    n = len(dataset(spec).classes) if source.sized_by_dataset(value) else None
     return _model(spec.model, spec.arch, spec.input_size, n)
 
 
