@@ -9,8 +9,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
 from imaudit.audits.result import AuditResult
-from imaudit.reports.index import build_index
-from imaudit.reports.render import render_report
+from imaudit.reports import index, render
 from imaudit.tasks.policies import COMPUTE
 
 
@@ -18,7 +17,7 @@ from imaudit.tasks.policies import COMPUTE
 def write_report(result: AuditResult, work: Path) -> str:
     """audit.json and report.html into the (still temporary) audit folder."""
     result.write(work)
-    return str(render_report(result, work))
+    return str(render.render_report(result, work))
 
 
 @task(name="refresh-index", retries=2, retry_delay_seconds=[1, 5], **COMPUTE)
@@ -31,7 +30,7 @@ def refresh_index(store: Path) -> str:
     store = Path(store)
     store.mkdir(parents=True, exist_ok=True)
     with FileLock(str(store / ".index.lock"), timeout=300):
-        return str(build_index(store))
+        return str(index.build_index(store))
 
 
 @task(name="publish-artifact", **COMPUTE)
