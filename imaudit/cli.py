@@ -232,19 +232,25 @@ def release(
 
 @app.command()
 def serve(
-    store: Annotated[Optional[Path], typer.Option(help="report store folder (default IMAUDIT_HOME/reports)")] = None,
+    store: Annotated[Optional[Path], typer.Option(help="report store folder (default: the shared store of IMAUDIT_STORAGE, else IMAUDIT_HOME/reports)")] = None,
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8765,
     db: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL for review decisions (default sqlite in the store; or IMAUDIT_DB_URL)")] = None,
 ) -> None:
-    """Start the review app: browse audits, read reports, record approve / reject / needs-work."""
-    from imaudit import paths
+    """Start the review app: browse audits, read reports, record approve / reject / needs-work.
+
+    With IMAUDIT_STORAGE (and no --store) it serves the shared store's reports, through a local mirror
+    refreshed as audits are published.
+    """
+    from imaudit.reports import published
     from imaudit.reports.app import serve as run
 
-    folder = Path(store or paths.report_store())
+    shared = store is None and published.shared_reports() is not None
+    folder = Path(store) if store else published.readable_store()
     folder.mkdir(parents=True, exist_ok=True)
-    out.print(f"review app on http://{host}:{port}/ over {folder}", highlight=False)
-    run(folder, host=host, port=port, db_url=db)
+    where = published.shared_reports().url if shared else folder
+    out.print(f"review app on http://{host}:{port}/ over {where}", highlight=False)
+    run(folder, host=host, port=port, db_url=db, refresh=published.Refresher() if shared else None)
 
 
 @app.command()
@@ -255,11 +261,12 @@ def compare(
     store: Annotated[Optional[Path], typer.Option(help="report store folder (default IMAUDIT_HOME/reports)")] = None,
 ) -> None:
     """Compare two audits: metric and per-class deltas, changed predictions, moved importance."""
-    from imaudit import paths
+    from imaudit.reports import published
     from imaudit.reports.compare import render_compare
     from imaudit.reports.store import resolve_audit
 
-    folder = Path(store or paths.report_store())
+    # Audit ids are looked up in the shared store (IMAUDIT_STORAGE) when there is one, through its local mirror.
+    folder = Path(store) if store else published.readable_store()
     fa, fb = resolve_audit(a, folder), resolve_audit(b, folder)
     path = render_compare(fa, fb, out_file or (fb / "compare.html"))
     out.print(f"comparison: {path}", highlight=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -31,8 +32,13 @@ from imaudit.reports.templating import render
 log = logging.getLogger(__name__)
 
 
-def create_app(store: Path, db_url: str | None = None) -> FastAPI:
-    """A FastAPI app over the report ``store``; decisions go to ``db_url`` (default SQLite file in the store)."""
+def create_app(store: Path, db_url: str | None = None, refresh: Callable[[], object] | None = None) -> FastAPI:
+    """A FastAPI app over the report ``store``; decisions go to ``db_url`` (default SQLite file in the store).
+
+    ``refresh`` brings ``store`` up to date (the shared store's mirror: reports.published.Refresher);
+    it is called before listing audits and when an audit id is not found.
+    """
+    sync = refresh or (lambda: None)
     store = Path(store).expanduser().resolve()
     store.mkdir(parents=True, exist_ok=True)
     reviews = ReviewStore(db_url_for(store, db_url))
@@ -50,6 +56,9 @@ def create_app(store: Path, db_url: str | None = None) -> FastAPI:
 
     def folder_of(audit_id: str) -> Path:
         folder = audit_folder(store, audit_id)
+        if folder is None:
+            sync()  # published since the last look?
+            folder = audit_folder(store, audit_id)
         if folder is None:
             raise HTTPException(404, f"no audit '{audit_id}' in this store")
         return folder
@@ -71,6 +80,7 @@ def create_app(store: Path, db_url: str | None = None) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> HTMLResponse:
+        sync()
         return HTMLResponse(index_html(store, reviews.latest(), app=True))
 
     @app.get("/audits/{audit_id}", response_class=HTMLResponse)
@@ -110,6 +120,7 @@ def create_app(store: Path, db_url: str | None = None) -> FastAPI:
 
     @app.get("/api/audits")
     def api_audits() -> list[dict[str, Any]]:
+        sync()
         rows = index_rows(list_audits(store), reviews.latest(), app=True)
         return [dataclasses.asdict(r) for r in rows]
 
@@ -129,8 +140,9 @@ def _refresh_static_index(store: Path, reviews: ReviewStore) -> None:
         log.warning("could not refresh %s: %s", store / "index.html", exc)
 
 
-def serve(store: Path, host: str = "127.0.0.1", port: int = 8765, db_url: str | None = None) -> None:
+def serve(store: Path, host: str = "127.0.0.1", port: int = 8765, db_url: str | None = None,
+          refresh: Callable[[], object] | None = None) -> None:
     """Run the review app with uvicorn until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_app(store, db_url), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(store, db_url, refresh), host=host, port=port, log_level="info")

@@ -20,6 +20,7 @@ from imaudit.audits.result import AuditResult
 from imaudit.io import atomic_write_text
 from imaudit.reports import figures as figs
 from imaudit.reports.db import Decision, open_existing
+from imaudit.reports.failures import list_failures
 from imaudit.reports.render import overall_verdict
 from imaudit.reports.store import AuditEntry, list_audits
 from imaudit.reports.templating import render
@@ -179,7 +180,7 @@ def index_html(store: Path, decisions: Mapping[str, Decision] | None = None, *, 
     models = sorted({r.model for r in rows if not r.broken})
     verdicts = [v for v in ("pass", "warn", "fail", "broken") if any(r.verdict == v for r in rows)]
     return render("index.html", rows=rows, models=models, verdicts=verdicts, trends=trends(rows), app=app,
-                  store=str(store), n_broken=sum(r.broken for r in rows),
+                  store=str(store), n_broken=sum(r.broken for r in rows), failures=list_failures(store),
                   n_pending=sum(r.pending for r in rows), metric_names=TREND_METRICS)
 
 
