@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import torch
 from prefect import flow, get_run_logger, tags
 from pydantic import ValidationError
 
@@ -182,9 +183,15 @@ def task_runner(spec: AuditSpec) -> Any:
 
     if spec.dask_address:
         return DaskTaskRunner(address=spec.dask_address)
-    # One thread per worker process: each worker holds its own model, and
+    # One task thread per worker process: each worker holds its own model, and
     # torch's hooks (Captum, Grad-CAM) are not thread-safe on a shared module.
-    return DaskTaskRunner(cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True})
+    # Torch in each worker gets this process's thread count (Dask's nanny would
+    # set OMP_NUM_THREADS=1): float sums then run as in a sequential audit, so
+    # both give the same numbers. Dask's own INFO logs stay quiet (silence_logs).
+    threads = str(torch.get_num_threads())
+    env = {var: threads for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    return DaskTaskRunner(cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True,
+                                         "env": env, "silence_logs": logging.WARNING})
 
 
 def audit_flow_for(spec: AuditSpec):

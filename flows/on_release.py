@@ -33,6 +33,7 @@ def on_release(ref: str, dataset: str | None = None, overrides: dict[str, Any] |
 
     ``trigger`` says why (release, schedule, manual): the scheduled deployment's fan-out runs this flow too.
     """
+    presence.tag_this_run(ref, trigger)
     # An event without a dataset renders the template as "" or "None": use the release's own.
     spec = audit_spec(ref, dataset if dataset not in (None, "", "None") else None, overrides)
     get_run_logger().info("%s audit of %s on %s", trigger, ref, spec.dataset or "its dataset")

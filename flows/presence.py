@@ -69,6 +69,16 @@ def run_tags(ref: str, trigger: str) -> list[str]:
     return ["imaudit", f"model:{model_name_version(ref)[0]}", f"trigger:{trigger}"]
 
 
+def tag_this_run(ref: str, trigger: str) -> None:
+    """Add the model and trigger tags to the running flow run (runs made by a trigger carry only the deployment's)."""
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(flow_run.id)
+        client.update_flow_run(run.id, tags=sorted(set(run.tags) | set(run_tags(ref, trigger))))
+
+
 def artifact_key(ref: str, suffix: str = "") -> str:
     """Prefect artifact keys hold lowercase letters, digits and dashes; one key family per model."""
     slug = re.sub(r"[^a-z0-9]+", "-", model_name_version(ref)[0].lower()).strip("-") or "model"

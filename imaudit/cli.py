@@ -48,6 +48,10 @@ def _quiet_prefect(verbose: bool) -> None:
     from rich.logging import RichHandler
 
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    # Dask's scheduler, nanny and worker INFO lines too (read from the environment when dask is
+    # first imported, also by Dask's worker processes; the level for when it already was).
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "info" if verbose else "warning")
+    logging.getLogger("distributed").setLevel(logging.INFO if verbose else logging.WARNING)
     progress = logging.getLogger("imaudit.progress")
     if not progress.handlers:
         handler = RichHandler(console=err, show_time=False, show_path=False, show_level=False, markup=False)
