@@ -33,7 +33,7 @@ from imaudit.audits.result import MethodRecord
 from imaudit.audits.spec import AuditSpec
 from imaudit.audits.stages.records import ChunkResult, ChunkStats, PredictionOutcome, StageError, StageOutputs
 from imaudit.errors import BadInputError
-from imaudit.flows import presence, results
+from imaudit.flows import presence
 from imaudit.flows.chunked import finish_chunks, run_chunks, start_chunks
 from imaudit.io import atomic_dir, sweep_stale_tmp
 from imaudit.tasks import audit_tasks as t
@@ -89,7 +89,7 @@ def _run_name() -> str:
 
 
 @flow(name="imaudit-audit", flow_run_name=_run_name, log_prints=True, timeout_seconds=FLOW_TIMEOUT_S,
-      validate_parameters=True, persist_result=True, result_storage=results.storage_block())
+      validate_parameters=True)
 def audit(spec: AuditSpec, trigger: str = "manual") -> str:
     """Run one audit and return the path of its report folder.
 

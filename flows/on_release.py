@@ -25,7 +25,7 @@ def _run_name() -> str:
 
 
 @flow(name="imaudit-on-release", flow_run_name=_run_name, log_prints=True, timeout_seconds=FLOW_TIMEOUT_S,
-      persist_result=True, result_storage=results.storage_block(),
+      persist_result=True, result_storage=results.storage_ref(),
       on_failure=[presence.record_failure], on_crashed=[presence.record_failure])
 def on_release(ref: str, dataset: str | None = None, overrides: dict[str, Any] | None = None,
                trigger: str = "release") -> str:

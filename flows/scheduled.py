@@ -30,7 +30,7 @@ TRIGGER = "schedule"
 
 
 @flow(name="imaudit-scheduled", log_prints=True, timeout_seconds=FLOW_TIMEOUT_S + 600,
-      persist_result=True, result_storage=results.storage_block())
+      persist_result=True, result_storage=results.storage_ref())
 def scheduled_audit(overrides: dict[str, Any] | None = None, models: list[str] | None = None,
                     deployment: str | None = AUDIT_DEPLOYMENT, child_timeout_s: float = FLOW_TIMEOUT_S) -> State:
     """Audit the latest release of each model (all registered, or ``models``), one child run per model."""

@@ -232,6 +232,34 @@ def release(
         _fail(f"{rel.ref} is registered but not announced: {sent.detail}", code=1)
     out.print(sent.detail, highlight=False)
 
+
+@app.command("store-init")
+def store_init() -> None:
+    """Prepare the Prefect server (PREFECT_API_URL) for the shared store (IMAUDIT_STORAGE), once.
+
+    Saves the result storage block the deployment flows persist their results with
+    (remote-file-system/imaudit-results at IMAUDIT_STORAGE/prefect-results; IMAUDIT_RESULTS_BLOCK names
+    another) and checks that the store can be written and read. Exits 2 without IMAUDIT_STORAGE, 3 when
+    the store or the server cannot be reached.
+    """
+    from imaudit import storage
+    from imaudit.flows import results
+
+    try:
+        url = storage.shared_url()
+        if url is None:
+            raise BadInputError(f"{storage.STORE_ENV} is not set: export the shared store's URL first")
+        probe = storage.Location(url)
+        probe.write_bytes(".imaudit-store", b"imaudit shared store\n")
+        probe.read_bytes(".imaudit-store")
+    except OSError as e:
+        _fail(f"cannot write and read {url}: {type(e).__name__}: {e}", code=3)
+    try:
+        ref, base = results.save_block()
+    except (OSError, RuntimeError) as e:
+        _fail(f"cannot save the result storage block on the Prefect server: {type(e).__name__}: {e}", code=3)
+    out.print(f"shared store {url} is writable; Prefect results go to {base} (block {ref})", highlight=False)
+
 # [serve / compare commands]
 
 @app.command()

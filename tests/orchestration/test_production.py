@@ -5,7 +5,7 @@
   its exports (with this test's values: the server, a bucket on moto's S3 server on 127.0.0.1, moto's
   credentials and endpoint), the work pool, the "gpu" limit, `prefect deploy` and the worker.
   The prefect.yaml deployed is the repository's, with fast audit settings and the weekly cron
-  replaced by one due within the minute; its folder is deleted once deployed (workers must not need it).
+  replaced by one due within the minute (switched on once the models are released); its folder is deleted once deployed (workers must not need it).
 - Two "machines": models are released from home A; the worker runs with another, empty home B.
   They share only the bucket.
 
@@ -95,7 +95,7 @@ def production(prefect_api, tmp_path_factory):
                             "AWS_ENDPOINT_URL"}, "the README's exports changed: update this test's values"
     assert [c.split()[:3] for c in commands] == [
         ["prefect", "work-pool", "create"], ["prefect", "global-concurrency-limit", "create"],
-        ["prefect", "deploy", "--all"], ["prefect", "worker", "start"]]
+        ["imaudit", "store-init"], ["prefect", "deploy", "--all"], ["prefect", "worker", "start"]]
 
     with moto_server() as s3, _client(api) as client:
         bucket = exports["IMAUDIT_STORAGE"].removeprefix("s3://").split("/", 1)[0]
@@ -120,7 +120,8 @@ def production(prefect_api, tmp_path_factory):
         for dep in config["deployments"]:
             dep["parameters"]["overrides"] = FAST
             for sched in dep.get("schedules") or []:
-                sched["cron"] = "* * * * *"  # due within the minute
+                # Due within the minute, switched on by the schedule test once its models are released.
+                sched["cron"], sched["active"] = "* * * * *", False
         (deploy_dir / "prefect.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         worker = None
         try:
@@ -220,8 +221,9 @@ def test_release_is_audited_by_a_worker_that_shares_only_the_store(production, t
     arts = {a.key: a for a in client.read_artifacts(artifact_filter=ArtifactFilter(
         key=ArtifactFilterKey(any_=["imaudit-tiny", "imaudit-tiny-report", "imaudit-tiny-metrics"])))}
     assert set(arts) == {"imaudit-tiny", "imaudit-tiny-report", "imaudit-tiny-metrics"}
-    assert arts["imaudit-tiny-report"].type == "link"
-    assert f"{p['url']}/reports/{audit['id']}/report.html" in str(arts["imaudit-tiny-report"].data)
+    # Prefect stores a link artifact as markdown: [text](link)
+    link = f"{p['url']}/reports/{audit['id']}/report.html"
+    assert f"]({link})" in str(arts["imaudit-tiny-report"].data)
     table = arts["imaudit-tiny-metrics"].data
     table = json.loads(table) if isinstance(table, str) else table
     assert {"metric": "status", "value": "complete"} in table
@@ -241,6 +243,9 @@ def test_cron_schedule_fans_out_and_failures_show(production, tmp_path):
     assert limit.limit == 1 and limit.active
 
     dep = client.read_deployment_by_name("imaudit-scheduled/scheduled-audit")
+    (schedule,) = dep.schedules
+    assert schedule.schedule.cron == "* * * * *" and not schedule.active
+    client.update_deployment_schedule(dep.id, schedule.id, active=True)
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
     def scheduled_runs(final: bool):
