@@ -3,11 +3,11 @@
 Deployed as `scheduled-audit` (prefect.yaml) with a named cron schedule. For
 each model it starts a run of the `audit-model` deployment (``run_deployment``)
 with the release's ref and dataset, so every audit has its own flow run, state,
-timeout, logs, artifacts and worker slot. The parent waits for all of them (at
-most ``child_timeout_s`` each) and ends Failed, naming the failed models, when
-any child did not complete; its result (model -> child run, state, report) is
-persisted (the children's reports are in the store and their artifacts). ``deployment=None`` audits in this process instead, as subflows
-one after another (for a machine without workers).
+timeout, logs, artifacts and worker slot. The parent waits for all of them
+(``child_timeout_s`` in all) and ends Failed, naming the failed models, when
+any child did not complete; its result (model -> child run, state, error) is
+persisted; the children's reports are in the store. ``deployment=None`` audits
+in this process instead, as subflows one after another (no workers needed).
 """
 
 from __future__ import annotations

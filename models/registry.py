@@ -116,7 +116,9 @@ class Registry:
         if version not in versions:
             raise RefError(f"no release {name}@{version} in registry {self.where()} "
                            f"(versions of {name}: {', '.join(versions)})")
-        return self._read(self.root / name / version / MANIFEST) if self.shared is None else self._read_shared(name, version)
+        if self.shared is not None:
+            return self._read_shared(name, version)
+        return self._read(self.root / name / version / MANIFEST)
 
     def checkpoint_path(self, manifest: ReleaseManifest) -> Path:
         """Absolute path of the release's checkpoint copy (from the shared store: a cached local copy)."""
