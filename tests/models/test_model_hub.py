@@ -75,5 +75,5 @@ def test_hub_class_count_and_arch_conflicts(hub_cache):
 
 
 def test_missing_repo_offline_is_a_ref_error(hub_cache):
-    with pytest.raises(RefError, match=r"hf-hub:acme/absent is not in the local Hugging Face cache .*offline"):
+    with pytest.raises(RefError, match=r"hf-hub:acme/absent: weights acme/absent are not in the local Hugging Face cache .*offline"):
         load_model("hf-hub:acme/absent")

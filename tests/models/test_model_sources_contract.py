@@ -19,7 +19,7 @@ from imaudit.models import MODEL_SOURCES, Registry, load_model, parse_ref, save_
 
 
 def _timm(tmp: Path, monkeypatch) -> tuple[str, dict]:
-    return "timm:test_resnet", {"num_classes": 3}
+    return "timm:test_resnet?pretrained=false", {"num_classes": 3}
 
 
 def _hub(tmp: Path, monkeypatch) -> tuple[str, dict]:
