@@ -75,6 +75,8 @@ def assemble(spec: AuditSpec, aid: str, pieces: dict[str, Any]) -> AuditResult:
         model=ident["model"],
         dataset=ident["dataset"],
         metrics=diag.get("metrics", {}),
+        metrics_full=diag.get("metrics_full", {}),
+        class_map=ident.get("class_map"),
         per_class=diag.get("per_class", {}),
         confusion=diag.get("confusion", {}),
         calibration=diag.get("calibration", {}),

@@ -64,31 +64,66 @@ def get_dataset(spec: AuditSpec):
     return _dataset(dataset_ref(spec))
 
 
-def get_model(spec: AuditSpec):
-    """The audited model; sources with random weights (timm:) get one output per dataset class."""
+def _model_key(spec: AuditSpec) -> tuple[str, str | None, int | None, int | None]:
+    """The arguments ``_model`` caches on; sources with random weights get one output per class."""
     from imaudit.models import model_source
 
     source, value = model_source(spec.model)
     n = len(get_dataset(spec).classes) if source.sized_by_dataset(value) else None
-    return _model(spec.model, spec.arch, spec.input_size, n)
+    return spec.model, spec.arch, spec.input_size, n
 
 
-def class_order(model_classes: list[str] | None, data_classes: list[str], model_ref: str, n_out: int) -> list[int] | None:
-    """Column permutation mapping model outputs onto the dataset's class order (None: identity).
+def _raw_model(spec: AuditSpec):
+    """The model as its source loads it, with all its outputs."""
+    return _model(*_model_key(spec))
 
-    A model whose outputs cannot be matched to the dataset's classes is bad
-    input: its metrics would be meaningless.
+
+def class_map(spec: AuditSpec):
+    """Which model output is which dataset class (imaudit.audits.classmap); bad input when they do not fit."""
+    from imaudit.models.labels import from_names
+
+    model, ds = _raw_model(spec), get_dataset(spec)
+    labels = model.labels or (from_names(model.classes, "model classes") if model.classes else None)
+    return _class_map(spec.model, spec.arch, spec.input_size, dataset_ref(spec), spec.class_map,
+                      tuple(ds.classes), labels, model.num_classes)
+
+
+@functools.lru_cache(maxsize=8)
+def _class_map(model_ref: str, arch: str | None, input_size: int | None, data_ref: str, mapping_ref: str | None,
+               classes: tuple[str, ...], labels: Any, n_outputs: int):
+    from imaudit.audits.classmap import match_classes, read_mapping
+
+    mapping = None
+    if mapping_ref:
+        from imaudit.storage import fetch_file, is_url
+
+        local = fetch_file(mapping_ref) if is_url(mapping_ref) else Path(mapping_ref).expanduser()
+        mapping = read_mapping(local, mapping_ref)
+    return match_classes(list(classes), labels, n_outputs, model_ref, mapping)
+
+
+def get_model(spec: AuditSpec):
+    """The audited model, seen through the dataset's classes.
+
+    When the model's outputs are not exactly the dataset's classes in order
+    (a permutation, or a many-class model audited on a subset), its module is
+    wrapped in a RestrictedHead so every later stage indexes the dataset's
+    classes; ``classmap.full_module`` gives back all outputs.
     """
-    if n_out != len(data_classes):
-        raise BadInputError(
-            f"model {model_ref} has {n_out} outputs but the dataset has {len(data_classes)} classes"
-        )
-    if not model_classes or list(model_classes) == list(data_classes):
-        return None
-    if sorted(model_classes) != sorted(data_classes):
-        missing = sorted(set(data_classes) - set(model_classes))[:5]
-        raise BadInputError(f"model {model_ref} classes do not match the dataset's (e.g. missing {missing})")
-    return [list(model_classes).index(c) for c in data_classes]
+    cmap = class_map(spec)
+    if cmap.identity:
+        return _raw_model(spec)
+    return _restricted(_model_key(spec), tuple(cmap.columns))
+
+
+@functools.lru_cache(maxsize=4)
+def _restricted(key: tuple, columns: tuple[int, ...]):
+    import dataclasses
+
+    from imaudit.audits.classmap import RestrictedHead
+
+    model = _model(*key)
+    return dataclasses.replace(model, module=RestrictedHead(model.module, list(columns)).eval())
 
 
 def preflight(spec: AuditSpec) -> None:
@@ -106,8 +141,7 @@ def preflight(spec: AuditSpec) -> None:
     from imaudit.models import parse_ref
 
     parse_ref(spec.model)  # a malformed model ref fails before the dataset is read
-    ds, model = get_dataset(spec), get_model(spec)
-    class_order(model.classes, ds.classes, spec.model, model.num_classes)
+    get_model(spec)  # loads both and matches the model's outputs to the dataset's classes
 
 
 # --- stages ---------------------------------------------------------------------------------
@@ -116,8 +150,7 @@ def identify(spec: AuditSpec, work: Path) -> dict[str, Any]:
     """Load model and dataset, check they fit, write manifest.csv; return their identities."""
     t0 = time.perf_counter()
     ds = get_dataset(spec)
-    model = get_model(spec)
-    class_order(model.classes, ds.classes, spec.model, model.num_classes)
+    model, cmap = get_model(spec), class_map(spec)
     work.mkdir(parents=True, exist_ok=True)
     ds.manifest.to_csv(work / "manifest.csv", index=False)
     counts = {
@@ -129,7 +162,7 @@ def identify(spec: AuditSpec, work: Path) -> dict[str, Any]:
         digest=model.digest,
         arch=model.arch,
         num_classes=model.num_classes,
-        classes=model.classes or ds.classes,
+        classes=cmap.model_names,  # in the dataset's class order, as every table of the audit
         params=model.params,
         data_config=_jsonable(model.data_config),
         release=model.release.model_dump(mode="json") if model.release is not None else None,
@@ -147,6 +180,7 @@ def identify(spec: AuditSpec, work: Path) -> dict[str, Any]:
         "model": mid.model_dump(mode="json"),
         "dataset": did.model_dump(mode="json"),
         "history": model.history,
+        "class_map": cmap.record(ds.classes),
         "seconds": time.perf_counter() - t0,
     }
 
@@ -194,6 +228,7 @@ def diagnose(spec: AuditSpec, work: Path, history: list[dict] | None) -> dict[st
     d = run(Predictions.load(work), get_dataset(spec).classes, spec.thresholds, history)
     return {
         "metrics": {k: v.model_dump(mode="json") for k, v in d.metrics.items()},
+        "metrics_full": {k: v.model_dump(mode="json") for k, v in d.metrics_full.items()},
         "per_class": d.per_class,
         "confusion": d.confusion,
         "calibration": d.calibration,

@@ -15,9 +15,10 @@ import pandas as pd
 import torch
 
 from imaudit.audits.device import resolve_device
+from imaudit.audits.classmap import full_module, full_view_columns, reduce_logits
 from imaudit.audits.pipeline import (
     _jsonable,
-    class_order,
+    class_map,
     get_dataset,
     get_model,
     sample_tensors,
@@ -40,20 +41,28 @@ def predict_plan(spec: AuditSpec) -> list[Any]:
     """The prediction chunks of this audit, in row order, keyed for caching."""
     from imaudit.audits import chunks
 
-    model, rows = get_model(spec), _predict_rows(spec)
+    model, rows, cmap = get_model(spec), _predict_rows(spec), class_map(spec)
+    # Autocast on CUDA changes the numbers: GPU and CPU results are different entries.
+    settings: dict[str, Any] = {"device": resolve_device(spec.device).type}
+    if cmap.subset:  # a subset chunk keeps the matched outputs' logits and the full view's top outputs
+        settings["columns"] = cmap.columns
     return chunks.plan(
         "predict",
         rows["sha256"].astype(str).tolist(),
         spec.chunk_size,
         model_digest=model.digest,
         config=_chunk_config(model),
-        # Autocast on CUDA changes the numbers: GPU and CPU results are different entries.
-        settings={"device": resolve_device(spec.device).type},
+        settings=settings,
+        suffix=".npz" if cmap.subset else ".npy",
     )
 
 
 def predict_chunk(spec: AuditSpec, chunk: Any, progress: bool = False) -> dict[str, Any]:
-    """Logits of one chunk's rows into its content-addressed .npy (reused when it exists)."""
+    """Logits of one chunk's rows into its content-addressed file (reused when it exists).
+
+    All outputs are computed; a subset audit keeps the matched outputs' logits
+    plus the full view's top outputs (``classmap.reduce_logits``) in an .npz.
+    """
     from imaudit.audits import chunks
     from imaudit.audits.data import ImageDataset
     from imaudit.audits.predict import infer_logits
@@ -64,7 +73,7 @@ def predict_chunk(spec: AuditSpec, chunk: Any, progress: bool = False) -> dict[s
     ds, model = get_dataset(spec), get_model(spec)
     rows = _predict_rows(spec).iloc[c.start : c.stop].reset_index(drop=True)
     logits = infer_logits(
-        model.module,
+        full_module(model.module),
         ImageDataset(rows, ds.classes, model.transform()),
         resolve_device(spec.device),
         batch_size=spec.batch_size,
@@ -72,24 +81,40 @@ def predict_chunk(spec: AuditSpec, chunk: Any, progress: bool = False) -> dict[s
         progress=progress,
         desc=f"predict chunk {c.index}",
     )
-    chunks.save_array(c.path, logits.astype(np.float32))
+    cmap = class_map(spec)
+    if cmap.subset:
+        chunks.save_arrays(c.path, reduce_logits(logits, cmap.columns))
+    else:
+        chunks.save_array(c.path, logits.astype(np.float32))
     return {"path": c.path, "computed": True, "n": c.size}
 
 
 def predict_assemble(spec: AuditSpec, work: Path, chunk_paths: list[str]) -> dict[str, Any]:
-    """Concatenate chunk logits in order; write predictions.csv + logits.npy."""
+    """Concatenate chunk logits in order; write predictions.csv + logits.npy (dataset class order).
+
+    A subset audit's table also carries the full view's columns (``*_full``,
+    ``in_classes``); logits.npy holds the restricted view's logits.
+    """
     from imaudit.audits import chunks
     from imaudit.audits.predict import Predictions, build_table
 
-    ds, model, rows = get_dataset(spec), get_model(spec), _predict_rows(spec)
-    parts = [chunks.load_array(p) for p in chunk_paths]
-    logits = np.concatenate(parts) if parts else np.zeros((0, model.num_classes), np.float32)
+    ds, rows, cmap = get_dataset(spec), _predict_rows(spec), class_map(spec)
+    reduced: dict[str, np.ndarray] | None = None
+    if cmap.subset:
+        parts = [chunks.load_arrays(p) for p in chunk_paths]
+        reduced = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else None
+        logits = reduced["logits"] if reduced else np.zeros((0, len(ds.classes)), np.float32)
+    else:
+        parts = [chunks.load_array(p) for p in chunk_paths]
+        logits = np.concatenate(parts) if parts else np.zeros((0, cmap.n_outputs), np.float32)
+        if not cmap.identity and len(logits):
+            logits = logits[:, cmap.columns]
     if len(logits) != len(rows):
         raise RuntimeError(f"prediction chunks hold {len(logits)} rows for {len(rows)} images")
-    order = class_order(model.classes, ds.classes, spec.model, model.num_classes)
-    if order is not None:
-        logits = logits[:, order]
-    files = Predictions(build_table(rows, ds.classes, logits), logits).save(work)
+    table = build_table(rows, ds.classes, logits)
+    if reduced is not None:
+        table = table.assign(**full_view_columns(table["y"].to_numpy(), logits, reduced, cmap))
+    files = Predictions(table, logits).save(work)
     return {"files": files, "n": len(rows)}
 
 
@@ -100,13 +125,17 @@ def _explain_sample(spec: AuditSpec, work: Path, method: str) -> pd.DataFrame:
 
 def _explain_settings(spec: AuditSpec, method: str) -> dict[str, Any]:
     """What an explanation chunk's result depends on besides model and images."""
-    return {
+    settings = {
         "method": method,
         "settings": spec.method_settings.get(method) or {},
         "seed": spec.seed,
         "target": spec.target,
         "device": resolve_device(spec.device).type,
     }
+    cmap = class_map(spec)
+    if not cmap.identity:  # targets are dataset classes: which outputs they are belongs to the result
+        settings["columns"] = cmap.columns
+    return settings
 
 
 def explain_plan(spec: AuditSpec, work: Path, method: str) -> list[Any]:

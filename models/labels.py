@@ -19,7 +19,7 @@ from torch import nn
 WNID = re.compile(r"^n\d{8}$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # hashed by identity: a loaded model's labels are one object
 class LabelSet:
     """One entry per model output: ``names`` for display, ``ids`` (WordNet ids or None), ``synonyms``."""
 

@@ -2,12 +2,14 @@
 
 - ``s3``: moto's S3 server (a real HTTP endpoint, one per test process), with
   imaudit pointed at it through IMAUDIT_STORAGE_OPTIONS.
+- ``hf_cache``: an empty, offline Hugging Face cache the test fills itself.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,3 +60,20 @@ def s3(s3_server: S3, monkeypatch) -> S3:
         monkeypatch.setenv(var, value)
     monkeypatch.delenv("IMAUDIT_STORAGE_BLOCK", raising=False)
     return s3_server
+
+
+# Helpers of the model tests (tiny models, fake hub repos) and orchestration tests (tiny checkpoints).
+for _folder in ("models", "orchestration"):
+    _path = str(Path(__file__).resolve().parents[1] / _folder)
+    if _path not in sys.path:
+        sys.path.append(_path)
+
+
+@pytest.fixture
+def hf_cache(tmp_path_factory, monkeypatch) -> Path:
+    """An empty Hugging Face hub cache for this test, offline."""
+    cache = tmp_path_factory.mktemp("hf") / "hub"
+    cache.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return cache
