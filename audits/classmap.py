@@ -107,6 +107,12 @@ def match_classes(data_classes: list[str], labels: LabelSet | None, n_outputs: i
             f"model {model_ref} has {n_outputs} outputs but the dataset has {k} classes, and the model carries "
             f"no label names to match them by; pass --class-map FILE (dataset class -> output index)"
         )
+    if labels is not None and not mapping and not any(_matches(c, labels) for c in data_classes):
+        shown = ", ".join(labels.names[:5]) + (", ..." if len(labels) > 5 else "")
+        raise BadInputError(
+            f"model {model_ref} has {n_outputs} outputs but the dataset has {k} classes, and none of them is "
+            f"among the model's labels ({shown}; from {labels.source}); map them in --class-map FILE"
+        )
     columns, how = [], []
     for c in data_classes:
         if mapping and c in mapping:
@@ -144,6 +150,13 @@ def _same_classes(data_classes: list[str], labels: LabelSet | None, model_ref: s
         raise BadInputError(f"model {model_ref} classes do not match the dataset's (e.g. missing {missing})")
     return ClassMap(columns=list(columns), n_outputs=k, how=list(how), model_names=[names[o] for o in columns],
                     model_ids=[labels.ids[o] for o in columns] if labels.ids else None, label_source=labels.source)
+
+
+def _matches(name: str, labels: LabelSet) -> bool:
+    """Whether ``name`` is some output's name, WordNet id or synonym."""
+    key = _norm(name)
+    return (name in labels.names or bool(labels.ids and name in labels.ids)
+            or any(key in {_norm(s) for s in syn} for syn in labels.synonyms))
 
 
 def _match_one(name: str, labels: LabelSet | None, model_ref: str, have_mapping: bool) -> tuple[int, str]:

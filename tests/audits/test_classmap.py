@@ -31,8 +31,11 @@ def test_imagenet_names_ids_and_synonyms_match():
 
 
 @pytest.mark.parametrize("classes, needle", [
-    (["goldfsh"], "'goldfsh' matches no output of model m (1000 labels from timm ImageNet info (imagenet-1k)); "
+    (["tench", "goldfsh"], "'goldfsh' matches no output of model m (1000 labels from timm ImageNet info (imagenet-1k)); "
                   "close: goldfish (n01443537)"),
+    (["pet", "dog1"], "model m has 1000 outputs but the dataset has 2 classes, and none of them is among the "
+                      "model's labels (tench, goldfish, great white shark, tiger shark, hammerhead, ...; from timm "
+                      "ImageNet info (imagenet-1k))"),
     (["crane"], "'crane' matches 2 outputs of model m (crane (n02012849), crane (n03126707))"),
     (["tench", "Tinca tinca"], "dataset classes 'tench' and 'Tinca tinca' both match tench (n01440764)"),
 ])

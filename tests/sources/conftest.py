@@ -77,3 +77,13 @@ def hf_cache(tmp_path_factory, monkeypatch) -> Path:
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return cache
+
+
+@pytest.fixture
+def hf_datasets_cache(tmp_path_factory, monkeypatch) -> Path:
+    """An empty Hugging Face datasets cache for this test, offline."""
+    cache = tmp_path_factory.mktemp("hf-datasets") / "datasets"
+    cache.mkdir()
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return cache

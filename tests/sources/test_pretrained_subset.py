@@ -141,29 +141,33 @@ def test_hub_model_with_its_own_label_names(hf_cache, tmp_path):
     assert audit["metrics"]["val"]["accuracy"] == pytest.approx((logits[:, [1, 2, 0]].argmax(1) == y).mean())
 
 
+def _renamed(src: Path, dst: Path, old: str, new: str) -> Path:
+    """A copy of the folder dataset with class ``old`` renamed ``new`` (a new path: audits cache by ref)."""
+    shutil.copytree(src, dst)
+    for split in ("train", "val"):
+        (dst / split / old).rename(dst / split / new)
+    return dst
+
+
 def test_unmatched_and_ambiguous_names_are_one_line_errors(imagenet_case, hf_cache, tmp_path):
     fake_hub_repo(hf_cache, WEIGHTS_REPO, imagenet_case["module"], None)
-    data = tmp_path / "data"
-    shutil.copytree(imagenet_case["data"], data)
-    for split in ("train", "val"):
-        (data / split / "tench").rename(data / split / "goldfsh")
-    code, out = cli("audit", "--model", "timm:test_resnet", "--dataset", f"folder:{data}", "--input-size", "32")
+    typo = _renamed(imagenet_case["data"], tmp_path / "typo", "tench", "goldfsh")
+    code, out = cli("audit", "--model", "timm:test_resnet", "--dataset", f"folder:{typo}", "--input-size", "32")
     assert code == 2 and len(out.strip().splitlines()) == 1, out
     assert "'goldfsh' matches no output of model timm:test_resnet" in out and "goldfish (n01443537)" in out
 
-    for split in ("train", "val"):
-        (data / split / "goldfsh").rename(data / split / "crane")
-    code, out = cli("audit", "--model", "timm:test_resnet", "--dataset", f"folder:{data}", "--input-size", "32")
+    crane = _renamed(imagenet_case["data"], tmp_path / "crane", "tench", "crane")
+    code, out = cli("audit", "--model", "timm:test_resnet", "--dataset", f"folder:{crane}", "--input-size", "32")
     assert code == 2 and "n02012849" in out and "n03126707" in out and "--class-map" in out, out
 
     mapping = tmp_path / "map.yaml"
     mapping.write_text("crane: n02012849   # the bird\n")
-    code, out = cli("audit", "--model", "timm:test_resnet", "--dataset", f"folder:{data}", "--input-size", "32",
+    code, out = cli("audit", "--model", "timm:test_resnet", "--dataset", f"folder:{crane}", "--input-size", "32",
                     "--class-map", str(mapping), "--methods", "", "--out", str(tmp_path / "s"))
     assert code == 0, out
-    crane = [c for c in audit_json(tmp_path / "s")["class_map"]["classes"] if c["class"] == "crane"]
-    assert crane == [{"class": "crane", "output": 134, "model_label": "crane", "wordnet_id": "n02012849",
-                      "matched_by": "mapping file"}]
+    matched = [c for c in audit_json(tmp_path / "s")["class_map"]["classes"] if c["class"] == "crane"]
+    assert matched == [{"class": "crane", "output": 134, "model_label": "crane", "wordnet_id": "n02012849",
+                        "matched_by": "mapping file"}]
 
 
 def test_pretrained_weights_missing_from_the_cache(hf_cache, tmp_path):
