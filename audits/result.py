@@ -44,6 +44,7 @@ class ModelIdentity(BaseModel):
     params: int = 0
     data_config: dict[str, Any] = Field(default_factory=dict)
     release: dict[str, Any] | None = None
+    origin: dict[str, Any] | None = Field(default=None, description="the registry entry it came from (MLflow)")
 
 
 class DatasetIdentity(BaseModel):

@@ -37,6 +37,7 @@ class LoadedModel:
     release: ReleaseManifest | None = None
     history: list[dict] | None = None
     labels: LabelSet | None = None
+    origin: dict | None = None  # where a registry source found it (e.g. MLflow name, version, aliases, run)
 
     def transform(self, is_training: bool = False) -> Callable:
         """timm's preprocessing for this model (PIL image -> normalised tensor)."""

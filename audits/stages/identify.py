@@ -31,6 +31,7 @@ def run(spec: AuditSpec, work: Path) -> Identity:
             params=model.params,
             data_config=jsonable(model.data_config),
             release=model.release.model_dump(mode="json") if model.release is not None else None,
+            origin=model.origin,
         ),
         dataset=DatasetIdentity(
             ref=ds.ref,
