@@ -18,7 +18,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
@@ -40,6 +41,7 @@ from imaudit.reports.decisions import DecisionLog, Seen
 from imaudit.reports.gate import parse_release, related_decisions, verdict
 from imaudit.reports.identity import release_of
 from imaudit.reports.index import IndexRefresher, index_html, index_rows
+from imaudit.reports.page_cache import PageCache
 from imaudit.reports.render import report_html
 from imaudit.reports.security import FILE_CSP, MAX_BODY, BodyLimit, PeerAddress, SecurityHeaders, same_origin
 from imaudit.reports.store import AuditEntry, read_audit, safe_file
@@ -65,6 +67,7 @@ class Services:
     catalog: StoreCatalog
     gatekeeper: Gatekeeper
     refresher: IndexRefresher
+    pages: PageCache = dataclasses.field(default_factory=PageCache)
 
 
 def create_app(store: Path, db_url: str | None = None, *, auth: AuthConfig | None = None,
@@ -293,8 +296,11 @@ def _audit_routes(app: FastAPI, svc: Services) -> None:
     @app.get("/", response_class=HTMLResponse)
     def index(request: Request) -> Response:
         visitor = visitor_of(request)
-        return html(request, index_html(svc.store, svc.log.latest(), entries=svc.catalog.entries(),
-                                        **page(request, visitor)))
+        last = svc.log.last_id()  # read before the data, so the key never claims newer data than rendered
+        generation, entries = svc.catalog.snapshot()
+        text = svc.pages.page("index", (generation, last), page(request, visitor), lambda values: index_html(
+            svc.store, svc.log.latest(), entries=entries, **values))
+        return html(request, text)
 
     @app.get("/audits/{audit_id}", response_class=HTMLResponse)
     def show_audit(request: Request, audit_id: str) -> Response:
@@ -389,10 +395,72 @@ def _static_index(svc: Services) -> str:
     return index_html(svc.store, svc.log.latest(), entries=svc.catalog.entries())
 
 
+def is_loopback(host: str) -> bool:
+    """True for names and addresses only this machine can reach."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def serving_hosts(host: str, extra: Sequence[str]) -> list[str]:
+    """The Host header values the app answers (others get 400, against DNS rebinding).
+
+    Loopback names always; the bind address when it is a specific one; ``extra``
+    (the names clients use). A wildcard bind must name its hosts.
+    """
+    bare = host.strip("[]")
+    hosts = list(LOOPBACK_HOSTS)
+    if bare in ("0.0.0.0", "::", ""):
+        if not extra:
+            raise BadInputError(f"--host {host} listens on every interface: name the host names clients use "
+                                "with --allowed-host NAME (other Host headers are refused, against DNS rebinding)")
+    elif not is_loopback(bare):
+        hosts.append(f"[{bare}]" if ":" in bare else bare)
+    return hosts + [h.strip().lower() for h in extra if h.strip()]
+
+
+def exposure_check(host: str, auth: AuthConfig, accounts_configured: bool) -> str | None:
+    """Refuse a network bind without authentication; the warning to print, if any.
+
+    Safe default: off loopback, someone must sign in (a password account or the
+    single-sign-on proxy) unless --insecure-no-auth says otherwise on purpose.
+    """
+    if auth.proxy_header and not auth.trusted_proxies:
+        raise BadInputError("--proxy-user-header needs --trusted-proxy ADDRESS (the proxy's address): "
+                            "the header is trusted only from there")
+    if auth.insecure_no_auth:
+        return ("--insecure-no-auth: anyone who can reach this port reads every audit and records decisions "
+                "as 'anonymous'; such decisions never open 'imaudit gate'")
+    if not is_loopback(host) and not accounts_configured and not auth.proxy_header:
+        raise BadInputError(f"refusing to serve on {host} without authentication: create a reviewer "
+                            "('imaudit reviewers add NAME') or configure --proxy-user-header, or pass "
+                            "--insecure-no-auth for a demo (anyone who reaches the port may then record decisions)")
+    if not is_loopback(host):
+        return (f"serving plain HTTP on {host}: passwords and session cookies cross the network in clear text "
+                "unless an HTTPS proxy is in front (see README, 'Review app behind a proxy')")
+    return None
+
+
 def serve(store: Path, host: str = "127.0.0.1", port: int = 8765, db_url: str | None = None, *,
-          auth: AuthConfig | None = None, allowed_hosts: Sequence[str] = LOOPBACK_HOSTS) -> None:
-    """Run the review app with uvicorn until interrupted (proxy headers are handled inside the app)."""
+          auth: AuthConfig | None = None, allowed_hosts: Sequence[str] = (),
+          say: Callable[[str], None] = print) -> None:
+    """Check the exposure, then run the review app with uvicorn until interrupted.
+
+    BadInputError for an unsafe or inconsistent configuration, DatabaseProblem for an
+    unreadable review database, both before anything listens.
+    """
     import uvicorn
 
-    app = create_app(store, db_url, auth=auth, allowed_hosts=allowed_hosts)
+    auth = auth or AuthConfig()
+    hosts = serving_hosts(host, allowed_hosts)
+    app = create_app(store, db_url, auth=auth, allowed_hosts=hosts)
+    warning = exposure_check(host, auth, app.state.services.accounts.any_password())
+    if warning:
+        say(f"warning: {warning}")
+    shown = f"[{host}]" if ":" in host else host
+    say(f"review app on http://{shown}:{port}/ over {app.state.services.store}")
+    # Proxy headers are handled inside the app (only from --trusted-proxy addresses).
     uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False, server_header=False)

@@ -61,6 +61,7 @@ class StoreCatalog:
         self._cache: dict[str, tuple[Key, AuditEntry]] = {}
         self._lock = threading.Lock()
         self.reads = 0  # audit.json files parsed so far (tests check the cache is used)
+        self.generation = 0  # changes whenever an entry is read again, added or removed
 
     def _entry(self, audit_id: str, folder: Path) -> AuditEntry:
         key = _key(folder)
@@ -71,6 +72,7 @@ class StoreCatalog:
         with self._lock:
             self._cache[audit_id] = (key, entry)
             self.reads += 1
+            self.generation += 1
         return entry
 
     def entries(self) -> list[AuditEntry]:
@@ -85,8 +87,14 @@ class StoreCatalog:
         with self._lock:
             for gone in [k for k in self._cache if k not in names]:
                 del self._cache[gone]
+                self.generation += 1
         entries.sort(key=lambda e: (e.sort_key, e.id), reverse=True)
         return entries
+
+    def snapshot(self) -> tuple[int, list[AuditEntry]]:
+        """(generation before the scan, entries): a cache keyed by that generation is never newer than its data."""
+        generation = self.generation
+        return generation, self.entries()
 
     def get(self, audit_id: str) -> AuditEntry | None:
         """The entry of one audit id, or None when the id is unsafe or names no folder of the store."""

@@ -162,6 +162,11 @@ class DecisionLog:
             q = select(DecisionRow).where(DecisionRow.id.in_(newest))
             return {r.audit_id: Decision.of(r) for r in s.scalars(q)}
 
+    def last_id(self) -> int:
+        """Id of the newest decision (0 when none): it changes exactly when a decision is appended."""
+        with self.db.session() as s:
+            return int(s.scalar(select(func.max(DecisionRow.id))) or 0)
+
     def count(self) -> int:
         with self.db.session() as s:
             return int(s.scalar(select(func.count(DecisionRow.id))) or 0)

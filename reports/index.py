@@ -115,12 +115,13 @@ def _review_of(entry: AuditEntry, decisions: Mapping[str, Decision]) -> dict[str
 
 def _earlier_reviews(rows: list[IndexRow]) -> None:
     """Point each release audit at the newest decided older audit of the same release (rows newest first)."""
-    for i, row in enumerate(rows):
+    decided: dict[str, dict[str, Any]] = {}  # release -> newest decision among the rows passed so far
+    for row in reversed(rows):
         if row.release is None:
             continue
-        older = next((o for o in rows[i + 1:] if o.release == row.release and o.review is not None), None)
-        if older is not None:
-            row.earlier_review = older.review
+        row.earlier_review = decided.get(row.release)
+        if row.review is not None:
+            decided[row.release] = row.review
 
 
 def index_rows(entries: list[AuditEntry], decisions: Mapping[str, Decision], *, app: bool) -> list[IndexRow]:
@@ -144,15 +145,17 @@ def index_rows(entries: list[AuditEntry], decisions: Mapping[str, Decision], *, 
             metrics=key_metrics(r), findings=v["counts"], review=review,
             pending=review is None and is_release_audit(r), href=href, release=release_of(r)))
     _earlier_reviews(rows)
-    # "vs previous": the next older audit of the same model (rows are newest first).
-    for i, row in enumerate(rows):
+    # "vs previous": the next older audit of the same model (rows are newest first; one pass from the oldest).
+    older: dict[str, IndexRow] = {}
+    for row in reversed(rows):
         if row.broken:
             continue
-        prev = next((o for o in rows[i + 1:] if not o.broken and o.model == row.model), None)
+        prev = older.get(row.model)
         if prev is not None:
             row.previous = prev.id
             if app:
                 row.compare = "/compare?" + urlencode({"a": prev.id, "b": row.id})
+        older[row.model] = row
     return rows
 
 
