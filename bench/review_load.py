@@ -186,28 +186,34 @@ async def _timed(result: LoadResult, bucket: list[float], label: str, expect: in
 
 async def _burst(base: str, sessions: list[tuple[dict[str, str], str]], targets: list[tuple[str, str]],
                  decisions: int, pages: int, timeout_s: float, result: LoadResult) -> None:
+    """Every decision and page load at once; one client (cookie jar) per signed-in reviewer."""
     limits = httpx.Limits(max_connections=decisions + pages, max_keepalive_connections=0)
-    async with httpx.AsyncClient(base_url=base, timeout=timeout_s, limits=limits) as client:
+    clients = [httpx.AsyncClient(base_url=base, timeout=timeout_s, limits=limits, cookies=cookies)
+               for cookies, _ in sessions]
+    try:
         jobs = []
         for k in range(decisions):
-            cookies, csrf = sessions[k % len(sessions)]
+            client, (_, csrf) = clients[k % len(clients)], sessions[k % len(sessions)]
             aid, digest = targets[k]
             data = {"decision": "approve", "comment": f"load decision {k}", "ack": list(ACKS),
                     "audit_digest": digest, "csrf": csrf}
 
-            def send(aid=aid, data=data, cookies=cookies):  # noqa: ANN202
-                return client.post(f"/audits/{aid}/review", data=data, cookies=cookies, headers={"Origin": base})
+            def send(client=client, aid=aid, data=data):  # noqa: ANN202
+                return client.post(f"/audits/{aid}/review", data=data, headers={"Origin": base})
             jobs.append(_timed(result, result.decision_times, f"decision {aid}", 303, send))
         for k in range(pages):
-            cookies, _ = sessions[k % len(sessions)]
+            client = clients[k % len(clients)]
             on_index = k % 2 == 0
             path = "/" if on_index else f"/audits/{targets[-1 - k][0]}"
 
-            def get(path=path, cookies=cookies):  # noqa: ANN202
-                return client.get(path, cookies=cookies)
+            def get(client=client, path=path):  # noqa: ANN202
+                return client.get(path)
             jobs.append(_timed(result, result.index_times if on_index else result.report_times, f"GET {path}",
                                200, get))
         await asyncio.gather(*jobs)
+    finally:
+        for client in clients:
+            await client.aclose()
 
 
 def run_load(store: Path, targets: list[tuple[str, str]], *, decisions: int = 100, pages: int = 100,
