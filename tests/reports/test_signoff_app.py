@@ -140,6 +140,12 @@ def test_pages_cannot_be_framed_and_only_their_own_scripts_run(store):
         two = [re.search(r"nonce-([^']+)'", ann.http.get("/").headers["content-security-policy"]).group(1)
                for _ in range(2)]
         assert two[0] != two[1]  # a fresh nonce per response, also when the page comes from the cache
+        with Visitor(base) as ada:  # the cached index is personalised: each sees their own name and token
+            ada.sign_in("ada")
+            def who(text: str) -> str:
+                return re.search(r'class="account small">\s*(\S+) <', text).group(1)
+            assert who(ada.http.get("/").text) == "ada" and who(ann.http.get("/").text) == "ann"
+            assert ada.form("/")["csrf"] != ann.form("/")["csrf"]
         f = ann.http.get("/audits/net2/files/audit.json")
         assert f.status_code == 200 and f.headers["content-security-policy"].startswith("sandbox")
 
