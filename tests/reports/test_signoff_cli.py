@@ -105,3 +105,19 @@ def test_a_corrupt_review_database_never_breaks_an_audit(tmp_path):
     index = (store / "index.html").read_text()
     assert f'data-id="{folder.name}"' in index
     assert 'id="db-problem"' in index and "unreadable" in index
+
+
+def test_a_locked_review_database_is_one_line_and_exit_3(tmp_path, monkeypatch):
+    import imaudit.reports.db as db
+
+    store = tmp_path / "reports"
+    assert run_cli("reviewers", "add", "ann", "--password-stdin", "--store", str(store), stdin="a long password 1\n")[0] == 0
+    monkeypatch.setattr(db, "LOCK_WAIT_S", 1)  # how long a writer waits for the lock (15 s by default)
+    holder = sqlite3.connect(store / "reviews.db", isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        code, out = run_cli("reviewers", "role", "ann", "admin", "--store", str(store))
+    finally:
+        holder.close()
+    assert code == 3 and "locked by another process" in out and len(out.strip().splitlines()) == 1
+    assert run_cli("reviewers", "role", "ann", "admin", "--store", str(store))[0] == 0  # released: fine again
