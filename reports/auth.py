@@ -187,7 +187,8 @@ class Gatekeeper:
 
     def sign_in(self, request: Request, name: str, password: str) -> tuple[Identity | None, str, float]:
         """(identity, new session token, 0) on success; (None, "", seconds to wait) when refused."""
-        address, name = self.peer(request), (name or "").strip()
+        # The client's address: behind a trusted proxy, the one it forwarded (not the proxy's, shared by all).
+        address, name = (request.client.host if request.client else ""), (name or "").strip()
         wait = self.throttle.wait_s(address, name)
         if wait > 0:
             return None, "", wait
