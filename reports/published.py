@@ -16,6 +16,7 @@ here does anything. With it:
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ from imaudit.reports.failures import FOLDER as FAILURES
 from imaudit.reports.failures import FailureRecord, write_failure
 
 MARK = "audit.json"
+log = logging.getLogger(__name__)
 
 
 def shared_reports() -> storage.Location | None:
@@ -78,17 +80,20 @@ def publish_index(index: Path) -> None:
         shared.put_file(index, "index.html")
 
 
-class Refresher:
-    """Refreshes the shared store's mirror for a long-running reader (the review app), at most every ``min_s``."""
+def keep_mirrored(every_s: float = 10.0) -> threading.Thread:
+    """Refresh the shared store's mirror every ``every_s`` seconds in a daemon thread (the review app's).
 
-    def __init__(self, min_s: float = 10.0) -> None:
-        self.min_s = min_s
-        self._last = float("-inf")
-        self._lock = threading.Lock()
+    The app's catalog rescans its folder on each request, so audits published
+    meanwhile appear; a failed refresh is logged and tried again next time.
+    """
+    def loop() -> None:
+        while True:
+            time.sleep(every_s)
+            try:
+                readable_store()
+            except (OSError, storage.BadInputError) as exc:
+                log.warning("could not refresh the mirror of the shared store: %s", exc)
 
-    def __call__(self) -> Path:
-        with self._lock:
-            if time.monotonic() - self._last >= self.min_s:
-                self._last = time.monotonic()
-                return readable_store()
-            return mirror_dir(shared_reports().url) if shared_reports() is not None else paths.report_store()
+    thread = threading.Thread(target=loop, name="imaudit-store-mirror", daemon=True)
+    thread.start()
+    return thread

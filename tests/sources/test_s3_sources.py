@@ -29,11 +29,6 @@ def _tiny_checkpoint(folder: Path) -> Path:
     return tiny_checkpoint(folder, seed=3)
 
 
-@pytest.fixture(autouse=True)
-def _orch_helpers_on_path(monkeypatch):
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "orchestration"))
-
-
 def test_audit_of_an_s3_folder_and_an_s3_checkpoint_through_the_cli(s3, tmp_path):
     local_data, ckpt = _shapes_folder(), _tiny_checkpoint(tmp_path)
     s3.upload(local_data, "s3://data/shapes")
