@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-import time
 from pathlib import Path
 
 from imaudit import paths, storage
@@ -80,15 +79,17 @@ def publish_index(index: Path) -> None:
         shared.put_file(index, "index.html")
 
 
-def keep_mirrored(every_s: float = 10.0) -> threading.Thread:
+def keep_mirrored(every_s: float = 10.0, stop: threading.Event | None = None) -> threading.Thread:
     """Refresh the shared store's mirror every ``every_s`` seconds in a daemon thread (the review app's).
 
     The app's catalog rescans its folder on each request, so audits published
     meanwhile appear; a failed refresh is logged and tried again next time.
+    Setting ``stop`` ends the thread.
     """
+    stop = stop or threading.Event()
+
     def loop() -> None:
-        while True:
-            time.sleep(every_s)
+        while not stop.wait(every_s):
             try:
                 readable_store()
             except (OSError, storage.BadInputError) as exc:

@@ -132,15 +132,28 @@ def test_published_audits_are_read_from_the_store_by_another_home(machines, tmp_
     assert out.exit_code == 0, out.output
     assert (tmp_path / "cmp.html").is_file() and a.id in (tmp_path / "cmp.html").read_text()
 
-    # The review app of machine b serves what machine a published, and picks up later publications.
-    from imaudit.reports.app import create_app
+    # The review app of machine b serves the mirror, which a background thread keeps up with the store.
+    import threading
+    import time
 
-    client = TestClient(create_app(published.readable_store(), refresh=published.Refresher(min_s=0)))
-    assert client.get(f"/audits/{b.id}").status_code == 200
-    reports_factory.make_result(tmp_path / "local" / "audit-c", created="2024-05-03T10:00:00+00:00")
-    published.publish_audit(tmp_path / "local" / "audit-c")
-    assert "audit-c" in [row["id"] for row in client.get("/api/audits").json()]
-    assert str(home_b) in str(published.readable_store())
+    from imaudit.reports.app import create_app
+    from imaudit.reports.auth import AuthConfig
+
+    mirror = published.readable_store()
+    assert str(home_b) in str(mirror) and (mirror / b.id / "audit.json").is_file()
+    stop = threading.Event()
+    published.keep_mirrored(every_s=0.2, stop=stop)
+    try:
+        reports_factory.make_result(tmp_path / "local" / "audit-c", created="2024-05-03T10:00:00+00:00")
+        published.publish_audit(tmp_path / "local" / "audit-c")
+        deadline = time.monotonic() + 60
+        while not (mirror / "audit-c" / "audit.json").is_file() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        stop.set()
+    with TestClient(create_app(mirror, auth=AuthConfig(insecure_no_auth=True)), base_url="http://127.0.0.1") as c:
+        assert {"audit-a", "audit-b", "audit-c"} <= {row["id"] for row in c.get("/api/audits").json()}
+        assert c.get(f"/audits/{b.id}").status_code == 200
 
 
 def test_unfilled_storage_template_is_a_clear_error(monkeypatch):
