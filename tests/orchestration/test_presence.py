@@ -70,3 +70,21 @@ def test_failure_records_are_listed_on_the_index_escaped(tmp_path):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>alert(1)" not in html
     assert 'href="http://prefect:4200/runs/flow-run/run-1"' in html
     assert 'href="javascript' not in html
+
+
+def test_dask_logs_are_quiet_without_verbose(monkeypatch):
+    """The CLI's default keeps Dask's scheduler/nanny INFO lines out (its workers read the same variable)."""
+    import logging
+
+    from imaudit.cli import _quiet_prefect
+
+    monkeypatch.delenv("DASK_LOGGING__DISTRIBUTED", raising=False)
+    monkeypatch.delenv("PREFECT_LOGGING_LEVEL", raising=False)
+    logger = logging.getLogger("distributed")
+    monkeypatch.setattr(logger, "level", logger.level)
+    _quiet_prefect(False)
+    assert logger.getEffectiveLevel() == logging.WARNING
+    assert __import__("os").environ["DASK_LOGGING__DISTRIBUTED"] == "warning"
+    monkeypatch.delenv("DASK_LOGGING__DISTRIBUTED")
+    _quiet_prefect(True)
+    assert logger.getEffectiveLevel() == logging.INFO
