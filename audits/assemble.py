@@ -7,6 +7,8 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
+from imaudit.audits.coverage import audit_coverage
+from imaudit.audits.findings import kind_of
 from imaudit.audits.result import SEVERITY_RANK, AuditResult, Finding, GateResult
 from imaudit.audits.spec import AuditSpec
 
@@ -62,6 +64,8 @@ def assemble(spec: AuditSpec, aid: str, pieces: dict[str, Any]) -> AuditResult:
     for name, rec in (ins.get("method_quality") or {}).items():
         if name in explanations:
             explanations[name] = {**explanations[name], "quality": rec}
+    for f in findings:
+        f.group = kind_of(f.code).group
     artifacts = dict(pieces.get("artifacts", {}))
     if pieces.get("gallery"):
         artifacts["gallery"] = pieces["gallery"].get("gallery", [])
@@ -84,6 +88,10 @@ def assemble(spec: AuditSpec, aid: str, pieces: dict[str, Any]) -> AuditResult:
         global_importance=ins.get("global_importance", {}),
         quality=ins.get("quality", {}),
         strategies=ins.get("strategies", {}),
+        shortcuts=ins.get("shortcuts") or {},
+        coverage=audit_coverage(spec, pieces),
+        settings=ins.get("settings") or {},
+        sample=pieces.get("sample") or {},
         generative=gen,
         findings=findings,
         gates=gate(findings, expectations, spec.fail_on),

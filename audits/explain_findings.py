@@ -50,8 +50,10 @@ def shortcut_message(c: dict[str, Any]) -> str:
     cover, paste = iv.get("cover"), iv.get("paste")
     parts = []
     if cover:
-        parts.append(f"covering {region} drops class {cls} accuracy from {cover['accuracy_before']:.2f} to "
-                     f"{cover['accuracy_after']:.2f} (n={cover['n']}"
+        before, after = cover["accuracy_before"], cover["accuracy_after"]
+        verb = "drops" if after < before else "raises" if after > before else "leaves"
+        change = f"at {after:.2f}" if verb == "leaves" else f"from {before:.2f} to {after:.2f}"
+        parts.append(f"covering {region} {verb} class {cls} accuracy {change} (n={cover['n']}"
                      + (f"; the same box elsewhere: {cover['control_accuracy_after']:.2f}" if "control_accuracy_after" in cover else "")
                      + ")")
     if paste:
@@ -65,9 +67,9 @@ def shortcut_message(c: dict[str, Any]) -> str:
     found = f"found by {methods}" if methods else "found by testing the background on the model"
     if c.get("confirmed"):
         return f"Shortcut for class {cls}: {numbers} ({found}{same})"
-    why = c.get("not_confirmed_because") or "the intervention did not confirm it"
-    head = f"Shortcut candidate for class {cls} not confirmed: {region} is hot in {c.get('hot_frequency', 0):.0%} of its maps"
-    return f"{head} ({methods}{same}), but {why}" + (f"; {numbers}" if numbers else "")
+    head = (f"Shortcut candidate for class {cls}, not confirmed by intervention: {region} is hot in "
+            f"{c.get('hot_frequency') or 0:.0%} of its maps ({methods}{same})")
+    return f"{head}, but {numbers}" if numbers else f"{head}; {c.get('not_confirmed_because') or 'it could not be tested'}"
 
 
 def shortcut_findings(candidates: Sequence[dict[str, Any]], t: ExplanationThresholds) -> list[Finding]:

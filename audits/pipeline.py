@@ -203,20 +203,44 @@ def diagnose(spec: AuditSpec, work: Path, history: list[dict] | None) -> dict[st
 
 
 def choose_sample(spec: AuditSpec, work: Path) -> dict[str, Any]:
-    """Pick the val images to explain (shared by all methods, so they can be compared)."""
-    from imaudit.audits.explain.run import select_sample
+    """Pick the val images to explain (shared by all methods, so they can be compared).
+
+    Stratified by the explained class (every prefix too, so each method's
+    share is), misclassified images kept in; on more than ``max_classes``
+    classes, the most confused ones. Writes sample.csv and sample.json (how
+    many images each method explains, which classes and why).
+    """
+    from imaudit.audits.explain.sample import explained_classes, select_sample
     from imaudit.audits.predict import Predictions
 
     table = Predictions.load(work).table
     table = table[table["finite"]]
     split = next((s for s in EVAL_SPLITS if (table["split"] == s).any()), None)
-    n = max([spec.samples_for(m) for m in spec.methods] + [0])
+    names = get_dataset(spec).classes
+    by = "pred" if spec.target == "pred" else "y"
+    chosen, how = (explained_classes(table, len(names), spec.max_classes, split, by) if split is not None
+                   else ([], "no evaluation split"))
+    counts = {m: spec.samples_for(m, len(chosen)) for m in spec.methods}
+    n = max([*counts.values(), 0])
     if split is None or n == 0:
         sample = table.iloc[0:0]
     else:
-        sample = select_sample(table, n, seed=spec.seed, split=split)
+        sample = select_sample(table, n, seed=spec.seed, split=split, by=by, classes=chosen)
     sample.to_csv(work / "sample.csv", index=False)
-    return {"n": int(len(sample)), "split": split}
+    plan = {"n": int(len(sample)), "split": split, "per_method": {m: min(k, len(sample)) for m, k in counts.items()},
+            "classes": [names[c] for c in chosen], "class_selection": how, "grouped_by": by}
+    atomic_write_json(work / "sample.json", plan)
+    return plan
+
+
+def sample_plan(work: Path) -> dict[str, Any]:
+    """What choose_sample decided (sample.json): images per method, classes, split."""
+    return json.loads((work / "sample.json").read_text(encoding="utf-8"))
+
+
+def method_share(work: Path, method: str) -> int:
+    """How many of the sample's first rows ``method`` explains."""
+    return int(sample_plan(work)["per_method"].get(method, 0))
 
 
 def sample_tensors(
@@ -265,7 +289,7 @@ def gallery(spec: AuditSpec, work: Path, records: dict[str, dict]) -> dict[str, 
     gdir.mkdir(parents=True, exist_ok=True)
     from PIL import Image
 
-    for i, row in enumerate(sample.itertuples(index=False)):
+    for i, row in enumerate(sample.head(spec.gallery).itertuples(index=False)):
         name = f"{safe_name(row.id)}.png"
         Image.fromarray(pix[i]).resize((96, 96), Image.NEAREST).save(gdir / name, optimize=True)
         out["gallery"].append(

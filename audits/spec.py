@@ -62,10 +62,11 @@ class ExplanationThresholds(BaseModel):
 
     shortcut, step 1 (candidates, audits/shortcuts/search.py): each map is
     pooled to ``shortcut_grid`` x ``shortcut_grid`` cells and its top
-    ``shortcut_top_share`` of cells are its hot cells. A place is a candidate
-    for a class (the class its maps explain) when it is hot in at least
-    ``shortcut_hot_frequency`` of that class's maps (at least
-    ``shortcut_min_images`` of them), covers at most ``shortcut_max_area`` of
+    ``shortcut_top_share`` of cells are its hot cells (a coarse method, such as
+    Grad-CAM on a 2 x 2 feature map, on its own cells). A place is a candidate
+    for a class (the class its maps explain) when it is hot in that class's
+    maps (at least ``shortcut_min_images`` of them) at least
+    ``shortcut_hot_frequency`` of the way from chance to every map, covers at most ``shortcut_max_area`` of
     the image and, with object masks, lies at most ``shortcut_max_on_object``
     on the objects. With masks, the area off the object is a candidate when
     the odds that a hot cell lies there exceed the odds of its area share by
@@ -114,8 +115,8 @@ class ExplanationThresholds(BaseModel):
     shortcut_max_candidates: int = Field(default=12, ge=0)
     off_object_odds_ratio: float = 3.0
     spray_min_cluster_size: int = 3
-    confirm_accuracy_drop: float = 0.2
-    confirm_flip_rate: float = 0.4
+    confirm_accuracy_drop: float = 0.3
+    confirm_flip_rate: float = 0.5
     confirm_min_images: int = Field(default=5, ge=1)
     faithfulness_margin: float = 0.0
     faithfulness_use_insertion: bool = False
@@ -221,8 +222,8 @@ class AuditSpec(BaseModel):
         """How many val images ``method`` explains when ``n_classes`` classes are explained.
 
         ``method_samples`` wins, then ``samples``, then the method's own
-        images-per-class default times the number of explained classes (with
-        no class count given: its typical sample).
+        images-per-class default times the number of explained classes, at
+        most its ``max_samples`` (with no class count given: its typical sample).
         """
         if method in self.method_samples:
             return self.method_samples[method]
@@ -231,4 +232,4 @@ class AuditSpec(BaseModel):
         from imaudit.audits.explain.registry import get_method  # the registry imports explainers: only when needed
 
         cls = get_method(method)
-        return cls.typical_samples if n_classes is None else cls.samples_per_class * n_classes
+        return cls.typical_samples if n_classes is None else min(cls.samples_per_class * n_classes, cls.max_samples)

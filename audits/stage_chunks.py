@@ -20,6 +20,7 @@ from imaudit.audits.pipeline import (
     class_order,
     get_dataset,
     get_model,
+    method_share,
     sample_tensors,
 )
 from imaudit.audits.result import MethodRecord
@@ -95,17 +96,39 @@ def predict_assemble(spec: AuditSpec, work: Path, chunk_paths: list[str]) -> dic
 
 def _explain_sample(spec: AuditSpec, work: Path, method: str) -> pd.DataFrame:
     sample = pd.read_csv(work / "sample.csv", dtype={"id": str, "label": str, "pred_label": str})
-    return sample.head(spec.samples_for(method))
+    return sample.head(method_share(work, method))
+
+
+def _background(spec: AuditSpec, method: str) -> tuple[torch.Tensor, list[str]] | None:
+    """A fixed background of train images for methods that need one (shap-gradient), with their sha256.
+
+    The same seeded images for every chunk and image: a map never depends on its batch.
+    """
+    if method != "shap-gradient" or (spec.method_settings.get(method) or {}).get("background") is not None:
+        return None
+    from imaudit.audits.data import ImageDataset
+    from imaudit.audits.explain.registry import method_defaults
+    from imaudit.audits.explain.sample import background_rows
+
+    ds, model = get_dataset(spec), get_model(spec)
+    n = int((spec.method_settings.get(method) or {}).get("background_size") or method_defaults(method)["background_size"])
+    rows = background_rows(ds.manifest, n, spec.seed)
+    dset = ImageDataset(rows, ds.classes, model.transform())
+    if not len(dset):
+        return None
+    return torch.stack([dset[i][0] for i in range(len(dset))]), rows["sha256"].astype(str).tolist()
 
 
 def _explain_settings(spec: AuditSpec, method: str) -> dict[str, Any]:
     """What an explanation chunk's result depends on besides model and images."""
+    bg = _background(spec, method)
     return {
         "method": method,
         "settings": spec.method_settings.get(method) or {},
         "seed": spec.seed,
         "target": spec.target,
         "device": resolve_device(spec.device).type,
+        **({"background": bg[1]} if bg is not None else {}),
     }
 
 
@@ -131,7 +154,7 @@ def explain_plan(spec: AuditSpec, work: Path, method: str) -> list[Any]:
 
 def _sample_slice(spec: AuditSpec, work: Path, method: str, start: int, stop: int) -> tuple[torch.Tensor, pd.DataFrame]:
     """Model-ready images of sample rows [start, stop) of ``method``'s share of the sample."""
-    x, sample, _ = sample_tensors(spec, work, start, min(stop, spec.samples_for(method)), masks=False)
+    x, sample, _ = sample_tensors(spec, work, start, min(stop, method_share(work, method)), masks=False)
     return x, sample
 
 
@@ -146,13 +169,17 @@ def explain_chunk(spec: AuditSpec, work: Path, method: str, chunk: Any) -> dict[
     model = get_model(spec)
     x, sample = _sample_slice(spec, work, method, c.start, c.stop)
     ycol = "pred" if spec.target == "pred" else "y"
+    settings = dict(spec.method_settings.get(method) or {})
+    bg = _background(spec, method)
+    if bg is not None:
+        settings["background"] = bg[0]
     expl, record = explain_method(
         model.module,
         x,
         torch.tensor(sample[ycol].to_numpy(), dtype=torch.long),  # a copy: pandas arrays are read-only
         sample["id"].astype(str).tolist(),
         method,
-        settings=spec.method_settings.get(method),
+        settings=settings,
         device=resolve_device(spec.device),
         mean=model.data_config.get("mean"),
         std=model.data_config.get("std"),
@@ -231,10 +258,13 @@ def explain_assemble(spec: AuditSpec, work: Path, method: str, chunk_paths: list
         keep = _explain_sample(spec, work, method).set_index("id").loc[expl.ids]
         save_maps(expl, work / rel, targets=keep[ycol].to_numpy(), labels=keep["y"].to_numpy(), preds=keep["pred"].to_numpy())
         record.maps_path = rel.as_posix()
-        x, sample = _sample_slice(spec, work, method, 0, spec.samples_for(method))
+        # Overlays for the gallery's images only (the first spec.gallery of the sample).
+        x, sample = _sample_slice(spec, work, method, 0, min(spec.gallery, method_share(work, method)))
         ids = sample["id"].astype(str).tolist()
-        pixels = denormalize(x[[ids.index(i) for i in expl.ids]], mean, std)
-        overlays = render_overlays(pixels, expl.maps, expl.ids, work / "explanations" / "overlays", method)
+        shown = [k for k, i in enumerate(expl.ids) if i in set(ids)]
+        pixels = denormalize(x[[ids.index(expl.ids[k]) for k in shown]], mean, std)
+        overlays = render_overlays(pixels, expl.maps[shown], [expl.ids[k] for k in shown],
+                                   work / "explanations" / "overlays", method)
         record.overlays = {k: (Path("explanations") / "overlays" / v).as_posix() for k, v in overlays.items()}
         record.target = spec.target
     return record.model_dump(mode="json")

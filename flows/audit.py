@@ -95,6 +95,7 @@ def audit(spec: AuditSpec) -> str:
             pieces["prediction_gate"] = timed("check_outputs", t.check_outputs, spec, work)
             pieces["diagnosis"] = timed("diagnose", t.diagnose, spec, work, ident.get("history"))
             sample = timed("choose_sample", t.choose_sample, spec, work)
+            pieces["sample"] = sample
             if sample is not None and spec.methods:
                 t0 = time.perf_counter()
                 progress.info("explain with %s ...", ", ".join(spec.methods))

@@ -91,6 +91,8 @@ class Explainer(ABC):
     typical_samples: ClassVar[int] = 16
     #: Images per explained class in a default audit: cheap gradient methods explain many, LIME/SHAP few.
     samples_per_class: ClassVar[int] = 8
+    #: At most this many in a default audit, however many classes (the sample stays stratified).
+    max_samples: ClassVar[int] = 64
     #: What the method compares the image with (its baseline, fill or background), as recorded in audit.json.
     baseline: ClassVar[str] = "none"
 

@@ -40,6 +40,7 @@ class GradCamExplainer(Explainer):
     needs_gradients = True
     typical_samples = 64
     samples_per_class = 16
+    max_samples = 256
     baseline = "none: gradients of the target at the chosen layer's activations"
 
     def _find_layer(self) -> tuple[nn.Module, str, TokenGridHook | None, tuple[int, int] | None] | str:

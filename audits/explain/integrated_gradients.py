@@ -34,6 +34,7 @@ class IntegratedGradientsExplainer(Explainer):
     needs_gradients = True
     typical_samples = 16
     samples_per_class = 12
+    max_samples = 96
     baseline = "zeros after normalisation: a flat image of the normalisation mean colour"
 
     def _attribute(self, images: Tensor, targets: Tensor) -> BatchResult:

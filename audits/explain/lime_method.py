@@ -58,6 +58,7 @@ class LimeExplainer(Explainer):
     per_image = True
     typical_samples = 8
     samples_per_class = 4
+    max_samples = 12
     baseline = "hidden superpixels take their own mean colour (lime's default)"
 
     def native_resolution(self) -> dict:

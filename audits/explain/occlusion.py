@@ -36,6 +36,7 @@ class OcclusionExplainer(Explainer):
     needs_gradients = False
     typical_samples = 16
     samples_per_class = 6
+    max_samples = 24
 
     def baseline_text(self) -> str:
         if callable(self.settings["baseline"]):

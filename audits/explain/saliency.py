@@ -24,6 +24,7 @@ class SaliencyExplainer(Explainer):
     needs_gradients = True
     typical_samples = 64
     samples_per_class = 16
+    max_samples = 256
     baseline = "none: the gradient at the image itself"
 
     def _attribute(self, images: Tensor, targets: Tensor) -> BatchResult:

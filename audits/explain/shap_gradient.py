@@ -46,6 +46,7 @@ class ShapGradientExplainer(Explainer):
     typical_samples = 16
 
     samples_per_class = 8
+    max_samples = 48
 
     def baseline_text(self) -> str:
         given = self.settings["background"]

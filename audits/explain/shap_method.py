@@ -32,6 +32,7 @@ class ShapPartitionExplainer(Explainer):
     per_image = True
     typical_samples = 8
     samples_per_class = 4
+    max_samples = 12
 
     def baseline_text(self) -> str:
         if self.settings["masker"] == "blur":

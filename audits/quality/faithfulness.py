@@ -23,6 +23,7 @@ calls is ceil(total / batch_size), not one per image or step.
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -77,10 +78,21 @@ def make_replacement(baseline: str | Replacement) -> tuple[str, Replacement, boo
     return baseline, _BUILTIN[baseline], False
 
 
-def _ranks(scores: Tensor, gen: torch.Generator) -> Tensor:
-    """Rank of every pixel (0 = removed first): descending score, ties broken at random."""
+def _image_generators(ids: Sequence[str], seed: int, stream: int) -> list[torch.Generator]:
+    """One generator per image, seeded by the image's id: an image's random orders do not depend on
+    which other images share the call (so a shared reference gives each image the same orders)."""
+    return [torch.Generator().manual_seed((seed * 1_000_003 + stream * 7919 + zlib.crc32(str(i).encode())) % 2**63)
+            for i in ids]
+
+
+def _draw(gens: list[torch.Generator], p: int) -> Tensor:
+    return torch.stack([torch.rand(p, generator=g, dtype=torch.float64) for g in gens]) if gens else torch.zeros(0, p)
+
+
+def _ranks(scores: Tensor, gens: list[torch.Generator]) -> Tensor:
+    """Rank of every pixel (0 = removed first): descending score, ties broken at random (per-image generators)."""
     n, p = scores.shape
-    tie = torch.rand(n, p, generator=gen, dtype=torch.float64)
+    tie = _draw(gens, p)
     # lexsort by (-score, tie): sort by tie first, then a stable sort by score.
     order = torch.argsort(tie, dim=1)
     order = torch.gather(order, 1, torch.argsort(-torch.gather(scores, 1, order), dim=1, stable=True))
@@ -198,7 +210,7 @@ def deletion_insertion(
     baseline: str | Replacement = "blur",
     device: torch.device | None = None,
     batch_size: int | None = None,
-    random_trials: int = 4,
+    random_trials: int = 1,
     seed: int = 0,
     order: Literal["value", "abs"] = "value",
     grid: int | None = 16,
@@ -259,18 +271,22 @@ def deletion_insertion(
     t = torch.as_tensor(targets)[keep].long()
     h, w = x.shape[-2:]
     gh, gw = (h, w) if grid is None else (min(grid, h), min(grid, w))
-    gen = torch.Generator().manual_seed(seed)
-    scores: list[Tensor] = []
+    # Every order draws from per-image generators (seeded by id and by the kind of order), so an
+    # image's ranks are the same whether the references are computed here or shared.
+    kept_ids = [ids[int(g)] for g in keep]
+    ranks_list: list[Tensor] = []
     if maps is not None:
-        scores.append(_cells(m[keep], order, (gh, gw)))
+        ranks_list.append(_ranks(_cells(m[keep], order, (gh, gw)), _image_generators(kept_ids, seed, 0)))
     prior_names = sorted(priors) if own_refs else []
-    for p in prior_names:
-        scores.append(_cells(torch.as_tensor(np.asarray(priors[p], np.float32))[keep], "value", (gh, gw)))
+    for j, p in enumerate(prior_names):
+        cells = _cells(torch.as_tensor(np.asarray(priors[p], np.float32))[keep], "value", (gh, gw))
+        ranks_list.append(_ranks(cells, _image_generators(kept_ids, seed, 1 + j)))
     n_random = random_trials if own_refs else 0
-    scores += [torch.rand(n, gh * gw, generator=gen, dtype=torch.float64) for _ in range(n_random)]
-    if not scores:
+    gens = _image_generators(kept_ids, seed, 1000)
+    ranks_list += [_ranks(_draw(gens, gh * gw), gens) for _ in range(n_random)]
+    if not ranks_list:
         return result
-    ranks = torch.stack([_ranks(s, gen) for s in scores], dim=1).view(n, len(scores), gh, gw)
+    ranks = torch.stack(ranks_list, dim=1).view(n, len(ranks_list), gh, gw)
     probs, calls = _probabilities(model, x, t, ranks, steps=steps, fill=fill, mask_dependent=mask_dependent,
                                   device=device, batch_size=bs, progress=progress, name=name)
     auc = _auc(probs)  # (n, orders, 2)

@@ -239,8 +239,9 @@ def _similarity(orig: np.ndarray, rand: np.ndarray) -> dict[str, Any]:
     rand_ok = fr.max(axis=1) > fr.min(axis=1)
     vanished = finite & orig_ok & ~rand_ok
     use = finite & orig_ok & rand_ok
-    a, b = orig[use].reshape(int(use.sum()), -1), rand[use].reshape(int(use.sum()), -1)
-    rho = rowwise_spearman(np.abs(a), np.abs(b))
+    k = int(use.sum())
+    a, b = orig[use].reshape(k, orig[0].size), rand[use].reshape(k, rand[0].size)
+    rho = rowwise_spearman(np.abs(a), np.abs(b)) if k else np.zeros(0)
     ssim = np.array([_ssim(x, y) for x, y in zip(orig[use], rand[use])])
 
     def mean(v: np.ndarray) -> float | None:

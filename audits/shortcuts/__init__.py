@@ -103,16 +103,16 @@ def check_shortcuts(
     merged = merge_candidates(found)
     merged.sort(key=lambda c: (-len(c["methods"]), -c["hot_frequency"]))
     kept, dropped = merged[:max_candidates], merged[max_candidates:]
+    run = dict(masks=masks, fill=fill, device=device, batch_size=batch_size, seed=seed, settings=confirm)
+    tested = confirm_candidates(model, images, labels, kept, **run)
     probes: list[dict[str, Any]] = []
     if masks is not None:
-        # With masks every explained class's background is tested on the model (see search.background_probes).
-        have = {c["class_index"] for c in kept if c["kind"] == "off-object"}
+        # With masks every explained class's background is tested on the model (see search.background_probes),
+        # unless a place of the class is confirmed already: its background holds that place too.
+        have = {c["class_index"] for c in tested if c["kind"] == "off-object" or c["confirmed"]}
         present = sorted({int(t) for tg in targets_by_method.values() for t in np.asarray(tg).tolist()} - have)
         probes = background_probes(classes, present, (int(images.shape[-2]), int(images.shape[-1])))
-    tested = confirm_candidates(
-        model, images, labels, kept + probes, masks=masks, fill=fill, device=device, batch_size=batch_size,
-        seed=seed, settings=confirm,
-    )
+        tested += confirm_candidates(model, images, labels, probes, **run)
     y = np.asarray(labels, dtype=np.int64)
     # An unconfirmed background probe is no finding (nothing pointed at it); it is recorded all the same.
     return {

@@ -46,8 +46,8 @@ from imaudit.audits.quality.faithfulness import Replacement, make_replacement
 class ConfirmSettings:
     """When an intervention confirms a candidate (AuditSpec.thresholds.explanations fills these in)."""
 
-    min_accuracy_drop: float = 0.2
-    min_flip_rate: float = 0.4
+    min_accuracy_drop: float = 0.3
+    min_flip_rate: float = 0.5
     min_images: int = 5
     max_images: int = 64  # per class and intervention: enough for the rates, bounded cost
 

@@ -14,10 +14,11 @@ Per explained class (and per SpRAy cluster, for cues in part of a class):
    ``grid`` cells; the image's *hot* cells are its top ``top_share`` of cells
    (ties broken by position), its *peak* is the hottest cell.
 2. ``hot_frequency`` of a cell = share of the class's maps in which it is hot.
-   Chance is ``top_share``; a cue sits near 1.
-3. Cells hot in at least ``min_frequency`` of the maps form connected
-   components (8-neighbourhood); each component's bounding box is a
-   candidate, in model-input pixels.
+   Chance is the share of cells that are hot (about ``top_share``; a quarter
+   on a 2 x 2 Grad-CAM map); a cue sits near 1.
+3. Cells hot in at least chance + ``min_frequency`` x (1 - chance) of the maps
+   form connected components (8-neighbourhood); each component's bounding
+   box is a candidate, in model-input pixels.
 4. Each candidate carries its evidence: hot and peak frequency in the box,
    the share of the class's hot cells that fall in it, its mass, area and
    lift (mass / area), and the same hot frequency in the maps explained as
@@ -57,7 +58,7 @@ class SearchSettings:
 
     grid: int = 16  # cells per side (at most the map side)
     top_share: float = 0.05  # an image's hot cells: this share of its cells, hottest first
-    min_frequency: float = 0.5  # a cell is a candidate when hot in at least this share of a class's maps
+    min_frequency: float = 0.5  # candidate cells: hot this share of the way from chance to every map
     min_images: int = 5  # classes (or clusters) with fewer maps are not searched
     max_area: float = 0.25  # boxes larger than this share of the image are not a fixed-location cue
     max_on_object: float = 0.5  # with masks: boxes lying more than this much on the objects are dropped
@@ -131,6 +132,10 @@ class CandidateSearch:
         self.grid = g
         self.cells = area_pool(norm, g)
         self.hot = hot_cells(self.cells, self.s.top_share)
+        # Chance: a cell is hot in top_k / cells of random maps. ``min_frequency`` is read as the
+        # share of the way from chance to "always", so coarse grids (where chance is high) need more.
+        self.chance = int(np.ceil(self.s.top_share * g[0] * g[1])) / (g[0] * g[1])
+        self.threshold = self.chance + self.s.min_frequency * (1 - self.chance)
         self.targets = np.asarray(targets, dtype=np.int64)
         self.masks = None
         self.cell_on_object = None
@@ -153,7 +158,7 @@ class CandidateSearch:
             return []
         others = np.flatnonzero((self.targets != cls) & self.ok)
         freq = self.hot[sel].mean(axis=0)
-        labelled, n = ndimage.label(freq >= self.s.min_frequency, structure=np.ones((3, 3)))
+        labelled, n = ndimage.label(freq >= self.threshold, structure=np.ones((3, 3)))
         found = []
         for sl in ndimage.find_objects(labelled):
             if sl is None:
@@ -199,7 +204,8 @@ class CandidateSearch:
             "mass": round(float(mass.mean()), 4),
             "area": round(area, 4),
             "lift": round(float(mass.mean()) / max(area, 1e-9), 2),
-            "chance_frequency": round(max(self.s.top_share, 1 / (self.grid[0] * self.grid[1])), 4),
+            "chance_frequency": round(self.chance, 4),
+            "frequency_threshold": round(self.threshold, 4),
             "grid": list(self.grid),
             "other_classes_hot_frequency": None if other is None else round(other, 4),
         }

@@ -1,0 +1,128 @@
+"""audit.json ``coverage``: for every check, whether it ran, on how many images and which classes, or why not.
+
+A check that silently does nothing is a defect: a reviewer reading "no
+shortcut" must be able to see that the shortcut search looked at every class
+with enough images, and which it could not. The explanation checks report
+their own entries (explain_checks); this module adds the stages around them
+and marks every expected entry that is missing (its stage failed or never
+ran) with the reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from imaudit.audits.explain_checks import coverage_entry
+from imaudit.audits.spec import AuditSpec
+
+#: Entries the explanation checks add, per method or once.
+PER_METHOD = ("global_importance", "strategies", "faithfulness", "sanity", "localisation")
+ONCE = ("agreement", "shortcut_search", "shortcut_confirmation")
+
+
+def _failed(errors: list[dict[str, Any]], stage: str) -> str | None:
+    err = next((e for e in errors if e.get("stage") == stage), None)
+    return None if err is None else f"stage {stage} failed: {err.get('error')}"
+
+
+def audit_coverage(spec: AuditSpec, pieces: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Coverage of every check of an audit from the stages' outputs (``pieces`` as assemble gets them)."""
+    errors = list(pieces.get("errors", []))
+    dataset = (pieces.get("identity") or {}).get("dataset") or {}
+    classes = list(dataset.get("classes") or [])
+    counts = dataset.get("counts") or {}
+    cov: dict[str, dict[str, Any]] = {}
+
+    gate = pieces.get("data_gate")
+    cov["data_checks"] = (coverage_entry(True, dataset.get("n_images", 0), classes, excluded=len(dataset.get("excluded") or []))
+                          if gate else coverage_entry(False, reason=_failed(errors, "check_data") or "did not run"))
+    diag = pieces.get("diagnosis") or {}
+    metrics = diag.get("metrics") or {}
+    predicted = set(metrics)
+    for split in counts:
+        seen = [c for c, n in counts[split].items() if n]
+        if split in predicted:
+            m = metrics[split]
+            cov[f"predict:{split}"] = coverage_entry(True, m.get("n", 0) + m.get("nonfinite", 0), seen,
+                                                     nonfinite=m.get("nonfinite", 0))
+        else:
+            reason = _failed(errors, "predict") or ("not among --splits" if spec.splits and split not in spec.splits
+                                                    else "no predictions for this split")
+            cov[f"predict:{split}"] = coverage_entry(False, reason=reason)
+    cov["output_checks"] = (coverage_entry(True, sum(m.get("n", 0) + m.get("nonfinite", 0) for m in metrics.values()), classes)
+                            if pieces.get("prediction_gate") else
+                            coverage_entry(False, reason=_failed(errors, "check_outputs") or "no predictions to check"))
+    cov["diagnose"] = (coverage_entry(True, sum(m.get("n", 0) for m in metrics.values()), classes, splits=sorted(metrics))
+                       if diag else coverage_entry(False, reason=_failed(errors, "diagnose") or "no predictions to diagnose"))
+
+    sample = pieces.get("sample") or {}
+    records = pieces.get("explanations") or {}
+    ins = pieces.get("insights") or {}
+    ins_cov = dict(ins.get("coverage") or {})
+    explained_classes = sample.get("classes") or []
+    cov["sample"] = (coverage_entry(bool(sample.get("n")), sample.get("n", 0), explained_classes,
+                                    reason=None if sample.get("n") else "no evaluation images to explain",
+                                    split=sample.get("split"), class_selection=sample.get("class_selection"),
+                                    per_method=sample.get("per_method"))
+                     if sample else coverage_entry(False, reason=_failed(errors, "choose_sample") or
+                                                   ("no methods asked (--methods '')" if not spec.methods else "did not run")))
+    for m in spec.methods:
+        rec = records.get(m)
+        if rec is None:
+            cov[f"explain:{m}"] = coverage_entry(False, reason=_failed(errors, f"explain:{m}") or "did not run")
+        elif not rec.get("applicable", True):
+            cov[f"explain:{m}"] = coverage_entry(False, reason=rec.get("reason") or "does not apply to this model")
+        else:
+            gi = ins_cov.get(f"global_importance:{m}") or {}
+            cov[f"explain:{m}"] = coverage_entry(bool(rec.get("count")), rec.get("count", 0), gi.get("classes", []),
+                                                 failures=len(rec.get("failures") or []),
+                                                 reason=None if rec.get("count") else "every image failed")
+    # The explanation checks: their own entries, or why there are none.
+    why = _failed(errors, "insights") or ("no explanation methods asked (--methods '')" if not spec.methods
+                                          else "no method produced maps")
+    with_maps = [m for m in spec.methods if (records.get(m) or {}).get("maps_path")]
+    for check in PER_METHOD:
+        for m in spec.methods:
+            key = f"{check}:{m}"
+            cov[key] = ins_cov.pop(key, None) or coverage_entry(
+                False, reason=(why if m in with_maps or not records.get(m) else f"{m} produced no maps"))
+    for check in ONCE:
+        cov[check] = ins_cov.pop(check, None) or coverage_entry(False, reason=why)
+    cov.update(ins_cov)
+    gen = pieces.get("generative")
+    if not spec.counterfactuals:
+        cov["counterfactuals"] = coverage_entry(False, reason="off (--counterfactuals 0)")
+    elif gen is None:
+        cov["counterfactuals"] = coverage_entry(False, reason=_failed(errors, "counterfactuals") or "did not run")
+    elif gen.get("skipped"):
+        cov["counterfactuals"] = coverage_entry(False, reason=gen["skipped"])
+    else:
+        items = gen.get("items") or []
+        cov["counterfactuals"] = coverage_entry(True, len(items), sorted({str(i.get("label")) for i in items if i.get("label") is not None}),
+                                                success_rate=gen.get("success_rate"))
+    return cov
+
+
+def _n_classes(c: dict[str, Any]) -> int:
+    cls = c.get("classes")
+    return cls if isinstance(cls, int) else len(cls or [])
+
+
+def coverage_lines(coverage: dict[str, dict[str, Any]]) -> list[str]:
+    """Short lines for the CLI: per check, images (per method or split) and classes; then what did not run and why."""
+    groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for name, c in coverage.items():
+        check, _, part = name.partition(":")
+        groups.setdefault(check, []).append((part, c))
+    lines, skipped = [], []
+    for check, parts in groups.items():
+        ran = [(p, c) for p, c in parts if c.get("ran")]
+        skipped += [f"{check}{':' + p if p else ''}: {c.get('reason') or 'did not run'}" for p, c in parts if not c.get("ran")]
+        if not ran:
+            continue
+        classes = max(_n_classes(c) for _, c in ran)
+        if len(ran) == 1 and not ran[0][0]:
+            lines.append(f"{check}: {ran[0][1].get('images', 0)} images, {classes} classes")
+        else:
+            lines.append(f"{check}: " + ", ".join(f"{p} {c.get('images', 0)}" for p, c in ran) + f" images; {classes} classes")
+    return ["coverage:", *(f"  {ln}" for ln in lines), *(f"  not run: {s}" for s in skipped)]
