@@ -14,82 +14,77 @@ from typing import Any
 
 from imaudit.audits.explain_checks import coverage_entry
 from imaudit.audits.spec import AuditSpec
+from imaudit.audits.stages.records import StageError, StageOutputs
 
 #: Entries the explanation checks add, per method or once.
 PER_METHOD = ("global_importance", "strategies", "faithfulness", "sanity", "localisation")
 ONCE = ("agreement", "shortcut_search", "shortcut_confirmation")
 
 
-def _failed(errors: list[dict[str, Any]], stage: str) -> str | None:
-    err = next((e for e in errors if e.get("stage") == stage), None)
-    return None if err is None else f"stage {stage} failed: {err.get('error')}"
+def _failed(errors: list[StageError], stage: str) -> str | None:
+    err = next((e for e in errors if e.stage == stage), None)
+    return None if err is None else f"stage {stage} failed: {err.error}"
 
 
-def audit_coverage(spec: AuditSpec, pieces: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Coverage of every check of an audit from the stages' outputs (``pieces`` as assemble gets them)."""
-    errors = list(pieces.get("errors", []))
-    dataset = (pieces.get("identity") or {}).get("dataset") or {}
-    classes = list(dataset.get("classes") or [])
-    counts = dataset.get("counts") or {}
+def audit_coverage(spec: AuditSpec, out: StageOutputs) -> dict[str, dict[str, Any]]:
+    """Coverage of every check of an audit from what its stages produced."""
+    errors = out.errors
+    dataset = out.identity.dataset
+    classes = list(dataset.classes)
+    counts = dataset.counts or {}
     cov: dict[str, dict[str, Any]] = {}
 
-    gate = pieces.get("data_gate")
-    cov["data_checks"] = (coverage_entry(True, dataset.get("n_images", 0), classes, excluded=len(dataset.get("excluded") or []))
-                          if gate else coverage_entry(False, reason=_failed(errors, "check_data") or "did not run"))
-    diag = pieces.get("diagnosis") or {}
-    metrics = diag.get("metrics") or {}
-    predicted = set(metrics)
+    cov["data_checks"] = (coverage_entry(True, dataset.n_images, classes, excluded=len(dataset.excluded))
+                          if out.data_gate is not None else
+                          coverage_entry(False, reason=_failed(errors, "check_data") or "did not run"))
+    metrics = out.diagnosis.metrics if out.diagnosis is not None else {}
     for split in counts:
         seen = [c for c, n in counts[split].items() if n]
-        if split in predicted:
+        if split in metrics:
             m = metrics[split]
-            cov[f"predict:{split}"] = coverage_entry(True, m.get("n", 0) + m.get("nonfinite", 0), seen,
-                                                     nonfinite=m.get("nonfinite", 0))
+            cov[f"predict:{split}"] = coverage_entry(True, m.n + m.nonfinite, seen, nonfinite=m.nonfinite)
         else:
             reason = _failed(errors, "predict") or ("not among --splits" if spec.splits and split not in spec.splits
                                                     else "no predictions for this split")
             cov[f"predict:{split}"] = coverage_entry(False, reason=reason)
-    cov["output_checks"] = (coverage_entry(True, sum(m.get("n", 0) + m.get("nonfinite", 0) for m in metrics.values()), classes)
-                            if pieces.get("prediction_gate") else
+    cov["output_checks"] = (coverage_entry(True, sum(m.n + m.nonfinite for m in metrics.values()), classes)
+                            if out.prediction_gate is not None else
                             coverage_entry(False, reason=_failed(errors, "check_outputs") or "no predictions to check"))
-    cov["diagnose"] = (coverage_entry(True, sum(m.get("n", 0) for m in metrics.values()), classes, splits=sorted(metrics))
-                       if diag else coverage_entry(False, reason=_failed(errors, "diagnose") or "no predictions to diagnose"))
+    cov["diagnose"] = (coverage_entry(True, sum(m.n for m in metrics.values()), classes, splits=sorted(metrics))
+                       if out.diagnosis is not None else
+                       coverage_entry(False, reason=_failed(errors, "diagnose") or "no predictions to diagnose"))
 
-    sample = pieces.get("sample") or {}
-    records = pieces.get("explanations") or {}
-    ins = pieces.get("insights") or {}
-    ins_cov = dict(ins.get("coverage") or {})
-    explained_classes = sample.get("classes") or []
-    cov["sample"] = (coverage_entry(bool(sample.get("n")), sample.get("n", 0), explained_classes,
-                                    reason=None if sample.get("n") else "no evaluation images to explain",
-                                    split=sample.get("split"), class_selection=sample.get("class_selection"),
-                                    per_method=sample.get("per_method"))
-                     if sample else coverage_entry(False, reason=_failed(errors, "choose_sample") or
-                                                   ("no methods asked (--methods '')" if not spec.methods else "did not run")))
+    s = out.sample
+    if s is not None:
+        cov["sample"] = coverage_entry(bool(s.n), s.n, s.classes, reason=None if s.n else "no evaluation images to explain",
+                                       split=s.split, class_selection=s.class_selection, per_method=s.per_method)
+    else:
+        cov["sample"] = coverage_entry(False, reason=_failed(errors, "choose_sample") or (
+            "no methods asked (--methods '')" if not spec.methods else "no predictions to sample from"))
+    ins_cov = dict(out.insights.coverage) if out.insights is not None else {}
     for m in spec.methods:
-        rec = records.get(m)
+        rec = out.explanations.get(m)
         if rec is None:
             cov[f"explain:{m}"] = coverage_entry(False, reason=_failed(errors, f"explain:{m}") or "did not run")
-        elif not rec.get("applicable", True):
-            cov[f"explain:{m}"] = coverage_entry(False, reason=rec.get("reason") or "does not apply to this model")
+        elif not rec.applicable:
+            cov[f"explain:{m}"] = coverage_entry(False, reason=rec.reason or "does not apply to this model")
         else:
             gi = ins_cov.get(f"global_importance:{m}") or {}
-            cov[f"explain:{m}"] = coverage_entry(bool(rec.get("count")), rec.get("count", 0), gi.get("classes", []),
-                                                 failures=len(rec.get("failures") or []),
-                                                 reason=None if rec.get("count") else "every image failed")
+            cov[f"explain:{m}"] = coverage_entry(bool(rec.count), rec.count, gi.get("classes", []),
+                                                 failures=len(rec.failures),
+                                                 reason=None if rec.count else "every image failed")
     # The explanation checks: their own entries, or why there are none.
     why = _failed(errors, "insights") or ("no explanation methods asked (--methods '')" if not spec.methods
                                           else "no method produced maps")
-    with_maps = [m for m in spec.methods if (records.get(m) or {}).get("maps_path")]
     for check in PER_METHOD:
         for m in spec.methods:
-            key = f"{check}:{m}"
-            cov[key] = ins_cov.pop(key, None) or coverage_entry(
-                False, reason=(why if m in with_maps or not records.get(m) else f"{m} produced no maps"))
+            rec = out.explanations.get(m)
+            reason = why if rec is None or rec.maps_path else f"{m} produced no maps"
+            cov[f"{check}:{m}"] = ins_cov.pop(f"{check}:{m}", None) or coverage_entry(False, reason=reason)
     for check in ONCE:
         cov[check] = ins_cov.pop(check, None) or coverage_entry(False, reason=why)
     cov.update(ins_cov)
-    gen = pieces.get("generative")
+    gen = out.generative
     if not spec.counterfactuals:
         cov["counterfactuals"] = coverage_entry(False, reason="off (--counterfactuals 0)")
     elif gen is None:
@@ -98,7 +93,8 @@ def audit_coverage(spec: AuditSpec, pieces: dict[str, Any]) -> dict[str, dict[st
         cov["counterfactuals"] = coverage_entry(False, reason=gen["skipped"])
     else:
         items = gen.get("items") or []
-        cov["counterfactuals"] = coverage_entry(True, len(items), sorted({str(i.get("label")) for i in items if i.get("label") is not None}),
+        cov["counterfactuals"] = coverage_entry(True, len(items), sorted({str(i.get("label")) for i in items
+                                                                           if i.get("label") is not None}),
                                                 success_rate=gen.get("success_rate"))
     return cov
 

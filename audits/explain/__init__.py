@@ -4,6 +4,7 @@
 """
 
 from imaudit.audits.explain.base import Explainer, Explanation
+from imaudit.audits.explain.overlay import safe_name
 from imaudit.audits.explain.registry import (
     create_explainer,
     list_methods,
@@ -18,21 +19,24 @@ from imaudit.audits.explain.run import (
     load_maps,
     render_overlays,
     save_maps,
-    select_sample,
 )
+from imaudit.audits.explain.sample import background_rows, explained_classes, select_sample
 
 __all__ = [
     "Explainer",
     "Explanation",
+    "background_rows",
     "create_explainer",
     "denormalize",
     "explain_method",
+    "explained_classes",
     "layer_views",
     "list_methods",
     "load_maps",
     "method_defaults",
     "register",
     "render_overlays",
+    "safe_name",
     "save_maps",
     "select_sample",
     "typical_samples",
