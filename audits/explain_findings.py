@@ -8,9 +8,10 @@ Codes and severities (thresholds: AuditSpec.thresholds.explanations):
   pasting it flips other images to the class), ``info`` when it does not or
   could not run: a hot spot that the model does not depend on.
 - ``unfaithful-explanation`` (explainer): deleting cells in the method's order
-  lowers the target probability no faster than random orders, beyond the 95 %
-  interval over the images: the relative deletion gain's interval does not lie
-  above ``faithfulness_margin``. ``warning``; ``error`` when the map's order is
+  lowers the target probability no faster than random orders beyond the 95 %
+  interval over the images (the relative deletion gain's interval reaches 0),
+  or faster by less than ``faithfulness_margin`` (a real but negligible
+  gain). ``warning``; ``error`` when the map's order is
   worse than random beyond the interval. Insertion and the edge-map prior are
   reported beside it (with ``faithfulness_use_insertion`` a method whose
   insertion beats random beyond its interval passes).
@@ -102,10 +103,10 @@ def _faithfulness_findings(faith: dict[str, Any], t: ExplanationThresholds) -> l
         if gain is None:
             continue
         lo, hi = (ci if ci else (gain, gain))
-        if lo > t.faithfulness_margin:
+        if lo > 0 and gain >= t.faithfulness_margin:
             continue
         ins, ins_ci = r.get("insertion_gain"), r.get("insertion_gain_ci")
-        if t.faithfulness_use_insertion and ins_ci and ins_ci[0] > t.faithfulness_margin:
+        if t.faithfulness_use_insertion and ins_ci and ins_ci[0] > 0 and ins >= t.faithfulness_margin:
             continue
         worse = hi < 0
         prior = (r.get("priors") or {}).get("edges") or {}
@@ -115,8 +116,11 @@ def _faithfulness_findings(faith: dict[str, Any], t: ExplanationThresholds) -> l
         out.append(Finding(
             code="unfaithful-explanation",
             severity="error" if worse else "warning",
-            message=(f"{method} maps are {'worse than' if worse else 'no better than'} random orders on deletion "
-                     f"(fill: {r.get('baseline')}): AUC {r['deletion_auc']:.3f} vs {r['random_deletion_auc']:.3f} "
+            message=(f"{method} maps "
+                     + ("are worse than random orders on deletion" if worse else
+                        "are not better than random orders on deletion" if lo <= 0 else
+                        f"beat random orders on deletion by less than the {t.faithfulness_margin:.0%} margin")
+                     + f" (fill: {r.get('baseline')}): AUC {r['deletion_auc']:.3f} vs {r['random_deletion_auc']:.3f} "
                      f"over {r.get('count')} images and {r.get('random_orders')} random orders, gain {gain:+.1%} "
                      f"95% CI {_pct(ci)}; insertion gain "
                      + ("n/a" if ins is None else f"{ins:+.1%} {_pct(ins_ci)}") + prior_text),

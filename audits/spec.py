@@ -84,9 +84,10 @@ class ExplanationThresholds(BaseModel):
     Otherwise the candidate is reported as ``info``.
 
     unfaithful-explanation: the 95 % interval of the relative deletion gain
-    over random orders does not lie above ``faithfulness_margin``. With
-    ``faithfulness_use_insertion`` a method also passes when its insertion
-    gain's interval lies above it (shape-driven models recognise the
+    over random orders reaches 0 (not better than random beyond the interval),
+    or the gain is below ``faithfulness_margin`` (a real but negligible gain
+    is not faithfulness). With ``faithfulness_use_insertion`` a method also
+    passes when its insertion gain passes the same test (shape-driven models recognise the
     silhouette a deletion fill leaves, which can make deletion look random).
 
     failed-sanity-check: at a judged depth of the cascading randomisation
@@ -118,7 +119,7 @@ class ExplanationThresholds(BaseModel):
     confirm_accuracy_drop: float = 0.3
     confirm_flip_rate: float = 0.5
     confirm_min_images: int = Field(default=5, ge=1)
-    faithfulness_margin: float = 0.0
+    faithfulness_margin: float = 0.05
     faithfulness_use_insertion: bool = False
     sanity_max_rank_corr: float = 0.5
     sanity_max_ssim: float = 0.7

@@ -49,6 +49,9 @@ def test_quality_findings_and_their_severities():
                         "deletion_gain_ci": [-0.05, 0.05], "insertion_gain": 0.3, "insertion_gain_ci": [0.2, 0.4]},
             "worse": {"deletion_auc": 0.6, "random_deletion_auc": 0.4, "deletion_gain": -0.5,
                       "deletion_gain_ci": [-0.7, -0.3]},
+            # better than random beyond the interval, but by a negligible 1 % (an untrained model's flat outputs)
+            "tiny": {"deletion_auc": 0.396, "random_deletion_auc": 0.4, "deletion_gain": 0.01,
+                     "deletion_gain_ci": [0.005, 0.015]},
         },
         "sanity": {
             "ok": {"judged": [{"depth": 3, "rank_corr": 0.1, "ssim": 0.1, "passed": True}], "blocks": 4},
@@ -66,13 +69,14 @@ def test_quality_findings_and_their_severities():
         ("unfaithful-explanation", "flat"): "warning",
         ("unfaithful-explanation", "rescued"): "warning",
         ("unfaithful-explanation", "worse"): "error",
+        ("unfaithful-explanation", "tiny"): "warning",
         ("failed-sanity-check", "one"): "warning",
         ("failed-sanity-check", "both"): "error",
         ("low-method-agreement", None): "info",  # never more: it is about the explainers, not the model
     }
     with_insertion = ExplanationThresholds(faithfulness_use_insertion=True)
     methods = [f.evidence["method"] for f in explanation_findings(quality, with_insertion) if f.code == "unfaithful-explanation"]
-    assert methods == ["flat", "worse"]
+    assert methods == ["flat", "worse", "tiny"]
     both = next(f for f in explanation_findings(quality, ExplanationThresholds()) if f.evidence.get("method") == "both")
     assert both.evidence["depth"] == 4 and "top 4 of 4 blocks" in both.message
     for code in ("unfaithful-explanation", "failed-sanity-check", "low-method-agreement"):
