@@ -237,7 +237,8 @@ class ExplanationChecks:
             subsets_by_method={k: spray_subsets(strategies.get(k) or {}, m.ids, self.classes, th.spray_min_cluster_size)
                                for k, m in self.maps.items()},
             native_by_method={k: _native(m) for k, m in self.maps.items()},
-            search=search, confirm=confirm, max_candidates=th.shortcut_max_candidates, fill=self.q.fill,
+            search=search, confirm=confirm, max_candidates=th.shortcut_max_candidates,
+            min_contrast=th.shortcut_min_contrast, fill=self.q.fill,
             device=self.device, batch_size=self.spec.batch_size, seed=self.spec.seed,
         )
         searched = sorted({c for s in out["search"].values() for c in s["classes"]}, key=self.classes.index)
@@ -246,7 +247,9 @@ class ExplanationChecks:
             bool(searched), max(s["images"] for s in out["search"].values()), searched,
             reason=None if searched else f"no class has {th.shortcut_min_images} explained images",
             methods={k: {"images": s["images"], "classes": len(s["classes"])} for k, s in out["search"].items()},
-            classes_with_too_few_images=too_few, candidates=len(out["candidates"]) + len(out["dropped"]),
+            classes_with_too_few_images=too_few,
+            candidates=len(out["candidates"]) + len(out["dropped"]) + len(out["not_tested"]),
+            not_tested=len(out["not_tested"]),
             masks=self.sample.masks is not None)
         conf = out["confirmation"]
         tested = conf["tested"]

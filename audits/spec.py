@@ -72,8 +72,10 @@ class ExplanationThresholds(BaseModel):
     the odds that a hot cell lies there exceed the odds of its area share by
     ``off_object_odds_ratio``. SpRAy clusters of at least
     ``spray_min_cluster_size`` images are searched the same way (a cue in part
-    of a class). At most ``shortcut_max_candidates`` candidates, strongest
-    first, go on to step 2.
+    of a class). A box whose pixels vary over the images less than
+    ``shortcut_min_contrast`` times the images' own variation (a blank border)
+    cannot tell classes apart and is not tested. At most
+    ``shortcut_max_candidates`` candidates, strongest first, go on to step 2.
 
     shortcut, step 2 (confirmation by intervention, audits/shortcuts/confirm.py):
     confirmed (an ``error``) when covering the box drops the class's accuracy
@@ -114,6 +116,7 @@ class ExplanationThresholds(BaseModel):
     shortcut_max_area: float = Field(default=0.25, gt=0, le=1)
     shortcut_max_on_object: float = Field(default=0.5, ge=0, le=1)
     shortcut_max_candidates: int = Field(default=12, ge=0)
+    shortcut_min_contrast: float = Field(default=0.1, ge=0)
     off_object_odds_ratio: float = 3.0
     spray_min_cluster_size: int = 3
     confirm_accuracy_drop: float = 0.3

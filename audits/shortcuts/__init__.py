@@ -73,6 +73,7 @@ def check_shortcuts(
     search: SearchSettings | None = None,
     confirm: ConfirmSettings | None = None,
     max_candidates: int = 12,
+    min_contrast: float = 0.1,
     fill: str = "blur",
     device: torch.device | None = None,
     batch_size: int | None = None,
@@ -102,6 +103,10 @@ def check_shortcuts(
         )
     merged = merge_candidates(found)
     merged.sort(key=lambda c: (-len(c["methods"]), -c["hot_frequency"]))
+    # A place whose pixels are nearly the same in every image (a blank border) cannot tell classes
+    # apart: the maps' heat there is the explainer's (e.g. IG's baseline difference), not a cue.
+    flat = [c for c in merged if c["kind"] == "box" and box_contrast(images, c["box"]) < min_contrast]
+    merged = [c for c in merged if c not in flat]
     kept, dropped = merged[:max_candidates], merged[max_candidates:]
     run = dict(masks=masks, fill=fill, device=device, batch_size=batch_size, seed=seed, settings=confirm)
     tested = confirm_candidates(model, images, labels, kept, **run)
@@ -120,9 +125,21 @@ def check_shortcuts(
         "background_tests": [_probe_summary(c) for c in tested if c.get("source") == "masks"],
         "search": seen,
         "dropped": [{k: c[k] for k in ("class", "box", "kind", "methods", "hot_frequency")} for c in dropped],
+        "not_tested": [{**{k: c[k] for k in ("class", "box", "methods", "hot_frequency")},
+                        "contrast": round(box_contrast(images, c["box"]), 4),
+                        "reason": f"the box is nearly the same in every image (contrast below {min_contrast})"}
+                       for c in flat],
         "confirmation": {"images": int(len(y)), "classes": sorted({classes[int(c)] for c in np.unique(y)}),
                          "fill": fill, "tested": len(tested), "background_tests": len(probes)},
     }
+
+
+def box_contrast(images: Tensor, box: Sequence[int]) -> float:
+    """How much a box's pixels vary over the images, as a share of how much the images' pixels vary."""
+    x0, y0, x1, y1 = box
+    inside = images[:, :, y0:y1, x0:x1].float()
+    total = float(images.float().std())
+    return float(inside.std()) / total if total > 0 and inside.numel() > 1 else 0.0
 
 
 def _probe_summary(c: dict[str, Any]) -> dict[str, Any]:

@@ -112,3 +112,26 @@ def test_thresholds_and_too_few_images():
     c = confirm_candidates(RegionModel("patch"), x, y, [_cand(1)], fill="zero", settings=strict)[0]
     assert c["confirmed"] is False and "fewer than 5 images" in c["not_confirmed_because"]
     assert wilson(10, 10)[0] > 0.69 and wilson(0, 10)[1] < 0.31 and wilson(0, 0) is None
+
+
+def test_check_shortcuts_searches_confirms_and_skips_a_blank_box():
+    from imaudit.audits.shortcuts import SearchSettings, check_shortcuts
+
+    x, y, masks = _images()
+    x[:, :, 12:16, 0:4] = 0.2  # a blank strip, the same in every image
+    rng = np.random.default_rng(0)
+    maps = rng.random((len(y), SIZE, SIZE)).astype(np.float32) * 0.1
+    for i, c in enumerate(y):
+        if c == 0:
+            maps[i, 12:16, 0:4] += 1.0  # class a's maps look at the blank strip
+        else:
+            maps[i, 1:5, 1:5] += 1.0  # b and c look at the patch
+    out = check_shortcuts({"saliency": maps}, {"saliency": y}, ["a", "b", "c"], model=RegionModel("patch"),
+                          images=x, labels=y, masks=masks, fill="zero", search=SearchSettings(grid=8),
+                          native_by_method={"saliency": None})
+    tested = {(c["class"], c["kind"]): c["confirmed"] for c in out["candidates"]}
+    assert tested == {("b", "box"): True, ("c", "box"): True}
+    assert [(n["class"], n["box"]) for n in out["not_tested"]] == [("a", [0, 12, 4, 16])]
+    # the background of class a (no confirmed place) was tested on the model too, and did not hold up
+    assert [(t["class"], t["confirmed"]) for t in out["background_tests"]] == [("a", False)]
+    assert out["search"]["saliency"]["classes"] == ["a", "b", "c"]
