@@ -90,7 +90,7 @@ def randomise_top_layers(
     return clone, chosen
 
 
-def model_blocks(model: nn.Module, example: Tensor) -> list[list[str]]:
+def model_blocks(model: nn.Module, example: Tensor, _run: Callable[[], Any] | None = None) -> list[list[str]]:
     """The model's blocks from input to output, each a list of names of modules holding parameters.
 
     timm models say what their blocks are (``group_matcher``, the grouping timm
@@ -98,6 +98,12 @@ def model_blocks(model: nn.Module, example: Tensor) -> list[list[str]]:
     models: their top-level children holding parameters, in the order a forward
     pass runs them.
     """
+    # A wrapper (e.g. the audit's RestrictedHead over a subset of outputs) holds no parameters of its own
+    # and one child: the blocks are the child's, named from the wrapper.
+    children = list(model.named_children())
+    if len(children) == 1 and not any(True for _ in model.parameters(recurse=False)):
+        name, child = children[0]
+        return [[f"{name}.{m}" for m in block] for block in model_blocks(child, example, _run=lambda: model(example))]
     matcher = getattr(model, "group_matcher", None)
     if callable(matcher):
         from timm.models import group_modules
@@ -120,7 +126,7 @@ def model_blocks(model: nn.Module, example: Tensor) -> list[list[str]]:
     ]
     try:
         with torch.no_grad():
-            model(example)
+            (_run or (lambda: model(example)))()
     finally:
         for h in handles:
             h.remove()

@@ -69,7 +69,7 @@ def background(spec: AuditSpec, method: str) -> tuple[torch.Tensor, list[str]] |
 def _settings(spec: AuditSpec, method: str) -> dict[str, Any]:
     """What an explanation chunk's result depends on besides model and images."""
     bg = background(spec, method)
-    return {
+    settings = {
         "method": method,
         "settings": spec.method_settings.get(method) or {},
         "seed": spec.seed,
@@ -77,6 +77,10 @@ def _settings(spec: AuditSpec, method: str) -> dict[str, Any]:
         "device": resolve_device(spec.device).type,
         **({"background": bg[1]} if bg is not None else {}),
     }
+    cmap = inputs.class_map(spec)
+    if not cmap.identity:  # targets are dataset classes: which outputs they are belongs to the result
+        settings["columns"] = cmap.columns
+    return settings
 
 
 def plan(spec: AuditSpec, work: Path, method: str) -> list[chunks.Chunk]:

@@ -117,3 +117,17 @@ def test_vanished_randomised_maps_are_reported_not_scored_as_zero_correlation():
     row = r["judged"][0]
     assert row["vanished"] == 4 and row["scored"] == 0 and row["rank_corr"] is None
     assert row["passed"] is None and "all zero" in row["inconclusive"] and r["passed"] is None
+
+
+def test_blocks_of_a_wrapped_model_are_its_inner_models_named_from_the_wrapper():
+    import timm
+
+    from imaudit.audits.classmap import RestrictedHead
+    from imaudit.audits.quality.sanity import model_blocks
+
+    inner = timm.create_model("test_resnet", num_classes=5).eval()
+    wrapped = RestrictedHead(inner, [4, 0, 2])
+    blocks = model_blocks(wrapped, torch.zeros(1, 3, 32, 32))
+    assert blocks == [[f"inner.{m}" for m in b] for b in model_blocks(inner, torch.zeros(1, 3, 32, 32))]
+    names = dict(wrapped.named_modules())
+    assert all(m in names for b in blocks for m in b)
