@@ -113,7 +113,13 @@ def coverage_lines(coverage: dict[str, dict[str, Any]]) -> list[str]:
     lines, skipped = [], []
     for check, parts in groups.items():
         ran = [(p, c) for p, c in parts if c.get("ran")]
-        skipped += [f"{check}{':' + p if p else ''}: {c.get('reason') or 'did not run'}" for p, c in parts if not c.get("ran")]
+        by_reason: dict[str, list[str]] = {}
+        for p, c in parts:
+            if not c.get("ran"):
+                by_reason.setdefault(c.get("reason") or "did not run", []).append(p)
+        for reason, which in by_reason.items():
+            named = [p for p in which if p]
+            skipped.append(f"{check}{' (' + ', '.join(named) + ')' if named else ''}: {reason}")
         if not ran:
             continue
         classes = max(_n_classes(c) for _, c in ran)
