@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from imaudit.audits.aggregate import ImportanceAggregator
+from imaudit.audits.device import prepare_model
 from imaudit.audits.explain_findings import explanation_findings
 from imaudit.audits.quality import agreement, deletion_insertion, localisation
 from imaudit.audits.quality.faithfulness import reference_curves
@@ -278,8 +279,11 @@ def run_checks(spec: AuditSpec, model: nn.Module, classes: Sequence[str], sample
                maps: dict[str, MethodMaps], *, mean: Any = None, std: Any = None,
                device: torch.device | None = None) -> dict[str, Any]:
     """All explanation checks; returns the audit.json sections, findings and coverage (see the module docstring)."""
-    checks = ExplanationChecks(spec, model, classes, sample, maps, mean=mean, std=std,
-                               device=device or next(model.parameters()).device)
+    device = device or next(model.parameters()).device
+    # Eval mode, frozen and on the audit's device: this stage may run in a fresh process (a Dask
+    # worker, cached explanations) where nothing moved the model yet.
+    prepare_model(model, device)
+    checks = ExplanationChecks(spec, model, classes, sample, maps, mean=mean, std=std, device=device)
     gi = checks.global_importance()
     strategies = checks.strategies()
     checks.faithfulness()
