@@ -47,7 +47,7 @@ CASES = {
 def trained(case: str, folder: str) -> str:
     """test_resnet trained on the case's data (once per session); the checkpoint path."""
     ds = load_dataset(CASES[case], progress=False)
-    lm = load_model("timm:test_resnet", num_classes=len(ds.classes), input_size=SIZE)
+    lm = load_model("timm:test_resnet?pretrained=false", num_classes=len(ds.classes), input_size=SIZE)
     # Decode every PNG once instead of once per epoch.
     x, y, _ = next(iter(DataLoader(ImageDataset(ds.split("train"), ds.classes, lm.transform()), batch_size=len(ds.manifest))))
     train_classifier(lm.module, TensorDataset(x, y), epochs=EPOCHS, progress=False)
@@ -151,7 +151,7 @@ def test_no_cue_or_a_cue_unrelated_to_the_label_draws_no_confirmed_shortcut(case
 def test_an_untrained_model_fails_faithfulness_where_the_shortcut_model_passes_faithfulness_and_sanity(work):
     shortcut = audit_of("corner", work)
     # Seeded random weights; --input-size only says what the model takes, as for the trained checkpoints.
-    untrained = audited("timm:test_resnet", CASES["corner"], work, "--input-size", str(SIZE))
+    untrained = audited("timm:test_resnet?pretrained=false", CASES["corner"], work, "--input-size", str(SIZE))
     unfaithful = {f["evidence"]["method"] for f in untrained["findings"] if f["code"] == "unfaithful-explanation"}
     assert {"saliency", "gradcam"} <= unfaithful
     assert all(f["group"] == "explainer" for f in untrained["findings"] if f["code"] == "unfaithful-explanation")
