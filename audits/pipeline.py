@@ -375,11 +375,13 @@ def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=lambda o: list(o) if isinstance(o, tuple) else str(o)))
 
 
-def _rel_views(views: dict, work: Path) -> dict:
-    """Make layer-view PNG paths relative to the audit folder."""
+def _rel_views(views: dict, work: Path, folder: str = "views") -> dict:
+    """Make layer-view PNG paths relative to the audit folder (layer_views names files relative to ``folder``)."""
     def rel(p: Any) -> Any:
         if isinstance(p, str) and Path(p).is_absolute():
             return Path(p).relative_to(work).as_posix()
+        if isinstance(p, str):
+            return f"{folder}/{p}"
         return p
 
     acts = [{**a, "png": rel(a.get("png"))} for a in views.get("activations", [])]

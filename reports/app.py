@@ -55,18 +55,18 @@ def create_app(store: Path, db_url: str | None = None) -> FastAPI:
         return folder
 
     def audit_page(audit_id: str, *, form: dict[str, str] | None = None, message: str | None = None,
-                   status: int = 200) -> HTMLResponse:
+                   status: int = 200, recorded: bool = False) -> HTMLResponse:
         folder = folder_of(audit_id)
         try:
             result = load_audit(folder)
         except BadInputError as exc:
             raise HTTPException(404, f"audit '{audit_id}' is broken: {exc}") from exc
         base = f"/audits/{quote(audit_id, safe='')}/files/"
-        html = report_html(
-            result, folder, base=base, template="app_report.html", redraw=False, app=True,
-            history=reviews.history(audit_id), decisions=DECISIONS, message=message,
-            form=form or {"decision": "", "reviewer": "", "comment": ""},
-            review_action=f"/audits/{quote(audit_id, safe='')}/review", report_file=base + "report.html")
+        review = {"history": reviews.history(audit_id), "decisions": DECISIONS, "message": message,
+                  "form": form or {"decision": "", "reviewer": "", "comment": ""}, "recorded": recorded,
+                  "review_action": f"/audits/{quote(audit_id, safe='')}/review"}
+        html = report_html(result, folder, base=base, template="app_report.html", redraw=False, store=store,
+                           decisions=reviews.latest(), app=review, report_file=base + "report.html")
         return HTMLResponse(html, status_code=status)
 
     @app.get("/", response_class=HTMLResponse)
@@ -74,8 +74,8 @@ def create_app(store: Path, db_url: str | None = None) -> FastAPI:
         return HTMLResponse(index_html(store, reviews.latest(), app=True))
 
     @app.get("/audits/{audit_id}", response_class=HTMLResponse)
-    def show_audit(audit_id: str) -> HTMLResponse:
-        return audit_page(audit_id)
+    def show_audit(audit_id: str, recorded: int = 0) -> HTMLResponse:
+        return audit_page(audit_id, recorded=bool(recorded))
 
     @app.get("/audits/{audit_id}/files/{path:path}")
     def audit_file(audit_id: str, path: str) -> FileResponse:
@@ -94,7 +94,8 @@ def create_app(store: Path, db_url: str | None = None) -> FastAPI:
             return audit_page(audit_id, form={"decision": decision, "reviewer": reviewer, "comment": comment},
                               message=str(exc), status=422)
         _refresh_static_index(store, reviews)
-        return RedirectResponse(f"/audits/{quote(audit_id, safe='')}#review", status_code=303)
+        # ?recorded=1 shows the confirmation above the review history.
+        return RedirectResponse(f"/audits/{quote(audit_id, safe='')}?recorded=1#review", status_code=303)
 
     @app.get("/compare", response_class=HTMLResponse)
     def compare(a: str = "", b: str = "") -> HTMLResponse:
@@ -103,7 +104,8 @@ def create_app(store: Path, db_url: str | None = None) -> FastAPI:
         fa, fb = folder_of(a), folder_of(b)
         try:
             html = compare_html(fa, fb, a_href=f"/audits/{quote(a, safe='')}", b_href=f"/audits/{quote(b, safe='')}",
-                                app=True)
+                                app=True, a_files=f"/audits/{quote(a, safe='')}/files/",
+                                b_files=f"/audits/{quote(b, safe='')}/files/")
         except BadInputError as exc:
             raise HTTPException(404, str(exc)) from exc
         return HTMLResponse(html)

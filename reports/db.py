@@ -69,14 +69,15 @@ def validate_review(decision: str, reviewer: str, comment: str) -> tuple[str, st
     decision = (decision or "").strip()
     reviewer = (reviewer or "").strip()
     comment = (comment or "").strip()
+    # Shown to the reviewer above the form: say what to do, naming the field as the form labels it.
     if decision not in DECISIONS:
-        raise BadInputError(f"field 'decision': must be one of {', '.join(DECISIONS)} (got {decision!r})")
+        raise BadInputError(f"Decision: choose one of {', '.join(DECISIONS)}" + (f" ('{decision}' is not one)." if decision else "."))
     if not reviewer:
-        raise BadInputError("field 'reviewer': a reviewer name is required")
+        raise BadInputError("Your name: enter the name to record as the reviewer.")
     if len(reviewer) > MAX_REVIEWER:
-        raise BadInputError(f"field 'reviewer': at most {MAX_REVIEWER} characters")
+        raise BadInputError(f"Your name: use at most {MAX_REVIEWER} characters (this one has {len(reviewer)}).")
     if len(comment) > MAX_COMMENT:
-        raise BadInputError(f"field 'comment': at most {MAX_COMMENT} characters")
+        raise BadInputError(f"Comment: use at most {MAX_COMMENT} characters (this one has {len(comment)}).")
     return decision, reviewer, comment
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
+from jinja2 import Environment, PackageLoader, StrictUndefined, Template
+from markupsafe import Markup
 
 from imaudit import __version__
 
@@ -29,9 +31,24 @@ def signed(value: object, digits: int = 3) -> str:
 
 
 def pct(value: object, digits: int = 1) -> str:
+    """A proportion as a percentage (0.9972 -> '99.7%')."""
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         return "—"
     return f"{100 * value:.{digits}f}%"
+
+
+def points(value: object, digits: int = 1) -> str:
+    """A change of a proportion in percentage points, with its sign (+0.3 pt)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return "—"
+    return f"{100 * value:+.{digits}f} pt".replace("-", "−")
+
+
+def human(key: object) -> str:
+    """A machine key as words: 'deletion_auc' -> 'deletion AUC', 'rank_corr' -> 'rank corr'."""
+    words = str(key).replace("_", " ").replace("-", " ").split()
+    upper = {"auc": "AUC", "ece": "ECE", "ssim": "SSIM", "id": "id", "ids": "ids", "n": "n"}
+    return " ".join(upper.get(w.lower(), w) for w in words) or str(key)
 
 
 @lru_cache(maxsize=1)
@@ -44,10 +61,22 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(num=num, signed=signed, pct=pct)
+    env.filters.update(num=num, signed=signed, pct=pct, points=points, human=human)
     env.globals["version"] = __version__
+    # A nonce for the page's one <style> and one <script> when a server sets a content security policy.
+    env.globals["csp_nonce"] = None
     return env
 
 
 def render(template: str, **context: object) -> str:
     return environment().get_template(template).render(**context)
+
+
+@lru_cache(maxsize=None)
+def _section_template(cls: type) -> Template:
+    return environment().from_string(cls.template)
+
+
+def render_section(cls: type, **context: Any) -> Markup:
+    """A report section's template (its ``template`` source, compiled once) rendered with ``context``."""
+    return Markup(_section_template(cls).render(**context))

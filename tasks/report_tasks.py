@@ -39,8 +39,12 @@ def refresh_index(store: Path) -> str:
 @task(name="publish-artifact")
 def publish_artifact(result: AuditResult, folder: Path) -> None:
     """A markdown artifact in Prefect's UI with the verdict, gates and the report's path."""
+    from imaudit.audits.verdict import verdict
+
+    v = verdict(result)
     lines = [
         f"# imaudit: {result.model.ref}",
+        f"- verdict: **{v.line()}**",
         f"- dataset: `{result.dataset.ref}`",
         f"- fit verdict: **{result.fit.verdict}**",
         f"- gates: **{'passed' if result.gates.passed else 'FAILED'}** ({result.gates.counts})",

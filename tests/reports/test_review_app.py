@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
@@ -58,11 +59,13 @@ def test_index_report_and_files(client):
     assert "/compare?a=net-1.0&amp;b=net-1.1" in index.text
     page = client.get("/audits/net-1.1")
     assert page.status_code == 200
-    assert "Gates and findings" in page.text and "No decision recorded yet." in page.text
+    assert "Findings" in page.text and "No decision recorded yet." in page.text
+    # The review form comes after the evidence, and the navigation jumps to it.
+    assert page.text.index('id="gallery"') < page.text.index('<form class="review"') and 'href="#review"' in page.text
     assert HOSTILE not in page.text and "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
-    figure = client.get("/audits/net-1.1/files/figures/001-confusion-val.png")
+    src = re.search(r'src="(/audits/net-1.1/files/figures/\d+-confusion-val.png)"', page.text).group(1)
+    figure = client.get(src)
     assert figure.status_code == 200 and figure.content.startswith(b"\x89PNG")
-    assert 'src="/audits/net-1.1/files/figures/001-confusion-val.png"' in page.text
 
 
 REFUSED = [
@@ -88,14 +91,18 @@ def test_unknown_ids_and_paths_outside_the_store_are_refused(client):
 
 def test_review_is_validated_stored_and_shown(client, store):
     bad = client.post("/audits/net-1.1/review", data={"decision": "ship-it", "reviewer": "Ann", "comment": ""})
-    assert bad.status_code == 422 and "field &#39;decision&#39;" in bad.text
+    assert bad.status_code == 422 and "Decision: choose one of approve, reject, needs-work" in bad.text
+    assert 'value="ship-it"' not in bad.text and 'value="Ann"' in bad.text  # what was typed is kept
     empty = client.post("/audits/net-1.1/review", data={"decision": "approve", "reviewer": "   "})
-    assert empty.status_code == 422 and "reviewer" in empty.text
+    assert empty.status_code == 422 and "Your name: enter the name to record as the reviewer." in empty.text
     assert client.post("/audits/nope/review", data={"decision": "approve", "reviewer": "Ann"}).status_code == 404
 
     ok = client.post("/audits/net-1.1/review", follow_redirects=False,
                      data={"decision": "approve", "reviewer": "Ann", "comment": f"fine {HOSTILE}"})
-    assert ok.status_code == 303 and ok.headers["location"].startswith("/audits/net-1.1")
+    assert ok.status_code == 303 and ok.headers["location"] == "/audits/net-1.1?recorded=1#review"
+    confirmed = client.get(ok.headers["location"]).text
+    assert "Decision recorded: <b>Approved</b> by Ann" in confirmed
+    assert re.search(r'class="vreview">Review: <span class="badge approve">Approved</span>', confirmed)
     client.post("/audits/net-1.1/review", data={"decision": "needs-work", "reviewer": "Bob", "comment": "wait"})
     assert _rows(f"sqlite:///{store / 'reviews.db'}") == [
         ("net-1.1", "approve", "Ann", f"fine {HOSTILE}"), ("net-1.1", "needs-work", "Bob", "wait")]

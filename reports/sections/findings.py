@@ -1,0 +1,138 @@
+"""Findings people act on: what each means for a release, what to do, and the evidence behind it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from imaudit.audits.findings import kind_of
+from imaudit.audits.result import SEVERITY_RANK, Finding
+from imaudit.audits.verdict import group_of
+from imaudit.reports import figures as figs
+from imaudit.reports.evidence import flatten, records
+from imaudit.reports.page import Page, array_key
+from imaudit.reports.sections import Section, register
+
+GROUPS = (
+    ("model", "About the model"),
+    ("data", "About the data"),
+    ("run", "About the audit run"),
+    ("explainer", "Explainer caveats: about the explanation methods, not the model"),
+)
+# Where each finding's evidence is drawn in the report.
+SEE = {
+    "overfitting": ("fit", "learning curves and train/val gap"), "underfitting": ("fit", "learning curves"),
+    "miscalibration": ("calibration", "reliability diagram"), "weak-class": ("performance", "per-class table"),
+    "shortcut": ("shortcuts", "the box on the class's images"),
+    "unfaithful-explanation": ("quality", "deletion and insertion curves"),
+    "failed-sanity-check": ("quality", "sanity check"), "low-method-agreement": ("agreement", "agreement matrix"),
+    "stage-failed": ("run", "errors"), "gate-error": ("data", "data checks"),
+    "nonfinite-outputs": ("data", "output checks"), "invalid-probabilities": ("data", "output checks"),
+}
+MESSAGE_LIMIT = 280
+SHOWN_BY_FIGURE = ("box", "image_size", "intervention", "confirmed", "pairs", "class_index")
+
+
+def _classes_of(f: Finding) -> list[str]:
+    ev = f.evidence
+    out = ev.get("classes") if isinstance(ev.get("classes"), list) else [ev.get("class")]
+    return [str(c) for c in out if c is not None and str(c)][:4]
+
+
+def intervention_rows(iv: Any) -> list[dict[str, Any]]:
+    """A shortcut's intervention numbers as rows: what was done, on how many images, before -> after."""
+    if not isinstance(iv, Mapping):
+        return []
+    rows = []
+    cover = iv.get("cover")
+    if isinstance(cover, Mapping):
+        rows.append({"what": "cover the box in the class's images", "n": cover.get("n"),
+                     "before": cover.get("accuracy_before"), "after": cover.get("accuracy_after"), "measure": "accuracy"})
+        if cover.get("confidence_before") is not None:
+            rows.append({"what": "", "n": None, "before": cover.get("confidence_before"),
+                         "after": cover.get("confidence_after"), "measure": "confidence"})
+    paste = iv.get("paste")
+    if isinstance(paste, Mapping):
+        rows.append({"what": "paste the box into other classes' images", "n": paste.get("n"), "before": 0.0,
+                     "after": paste.get("flip_rate"), "measure": "predicted as the class"})
+    return rows
+
+
+def finding_value(f: Finding, page: Page) -> dict[str, Any]:
+    kind = kind_of(f.code)
+    msg = f.message
+    see = SEE.get(f.code) or (("data", "data checks") if kind.group == "data" else None)
+    ev = f.evidence or {}
+    return {
+        "code": f.code, "severity": f.severity, "title": kind.title, "group": group_of(f),
+        "message": msg if len(msg) <= MESSAGE_LIMIT else msg[: MESSAGE_LIMIT - 1] + "…",
+        "full": msg if len(msg) > MESSAGE_LIMIT else None,
+        "meaning": kind.meaning, "action": kind.action,
+        "rows": flatten(ev, skip=SHOWN_BY_FIGURE + ("per_class",)) if ev else [],
+        "table": records(ev.get("pairs") and sorted(ev["pairs"], key=lambda p: p.get("mean", 0))[:5])
+        if isinstance(ev.get("pairs"), list) else None,
+        "see": {"anchor": see[0], "what": see[1]} if see else None,
+        "classes": _classes_of(f),
+        "box": ev.get("box") if isinstance(ev.get("box"), list) and len(ev.get("box")) == 4 else None,
+        "image_size": ev.get("image_size"),
+        "confirmed": ev.get("confirmed"),
+        "intervention": intervention_rows(ev.get("intervention")),
+    }
+
+
+@register
+class Findings(Section):
+    name = "findings"
+    title = "Findings"
+    nav = "Findings"
+    order = 20
+    intro = ("Each finding says what it means for a release and what to do, with the numbers behind it and a link "
+             "to the figure or images. Findings about the model and the data come first; explainer caveats, which "
+             "qualify the explanation maps rather than the model, come last.")
+    template = """{% import "_macros.html" as m %}
+{% for g in v.groups %}
+  <h3 class="group {{ g.key }}">{{ g.title }} <span class="muted small">({{ g.entries|length }})</span></h3>
+  {% for f in g.entries %}
+  <article class="finding {{ f.severity }}" id="finding-{{ loop.index }}-{{ f.code }}">
+    <header>{{ m.badge(f.severity) }} <b>{{ f.title }}</b>{% if f.confirmed is sameas true %} {{ m.badge("confirmed by intervention", "error") }}{% elif f.confirmed is sameas false %} {{ m.badge("not confirmed", "info") }}{% endif %} <code class="muted">{{ f.code }}</code></header>
+    <p class="msg">{{ f.message }}</p>
+    {% if f.full %}<details><summary>whole message</summary><p class="small">{{ f.full }}</p></details>{% endif %}
+    <dl class="what"><dt>What it means</dt><dd>{{ f.meaning }}</dd><dt>What to do</dt><dd>{{ f.action }}</dd></dl>
+    {% if f.box_src or f.intervention %}<div class="figs">
+      {% if f.box_src %}{{ m.fig(f.box_src, "box of the shortcut on class " ~ (f.classes|join(", ")), "box " ~ f.box|join(", ") ~ " (x0, y0, x1, y1) in model-input pixels", "small-fig") }}{% endif %}
+      {% if f.intervention %}<div><table><thead><tr><th>intervention</th><th class="n">images</th><th>measure</th><th class="n">before</th><th class="n">after</th></tr></thead><tbody>
+      {% for row in f.intervention %}<tr><td>{{ row.what }}</td><td class="n">{{ row.n|num }}</td><td>{{ row.measure }}</td><td class="n">{{ row.before|pct }}</td><td class="n">{{ row.after|pct }}</td></tr>{% endfor %}
+      </tbody></table></div>{% endif %}
+    </div>{% endif %}
+    {% if f.rows or f.table %}<details{% if f.severity == "error" %} open{% endif %}><summary>evidence</summary>
+      {% if f.rows %}{{ m.kv(f.rows) }}{% endif %}
+      {% if f.table %}<div class="scroll"><table><thead><tr>{% for c in f.table.cols %}<th>{{ c }}</th>{% endfor %}</tr></thead><tbody>{% for row in f.table.rows %}<tr>{% for x in row %}<td{% if x is number %} class="n"{% endif %}>{{ x|num(3) if x is number else x }}</td>{% endfor %}</tr>{% endfor %}</tbody></table></div>{% if f.table.more %}<p class="muted small">lowest shown; {{ f.table.more }} more in audit.json</p>{% endif %}{% endif %}
+    </details>{% endif %}
+    <p class="links small">{% if f.see %}See: <a href="#{{ f.see.anchor }}">{{ f.see.what }}</a>{% endif %}{% for c in f.classes %}{% if page.gallery_rows %} · <a href="#gallery" data-gallery-class="{{ c }}">explained images of class {{ c }}</a>{% endif %}{% endfor %}</p>
+  </article>
+  {% endfor %}
+{% else %}
+  <p class="ok-box">No findings: every check that ran found nothing to report.</p>
+{% endfor %}"""
+
+    def value(self, page: Page) -> dict[str, Any]:
+        by_group: dict[str, list[Finding]] = {}
+        for f in sorted(page.r.findings, key=lambda f: -SEVERITY_RANK[f.severity]):
+            by_group.setdefault(group_of(f), []).append(f)
+        known = [k for k, _ in GROUPS]
+        titles = dict(GROUPS)
+        keys = known + sorted(k for k in by_group if k not in known)
+        return {"groups": [{"key": k, "title": titles.get(k, k), "entries": [finding_value(f, page) for f in by_group[k]]}
+                           for k in keys if k in by_group]}
+
+    def display(self, value: dict[str, Any], page: Page) -> dict[str, Any]:
+        for g in value["groups"]:
+            for f in g["entries"]:
+                f["box_src"] = None
+                if f["box"]:
+                    cls = f["classes"][0] if f["classes"] else ""
+                    image = page.class_means.get(cls) if cls else None
+                    f["box_src"] = page.figure(f"shortcut-box-{cls}", lambda fv=f, im=image, c=cls: figs.box_png(
+                        im, fv["box"], fv["image_size"], f"class {c}" if c else "shortcut"),
+                        key=(f["box"], f["image_size"], cls, array_key(image)))
+        return value
