@@ -45,7 +45,7 @@ REVIEW_LABELS: dict[str, str] = {
     "needs-work": "Needs work",
     "pending": "Pending review",
     "superseded": "Superseded",
-    "none": "Not a release",
+    "none": "Not reviewed",
 }
 PREFERRED_SPLITS = ("val", "valid", "validation", "test")
 

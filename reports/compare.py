@@ -287,7 +287,7 @@ def summary_lines(c: dict[str, Any]) -> list[str]:
     """A short terminal summary of a comparison (what `imaudit compare` prints)."""
     lines = [f"A {c['a']['id']} ({c['a']['verdict_label']}) -> B {c['b']['id']} ({c['b']['verdict_label']})"]
     if c["settings"]:
-        lines.append("settings differ: " + "; ".join(f"{d['name']} {d['a']} -> {d['b']}" for d in c["settings"][:6])
+        lines.append("settings differ: " + "; ".join(f"{d['name']} {d['a_text']} -> {d['b_text']}" for d in c["settings"][:6])
                      + (f"; +{len(c['settings']) - 6} more" if len(c["settings"]) > 6 else ""))
     for row in c["metrics"]:
         if row["metric"] == "accuracy" and row["delta"] is not None:

@@ -64,8 +64,20 @@ def comparable(a: AuditResult, b: AuditResult, metric: str = "faithfulness") -> 
     return all(sa.get(k) == sb.get(k) for k in METRIC_SETTINGS.get(metric, DATA_SETTINGS + EXPLAIN_SETTINGS))
 
 
+def setting_text(value: Any) -> str:
+    """A setting's value as words: lists joined, mappings as key=value, nothing as a dash."""
+    if value is None or value == [] or value == {}:
+        return "—"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(setting_text(v) for v in value)
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={setting_text(v)}" for k, v in value.items())
+    return str(value)
+
+
 def settings_diff(a: AuditResult, b: AuditResult) -> list[dict[str, Any]]:
-    """Settings that differ between two audits, as rows {name, a, b} (nested settings by their key)."""
+    """Settings that differ between two audits, as rows {name, a, b} (nested settings by their key);
+    ``a_text``/``b_text`` say the values in words."""
     sa, sb = settings_of(a), settings_of(b)
     rows = []
     for key in list(SHOWN_SETTINGS) + ["quality", "thresholds", "method_settings", "splits"]:
@@ -79,6 +91,8 @@ def settings_diff(a: AuditResult, b: AuditResult) -> list[dict[str, Any]]:
                     rows.append({"name": f"{key}.{sub}", "a": va.get(sub), "b": vb.get(sub)})
         else:
             rows.append({"name": key, "a": va, "b": vb})
+    for row in rows:
+        row["a_text"], row["b_text"] = setting_text(row["a"]), setting_text(row["b"])
     return rows
 
 

@@ -171,7 +171,7 @@ class Decision(Section):
   <a class="stat" href="#calibration">
     <span class="k">Calibration</span>
     {% if v.calibration %}<span class="big {{ 'bad' if v.calibration.bad }}">{{ v.calibration.word }}</span>
-    <span class="sub">ECE {{ v.calibration.ece|num(2) }} (limit {{ v.calibration.limit|num(2) }}){% if v.calibration.direction %} · {{ v.calibration.direction }}{% endif %}</span>
+    <span class="sub">ECE {{ v.calibration.ece|num(3) }} (limit {{ v.calibration.limit|num(3) }}){% if v.calibration.direction %} · {{ v.calibration.direction }}{% endif %}</span>
     {% else %}<span class="big">—</span>{% endif %}
   </a>
   <a class="stat" href="#shortcuts">

@@ -34,27 +34,41 @@ SHOWN_BY_FIGURE = ("box", "image_size", "intervention", "confirmed", "pairs", "c
 
 
 def _classes_of(f: Finding) -> list[str]:
+    """The classes a finding is about (names, whether the evidence lists names or per-class records)."""
     ev = f.evidence
     out = ev.get("classes") if isinstance(ev.get("classes"), list) else [ev.get("class")]
-    return [str(c) for c in out if c is not None and str(c)][:4]
+    out = [c.get("class") if isinstance(c, Mapping) else c for c in out]
+    return [str(c) for c in out if isinstance(c, (str, int)) and str(c)][:4]
+
+
+def _record_table(ev: Mapping[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
+    """The evidence's list of records (pairs, per-class rows, failed images...) as a table, lowest first for pairs."""
+    for key, val in ev.items():
+        if isinstance(val, list) and val and all(isinstance(x, Mapping) for x in val):
+            rows = sorted(val, key=lambda p: p.get("mean", 0)) if key == "pairs" else val
+            return key, records(rows, limit=8)
+    return None, None
 
 
 def intervention_rows(iv: Any) -> list[dict[str, Any]]:
-    """A shortcut's intervention numbers as rows: what was done, on how many images, before -> after."""
+    """A shortcut's intervention numbers as rows: what was done, on how many images, before -> after,
+    and the control (the same intervention somewhere else) when the check ran one."""
     if not isinstance(iv, Mapping):
         return []
     rows = []
     cover = iv.get("cover")
     if isinstance(cover, Mapping):
-        rows.append({"what": "cover the box in the class's images", "n": cover.get("n"),
-                     "before": cover.get("accuracy_before"), "after": cover.get("accuracy_after"), "measure": "accuracy"})
+        rows.append({"what": "cover the box in the class's images", "n": cover.get("n"), "measure": "accuracy",
+                     "before": cover.get("accuracy_before"), "after": cover.get("accuracy_after"),
+                     "control": cover.get("control_accuracy_after")})
         if cover.get("confidence_before") is not None:
-            rows.append({"what": "", "n": None, "before": cover.get("confidence_before"),
-                         "after": cover.get("confidence_after"), "measure": "confidence"})
+            rows.append({"what": "", "n": None, "measure": "confidence", "before": cover.get("confidence_before"),
+                         "after": cover.get("confidence_after"), "control": cover.get("control_confidence_after")})
     paste = iv.get("paste")
     if isinstance(paste, Mapping):
         rows.append({"what": "paste the box into other classes' images", "n": paste.get("n"), "before": 0.0,
-                     "after": paste.get("flip_rate"), "measure": "predicted as the class"})
+                     "after": paste.get("flip_rate"), "measure": "predicted as the class",
+                     "control": paste.get("control_flip_rate")})
     return rows
 
 
@@ -63,14 +77,14 @@ def finding_value(f: Finding, page: Page) -> dict[str, Any]:
     msg = f.message
     see = SEE.get(f.code) or (("data", "data checks") if kind.group == "data" else None)
     ev = f.evidence or {}
+    table_key, table = _record_table(ev)
     return {
         "code": f.code, "severity": f.severity, "title": kind.title, "group": group_of(f),
         "message": msg if len(msg) <= MESSAGE_LIMIT else msg[: MESSAGE_LIMIT - 1] + "…",
         "full": msg if len(msg) > MESSAGE_LIMIT else None,
         "meaning": kind.meaning, "action": kind.action,
-        "rows": flatten(ev, skip=SHOWN_BY_FIGURE + ("per_class",)) if ev else [],
-        "table": records(ev.get("pairs") and sorted(ev["pairs"], key=lambda p: p.get("mean", 0))[:5])
-        if isinstance(ev.get("pairs"), list) else None,
+        "rows": flatten(ev, skip=SHOWN_BY_FIGURE + ("per_class", table_key or "")) if ev else [],
+        "table": table, "table_key": table_key,
         "see": {"anchor": see[0], "what": see[1]} if see else None,
         "classes": _classes_of(f),
         "box": ev.get("box") if isinstance(ev.get("box"), list) and len(ev.get("box")) == 4 else None,
@@ -100,15 +114,13 @@ class Findings(Section):
     <dl class="what"><dt>What it means</dt><dd>{{ f.meaning }}</dd><dt>What to do</dt><dd>{{ f.action }}</dd></dl>
     {% if f.box_src or f.intervention %}<div class="figs">
       {% if f.box_src %}{{ m.fig(f.box_src, "box of the shortcut on class " ~ (f.classes|join(", ")), "box " ~ f.box|join(", ") ~ " (x0, y0, x1, y1) in model-input pixels", "small-fig") }}{% endif %}
-      {% if f.intervention %}<div><table><thead><tr><th>intervention</th><th class="n">images</th><th>measure</th><th class="n">before</th><th class="n">after</th></tr></thead><tbody>
-      {% for row in f.intervention %}<tr><td>{{ row.what }}</td><td class="n">{{ row.n|num }}</td><td>{{ row.measure }}</td><td class="n">{{ row.before|pct }}</td><td class="n">{{ row.after|pct }}</td></tr>{% endfor %}
-      </tbody></table></div>{% endif %}
+      {% if f.intervention %}<div class="scroll">{{ m.intervention(f.intervention) }}</div>{% endif %}
     </div>{% endif %}
     {% if f.rows or f.table %}<details{% if f.severity == "error" %} open{% endif %}><summary>evidence</summary>
       {% if f.rows %}{{ m.kv(f.rows) }}{% endif %}
-      {% if f.table %}<div class="scroll"><table><thead><tr>{% for c in f.table.cols %}<th>{{ c }}</th>{% endfor %}</tr></thead><tbody>{% for row in f.table.rows %}<tr>{% for x in row %}<td{% if x is number %} class="n"{% endif %}>{{ x|num(3) if x is number else x }}</td>{% endfor %}</tr>{% endfor %}</tbody></table></div>{% if f.table.more %}<p class="muted small">lowest shown; {{ f.table.more }} more in audit.json</p>{% endif %}{% endif %}
+      {% if f.table %}<div class="scroll"><table><thead><tr>{% for c in f.table.cols %}<th>{{ c }}</th>{% endfor %}</tr></thead><tbody>{% for row in f.table.rows %}<tr>{% for x in row %}<td{% if x is number %} class="n"{% endif %}>{{ x|num(3) if x is number else x }}</td>{% endfor %}</tr>{% endfor %}</tbody></table></div>{% if f.table.more %}<p class="muted small">{{ "lowest " if f.table_key == "pairs" }}{{ f.table.rows|length }} shown; {{ f.table.more }} more in audit.json</p>{% endif %}{% endif %}
     </details>{% endif %}
-    <p class="links small">{% if f.see %}See: <a href="#{{ f.see.anchor }}">{{ f.see.what }}</a>{% endif %}{% for c in f.classes %}{% if page.gallery_rows %} · <a href="#gallery" data-gallery-class="{{ c }}">explained images of class {{ c }}</a>{% endif %}{% endfor %}</p>
+    <p class="links small">{% if f.see %}See: <a href="#{{ f.see.anchor }}">{{ f.see.what }}</a>{% endif %}{% for c in f.classes %}{% if page.gallery_rows %} · <a href="#gallery" data-gallery-class="{{ c }}">images of class {{ c }}</a>{% endif %}{% endfor %}</p>
   </article>
   {% endfor %}
 {% else %}

@@ -39,8 +39,8 @@ class Run(Section):
 {% if v.methods %}<h3>Explanation methods</h3><div class="scroll"><table class="sortable"><thead><tr><th>method</th><th>applies</th><th class="n">images</th><th class="n">seconds</th><th class="n">images/s</th><th class="n">failed</th></tr></thead><tbody>
 {% for x in v.methods %}<tr><td>{{ x.method }}</td><td>{% if x.applicable %}yes{% else %}no <span class="muted small">({{ x.reason or "not applicable" }})</span>{% endif %}</td><td class="n">{{ x.count }}</td><td class="n">{{ x.seconds|num(3) }}</td><td class="n">{{ x.rate|num(3) }}</td><td class="n">{{ x.n_failures }}</td></tr>{% endfor %}
 </tbody></table></div>
-{% for x in v.methods %}{% if x.failures %}<details><summary>{{ x.method }}: {{ x.n_failures }} images failed</summary><div class="scroll"><table><thead><tr>{% for c in x.failures.cols %}<th>{{ c }}</th>{% endfor %}</tr></thead><tbody>{% for row in x.failures.rows %}<tr>{% for y in row %}<td class="small">{{ y }}</td>{% endfor %}</tr>{% endfor %}</tbody></table></div></details>{% endif %}
-{% if x.settings %}<details><summary>{{ x.method }}: settings</summary>{{ m.kv(x.settings) }}</details>{% endif %}{% endfor %}
+{% for x in v.methods %}{% if x.failures %}<details><summary>{{ x.method }}: {{ x.n_failures }} images failed</summary><div class="scroll"><table><thead><tr>{% for c in x.failures.cols %}<th>{{ c }}</th>{% endfor %}</tr></thead><tbody>{% for row in x.failures.rows %}<tr>{% for y in row %}<td class="small">{{ y }}</td>{% endfor %}</tr>{% endfor %}</tbody></table></div></details>{% endif %}{% endfor %}
+<details><summary>settings of each method</summary><div class="scroll"><table>{% for x in v.methods %}<tr><th>{{ x.method }}</th><td class="small">{% for k, val in x.settings or [] %}{{ k }} {{ val|num if val is number else val }}{{ " · " if not loop.last }}{% endfor %}</td></tr>{% endfor %}</table></div></details>
 {% endif %}
 <p class="muted small">imaudit {{ v.version }} · audit <code>{{ v.id }}</code> · status {{ v.status }} · created {{ v.created }}{% if v.finished %} · finished {{ v.finished }}{% endif %}</p>"""
 

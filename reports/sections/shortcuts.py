@@ -53,9 +53,7 @@ class Shortcuts(Section):
   <p class="small">{{ s.message }}</p>
   <div class="figs">
     {% if s.src %}{{ m.fig(s.src, "shortcut box on images of class " ~ s.cls, "the box on explained images of class " ~ s.cls) }}{% endif %}
-    {% if s.intervention %}<table><thead><tr><th>intervention</th><th class="n">images</th><th>measure</th><th class="n">before</th><th class="n">after</th></tr></thead><tbody>
-    {% for row in s.intervention %}<tr><td>{{ row.what }}</td><td class="n">{{ row.n|num }}</td><td>{{ row.measure }}</td><td class="n">{{ row.before|pct }}</td><td class="n">{{ row.after|pct }}</td></tr>{% endfor %}
-    </tbody></table>{% elif s.box %}<p class="muted small">No intervention numbers: the candidate was not tested on the model.</p>{% endif %}
+    {% if s.intervention %}<div class="scroll">{{ m.intervention(s.intervention) }}</div>{% elif s.box %}<p class="muted small">No intervention numbers: the candidate was not tested on the model.</p>{% endif %}
   </div>
 </div>
 {% endfor %}

@@ -17,6 +17,7 @@ FORBIDDEN = [
     (re.compile(r"nested too deep"), "raw nesting notice"),
     (re.compile(r"\{\s*['\"][^'\"]+['\"]\s*:"), "raw dict text"),
     (re.compile(r"\[\s*\{"), "raw list of dicts"),
+    (re.compile(r"\[\s*'[^']*'\s*[,\]]"), "raw list text"),
     (re.compile(r"\[\s*\[\s*-?\d"), "raw nested list"),
 ]
 

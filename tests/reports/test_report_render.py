@@ -72,6 +72,7 @@ def test_findings_grouped_with_meaning_action_and_contract_evidence(tmp_path):
     assert 'alt="box of the shortcut on class' in sec
     assert "cover the box in the class&#39;s images" in sec and "100.0%" in sec and "25.0%" in sec
     assert "paste the box into other classes&#39; images" in sec and "87.5%" in sec
+    assert "75.0%" in sec and "12.5%" in sec  # the controls: the same box elsewhere
     # Each finding links to the figure behind it.
     assert 'href="#shortcuts"' in sec and 'href="#fit"' in sec
     assert HOSTILE not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
@@ -288,3 +289,11 @@ def test_decision_card_compares_with_the_previous_and_the_last_approved_audit(tm
     r2.dataset.digest = "sha256:" + "ef" * 32
     card = _section(render_report(r2, store / "v4").read_text(), "decision")
     assert "not compared (different dataset digest) vs previous audit (v3)" in card
+
+
+def test_readme_says_how_to_read_every_section():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("**How to read a report**"):readme.index("**A report is a composition of sections.**")]
+    for cls in ordered():
+        name = cls.title or "Decision card"
+        assert f"| **{name}** |" in table, name
