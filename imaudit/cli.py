@@ -3,6 +3,10 @@
 Exit codes: 0 the command ran (for `audit`: the audit ran), 1 `--fail-on`
 gates failed, 2 bad input (one line on stderr naming the problem, no
 traceback).
+
+Each command imports what it runs inside its function (torch, Prefect, the
+engine): `imaudit --help` and one-line errors stay fast. These imports are for
+start-up time only; nothing here has an import cycle to dodge.
 """
 
 from __future__ import annotations
@@ -133,7 +137,7 @@ def audit(
         if method_samples:
             fields["method_samples"] = {**fields.get("method_samples", {}), **_parse_pairs(method_samples, "--method-samples")}
         spec = AuditSpec.model_validate(fields)
-        from imaudit.audits.pipeline import preflight
+        from imaudit.audits.stages.inputs import preflight
         from imaudit.flows.audit import run_audit
 
         preflight(spec)
