@@ -21,6 +21,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from scipy.stats import binomtest
+
 from imaudit.audits.findings import kind_of
 from imaudit.audits.result import SEVERITY_RANK, AuditResult, Finding
 
@@ -144,8 +146,6 @@ def wilson_interval(correct: int, n: int, confidence: float = 0.95) -> tuple[flo
     """Wilson score interval of a proportion (scipy's binomtest): better than +-1.96 sd near 0 and 1."""
     if n <= 0:
         return None
-    from scipy.stats import binomtest
-
     ci = binomtest(max(0, min(correct, n)), n).proportion_ci(confidence_level=confidence, method="wilson")
     return float(ci.low), float(ci.high)
 

@@ -21,11 +21,15 @@ from typing import Any
 from urllib.parse import quote
 
 import numpy as np
+from PIL import Image
+from sqlalchemy.exc import SQLAlchemyError
 
 from imaudit import paths
 from imaudit.audits import chunks
 from imaudit.audits.result import AuditResult
+from imaudit.errors import BadInputError
 from imaudit.io import atomic_write_bytes
+from imaudit.reports.db import open_existing
 from imaudit.reports.history import earlier_audits
 from imaudit.reports.store import AuditEntry, safe_file
 
@@ -166,8 +170,6 @@ class Page:
 
     def image_array(self, row: Mapping[str, Any], size: int = 96) -> np.ndarray | None:
         """A gallery row's image as float RGB in [0, 1] (None when its file is missing or unreadable)."""
-        from PIL import Image
-
         path = safe_file(self.folder, row.get("image")) if isinstance(row.get("image"), str) else None
         if path is None:
             return None
@@ -211,11 +213,6 @@ class Page:
         """Latest review decision per audit id (given by the app, else read from the store's database)."""
         if self._decisions is not None:
             return self._decisions
-        from sqlalchemy.exc import SQLAlchemyError
-
-        from imaudit.errors import BadInputError
-        from imaudit.reports.db import open_existing
-
         try:
             reviews = open_existing(self.store)
             if reviews is None:

@@ -9,6 +9,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
 from imaudit.audits.result import AuditResult
+from imaudit.audits.verdict import verdict
 from imaudit.reports import index, render
 from imaudit.tasks.policies import COMPUTE
 
@@ -36,8 +37,6 @@ def refresh_index(store: Path) -> str:
 @task(name="publish-artifact", **COMPUTE)
 def publish_artifact(result: AuditResult, folder: Path) -> None:
     """A markdown artifact in Prefect's UI with the verdict, gates and the report's path."""
-    from imaudit.audits.verdict import verdict
-
     v = verdict(result)
     lines = [
         f"# imaudit: {result.model.ref}",

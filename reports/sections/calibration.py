@@ -9,7 +9,7 @@ from imaudit.audits.verdict import headline_split
 from imaudit.reports import figures as figs
 from imaudit.reports.page import Page
 from imaudit.reports.sections import Section, register
-from imaudit.reports.sections.decision import calibration_state
+from imaudit.reports.sections.summary import calibration_state
 from imaudit.reports.sections.performance import split_key
 
 

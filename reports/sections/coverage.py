@@ -8,7 +8,7 @@ from typing import Any
 from imaudit.audits.result import AuditResult
 from imaudit.reports.page import Page
 from imaudit.reports.sections import Section, register
-from imaudit.reports.sections.decision import coverage_entries
+from imaudit.reports.sections.summary import coverage_entries
 from imaudit.reports.templating import human
 
 

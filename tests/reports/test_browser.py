@@ -75,12 +75,12 @@ def test_review_in_browser(server, tmp_path):
 
             page.goto(base + "/")
             row = page.locator('tr[data-id="net-1.1"]')
-            expect(row).to_contain_text("pending review")
+            expect(row).to_contain_text("Pending review")
             row.get_by_role("link", name="net").click()
 
             page.wait_for_url(base + "/audits/net-1.1")
-            expect(page.locator("h1")).to_have_text("Audit net-1.1")
-            expect(page.locator("#per-class")).to_contain_text(HOSTILE)  # shown as text, not run
+            expect(page.locator("h1")).to_have_text("net v1.1")
+            expect(page.locator("#per-class-table")).to_contain_text(HOSTILE)  # shown as text, not run
             # Load lazy images so the full-page screenshot shows the galleries.
             page.evaluate("document.querySelectorAll('img[loading=lazy]').forEach(i => i.loading = 'eager')")
             page.wait_for_load_state("networkidle")
@@ -95,14 +95,16 @@ def test_review_in_browser(server, tmp_path):
             page.fill("#reviewer", "Playwright Reviewer")
             page.fill("#comment", "approved from the browser")
             page.get_by_role("button", name="Record decision").click()
-            page.wait_for_url(base + "/audits/net-1.1#review")
+            page.wait_for_url(base + "/audits/net-1.1?recorded=1#review")
+            expect(page.locator("#review-confirmation")).to_contain_text("Decision recorded: Approved by Playwright Reviewer")
+            expect(page.locator(".verdict .vreview")).to_contain_text("Approved")
             expect(page.locator("tr.decision")).to_contain_text("Playwright Reviewer")
 
             page.goto(base + "/")
-            expect(page.locator('tr[data-id="net-1.1"] td.review')).to_contain_text("approve")
-            expect(page.locator('tr[data-id="net-1.0"] td.review')).to_contain_text("pending review")
+            expect(page.locator('tr[data-id="net-1.1"] td.review')).to_contain_text("Approved")
+            expect(page.locator('tr[data-id="net-1.0"] td.review')).to_contain_text("Pending review")
             # the model filter hides other models' rows
-            page.select_option("#f-model", "net")
+            page.select_option('[data-index-filter="model"]', "net")
             expect(page.locator('tr[data-id="other"]')).to_be_hidden()
             expect(page.locator('tr[data-id="net-1.1"]')).to_be_visible()
         finally:

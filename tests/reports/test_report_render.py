@@ -38,9 +38,9 @@ def test_rich_report_has_every_section_in_order_and_only_local_files(tmp_path):
     assert out == folder / "report.html"
     assert _h2(html) == RICH_SECTIONS
     # The decision card comes first, without a heading of its own; the navigation lists every section.
-    assert html.index('id="decision"') < html.index('id="findings"')
+    assert html.index('id="summary"') < html.index('id="findings"')
     nav = re.findall(r'<nav class="toc"[^>]*>(.*?)</nav>', html, re.S)[0]
-    assert re.findall(r'href="#([a-z]+)"', nav)[:3] == ["decision", "findings", "performance"]
+    assert re.findall(r'href="#([a-z]+)"', nav)[:3] == ["summary", "findings", "performance"]
     assert "#review" in nav
     # Offline and CSP-ready: one inline style and one inline script, no handlers or style attributes,
     # nothing fetched from elsewhere; every image and link is a file beside the report.
@@ -81,7 +81,7 @@ def test_findings_grouped_with_meaning_action_and_contract_evidence(tmp_path):
 def test_decision_card_states_verdict_accuracy_interval_and_coverage(tmp_path):
     folder = tmp_path / "a1"
     html = render_report(make_result(folder, accuracy=0.75), folder).read_text()
-    card = _section(html, "decision")
+    card = _section(html, "summary")
     assert 'class="verdict fail"' in card and ">Fail<" in card
     assert "Shortcut (error)" in card
     # 9 of 12 right: Wilson 95 % interval 46.8 %-91.1 %.
@@ -279,7 +279,7 @@ def test_decision_card_compares_with_the_previous_and_the_last_approved_audit(tm
     reviews.add("v1", "approve", "Ann", "")
     reviews.dispose()
     r = make_result(store / "v3", created="2024-05-03T10:00:00+00:00", model_ref="release:net@3", accuracy=0.7)
-    card = _section(render_report(r, store / "v3").read_text(), "decision")
+    card = _section(render_report(r, store / "v3").read_text(), "summary")
     assert 'id="headline-accuracy">70.0%<' in card
     assert '<b class="down">−5.0 pt</b> vs previous audit (v2)' in card
     assert '<b class="up">+20.0 pt</b> vs last approved (v1)' in card
@@ -287,7 +287,7 @@ def test_decision_card_compares_with_the_previous_and_the_last_approved_audit(tm
     # An earlier audit on other data is named but not compared.
     r2 = make_result(store / "v4", created="2024-05-04T10:00:00+00:00", model_ref="release:net@4")
     r2.dataset.digest = "sha256:" + "ef" * 32
-    card = _section(render_report(r2, store / "v4").read_text(), "decision")
+    card = _section(render_report(r2, store / "v4").read_text(), "summary")
     assert "not compared (different dataset digest) vs previous audit (v3)" in card
 
 

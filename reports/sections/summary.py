@@ -1,4 +1,4 @@
-"""The decision card: everything a reviewer needs on the first screen to know whether to look closer."""
+"""The summary (decision card): everything a reviewer needs on the first screen to know whether to look closer."""
 
 from __future__ import annotations
 
@@ -142,8 +142,8 @@ def coverage_summary(r: AuditResult) -> list[str]:
 
 
 @register
-class Decision(Section):
-    name = "decision"
+class Summary(Section):
+    name = "summary"
     title = ""
     nav = "Summary"
     order = 10
