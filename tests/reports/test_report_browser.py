@@ -98,8 +98,6 @@ def env(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("IMAUDIT_HOME", str(root / "home"))
         mp.setenv("IMAUDIT_CACHE", str(tmp_path_factory.getbasetemp() / "shared-cache"))
-        # Prefect's temporary server can take longer than its default 20 s to start on a busy machine.
-        mp.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
         yield {"root": root, "store": root / "store", "model": _train(root / "a.pt"), "mp": mp}
 
 
@@ -169,9 +167,9 @@ def _look(browser, path: Path, name: str) -> dict:
     return out
 
 
-def _assert_reviewable(seen: dict) -> None:
+def _assert_reviewable(seen: dict, *, images: bool = True) -> None:
     assert seen["errors"] == [], seen["errors"]
-    assert seen["n_images"] > 0 and seen["broken"] == []
+    assert seen["broken"] == [] and (seen["n_images"] > 0 or not images)
     assert text_problems(seen["text"]) == []
     assert seen["height"] < MAX_HEIGHT, seen["height"]
     assert seen["phone_width"] <= 390, seen["phone_width"]
@@ -186,7 +184,7 @@ def _first_screen(page) -> None:
     assert re.fullmatch(r"\d+\.\d%", page.locator("#headline-accuracy").inner_text())
 
 
-def _check_gallery(page, audit: Path) -> None:
+def _check_gallery(page, audit: Path, name: str) -> None:
     """Filtering by class and result shows only matching tiles; clicking a tile enlarges every map."""
     from playwright.sync_api import expect
 
@@ -214,7 +212,7 @@ def _check_gallery(page, audit: Path) -> None:
                for i in range(dialog.locator("img").count()))
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
-    page.screenshot(path=str(ARTIFACTS / f"gallery-{audit.name[:20]}.png"))
+    page.locator("#gallery").screenshot(path=str(ARTIFACTS / f"{name}-gallery.png"))
 
 
 def test_default_audit_report_is_reviewable(default_audit, browser):
@@ -225,7 +223,7 @@ def test_default_audit_report_is_reviewable(default_audit, browser):
     audit = json.loads((default_audit / "audit.json").read_text())
     acc = audit["metrics"]["val"]["accuracy"]
     assert page.locator("#headline-accuracy").inner_text() == f"{100 * acc:.1f}%"
-    _check_gallery(page, default_audit)
+    _check_gallery(page, default_audit, "report-default")
     page.close()
 
 
@@ -240,7 +238,7 @@ def test_thousand_image_audit_with_every_method_is_reviewable(big_audit, browser
     # every method has a tab in global importance and a map in the gallery
     tabs = page.locator('[data-tabs="importance"] button').all_inner_texts()
     assert set(tabs) == set(ALL_METHODS.split(","))
-    _check_gallery(page, big_audit)
+    _check_gallery(page, big_audit, "report-1000")
     page.close()
 
 
@@ -266,7 +264,7 @@ def test_compare_page_counts_match_both_predictions(compared, browser):
 
 def test_index_lists_the_audits_sorts_and_fits_a_phone(env, default_audit, big_audit, compared, browser):
     seen = _look(browser, env["store"] / "index.html", "index")
-    _assert_reviewable(seen)
+    _assert_reviewable(seen, images=False)  # no trend: no two audits of one model measured alike
     page = seen["page"]
     rows = page.locator("#audit-table tbody tr")
     assert rows.count() == 3
