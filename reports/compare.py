@@ -21,7 +21,8 @@ from imaudit.errors import BadInputError
 from imaudit.io import atomic_write_text
 from imaudit.paths import report_store
 from imaudit.audits.verdict import headline_split, verdict
-from imaudit.reports.history import comparable, model_identity, settings_diff
+from imaudit.reports.history import comparable, settings_diff
+from imaudit.reports.identity import model_identity
 from imaudit.reports.page import Page
 from imaudit.reports.store import load_audit, safe_file
 from imaudit.reports.templating import render
@@ -269,18 +270,18 @@ def _base(folder: Path, out_dir: Path | None, app_base: str | None) -> str:
 
 def compare_html(a_folder: Path, b_folder: Path, *, a_href: str | None = None, b_href: str | None = None,
                  app: bool = False, out_dir: Path | None = None, a_files: str | None = None,
-                 b_files: str | None = None, cmp: dict[str, Any] | None = None) -> str:
+                 b_files: str | None = None, cmp: dict[str, Any] | None = None, **page: Any) -> str:
     """The comparison page as HTML text for two audit folders.
 
     Image URLs are relative to ``out_dir`` (where the page is written) or, in the app,
-    prefixed with ``a_files``/``b_files``.
+    prefixed with ``a_files``/``b_files``; ``page`` holds the app's per-request template values.
     """
     a, b = load_audit(a_folder), load_audit(b_folder)
     cmp = cmp or compare_audits(a, b, a_folder=a_folder, b_folder=b_folder)
     images = changed_images(cmp, a, b, Path(a_folder), Path(b_folder), _base(a_folder, out_dir, a_files),
                             _base(b_folder, out_dir, b_files))
     return render("compare.html", c=cmp, images=images, a_href=a_href, b_href=b_href, app=app,
-                  title=f"Compare {a.id} → {b.id}", shown=200)
+                  title=f"Compare {a.id} → {b.id}", shown=200, **page)
 
 
 def summary_lines(c: dict[str, Any]) -> list[str]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from imaudit.audits.result import AuditResult
+from imaudit.reports.identity import model_identity
 from imaudit.reports.store import AuditEntry, list_audits
 
 # Settings that change what each kind of number measures (spec fields, plus the dataset digest).
@@ -27,21 +28,6 @@ METRIC_SETTINGS = {
 }
 SHOWN_SETTINGS = ("dataset_digest", "input_size", "methods", "samples", "method_samples", "target", "seed",
                   "train_cap", "fail_on", "imaudit_version")
-
-
-def model_identity(r: AuditResult) -> tuple[str, str | None]:
-    """(model name, version): the release's name and version, else the model ref."""
-    rel = r.model.release if isinstance(r.model.release, Mapping) else {}
-    name, version = rel.get("name"), rel.get("version")
-    ref = r.model.ref
-    if ref.startswith("release:") and (not name or not version):
-        n, _, v = ref[len("release:"):].partition("@")
-        name, version = name or n, version or (v or None)
-    return (str(name) if name else ref), (str(version) if version else None)
-
-
-def is_release_audit(r: AuditResult) -> bool:
-    return bool(r.model.release) or r.model.ref.startswith("release:")
 
 
 def settings_of(r: AuditResult) -> dict[str, Any]:
@@ -96,13 +82,16 @@ def settings_diff(a: AuditResult, b: AuditResult) -> list[dict[str, Any]]:
     return rows
 
 
-def earlier_audits(store: Path | None, r: AuditResult) -> list[AuditEntry]:
-    """Readable audits of the same model in ``store`` created before ``r``, newest first."""
-    if store is None or not Path(store).is_dir():
-        return []
+def earlier_audits(store: Path | None, r: AuditResult, entries: list[AuditEntry] | None = None) -> list[AuditEntry]:
+    """Readable audits of the same model created before ``r``, newest first: from ``entries``
+    (the review app's cached catalog) or else read from ``store``."""
+    if entries is None:
+        if store is None or not Path(store).is_dir():
+            return []
+        entries = list_audits(Path(store))
     name, _ = model_identity(r)
     out = []
-    for e in list_audits(Path(store)):
+    for e in sorted(entries, key=lambda e: e.result.created if e.result else "", reverse=True):
         if e.result is None or e.id == r.id or e.result.created >= r.created:
             continue
         if model_identity(e.result)[0] == name:

@@ -22,15 +22,13 @@ from urllib.parse import quote
 
 import numpy as np
 from PIL import Image
-from sqlalchemy.exc import SQLAlchemyError
 
 from imaudit import paths
 from imaudit.audits import chunks
 from imaudit.audits.result import AuditResult
-from imaudit.errors import BadInputError
 from imaudit.io import atomic_write_bytes
-from imaudit.reports.db import open_existing
 from imaudit.reports.history import earlier_audits
+from imaudit.reports.index import logged_decisions
 from imaudit.reports.store import AuditEntry, safe_file
 
 log = logging.getLogger(__name__)
@@ -68,15 +66,18 @@ class Page:
 
     def __init__(self, result: AuditResult, folder: Path, *, base: str = "", redraw: bool = True,
                  store: Path | None = None, review: Mapping[str, Any] | None = None,
-                 decisions: Mapping[str, Any] | None = None, app: Mapping[str, Any] | None = None) -> None:
+                 decisions: Mapping[str, Any] | None = None, entries: list[AuditEntry] | None = None,
+                 app: Mapping[str, Any] | None = None) -> None:
         self.r = result
         self.folder = Path(folder)
         self.base = base
         self.redraw = redraw
         self.store = Path(store) if store is not None else self.folder.parent
-        self.review = dict(review) if review else _stored_review(result)
+        # A decision is only ever read from the review log (given by the caller), never from audit.json.
+        self.review = dict(review) if review else None
         self.app = dict(app) if app is not None else None
         self._decisions = decisions
+        self._entries = entries
         self.classes: list[str] = list(result.model.classes or result.dataset.classes or [])
         self.problems: list[dict[str, str]] = []  # figures or sections that could not be drawn
         self._n_fig = 0
@@ -202,7 +203,7 @@ class Page:
     def earlier(self) -> list[AuditEntry]:
         """Readable audits of the same model in the store, created before this one, newest first."""
         try:
-            return earlier_audits(self.store, self.r)
+            return earlier_audits(self.store, self.r, self._entries)
         except OSError as exc:
             self.problems.append({"stage": "earlier audits", "error": f"{type(exc).__name__}: {exc}"})
             return []
@@ -213,22 +214,7 @@ class Page:
         """Latest review decision per audit id (given by the app, else read from the store's database)."""
         if self._decisions is not None:
             return self._decisions
-        try:
-            reviews = open_existing(self.store)
-            if reviews is None:
-                return {}
-            try:
-                return reviews.latest()
-            finally:
-                reviews.dispose()
-        except (BadInputError, SQLAlchemyError, OSError) as exc:  # a broken review DB never breaks a report
-            self.problems.append({"stage": "review database", "error": f"{type(exc).__name__}: {exc}"})
-            return {}
-
-
-def _stored_review(r: AuditResult) -> dict[str, Any] | None:
-    """A review decision recorded inside audit.json (older stores), if any."""
-    extra = (r.model_extra or {}).get("review")
-    if isinstance(extra, Mapping) and extra.get("decision"):
-        return {k: str(extra.get(k) or "") for k in ("decision", "reviewer", "comment", "created")}
-    return None
+        decisions, problem = logged_decisions(self.store)
+        if problem:  # a broken review database never breaks a report: it is said under Run details
+            self.problems.append({"stage": "review database", "error": problem})
+        return decisions

@@ -17,6 +17,7 @@ from imaudit.audits.verdict import verdict
 from imaudit.io import atomic_write_text
 from imaudit.reports.history import model_identity
 from imaudit.reports.page import Page
+from imaudit.reports.store import AuditEntry
 from imaudit.reports.sections import compose
 from imaudit.reports.templating import render
 
@@ -33,17 +34,19 @@ def render_report(result: AuditResult, folder: Path, *, store: Path | None = Non
 
 def report_html(result: AuditResult, folder: Path, *, base: str = "", redraw: bool = True,
                 store: Path | None = None, review: Mapping[str, Any] | None = None,
-                decisions: Mapping[str, Any] | None = None, app: Mapping[str, Any] | None = None,
-                template: str = "report.html", **extra: Any) -> str:
+                decisions: Mapping[str, Any] | None = None, entries: list[AuditEntry] | None = None,
+                app: Mapping[str, Any] | None = None, template: str = "report.html", **extra: Any) -> str:
     """The report as HTML text.
 
     ``base`` prefixes every file URL (the app serves files under /audits/<id>/files/);
     ``redraw=False`` reuses figures already on disk and draws only missing ones;
     ``app`` (the review app) carries the review history, form state and messages;
-    ``decisions`` maps audit ids to their latest review decision (default: the store's database).
+    ``decisions`` maps audit ids to their latest review decision (default: the store's database);
+    ``entries`` are the store's audits when the caller has them cached (default: read the store);
+    ``extra`` goes to the page template (the app's CSP nonce, user and form token).
     """
     page = Page(result, Path(folder), base=base, redraw=redraw, store=store, review=review,
-                decisions=decisions, app=app)
+                decisions=decisions, entries=entries, app=app)
     sections = compose(page)
     name, version = model_identity(result)
     v = verdict(result)

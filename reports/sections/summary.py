@@ -9,7 +9,8 @@ import numpy as np
 
 from imaudit.audits.result import AuditResult
 from imaudit.audits.verdict import REVIEW_LABELS, headline, review_state, verdict
-from imaudit.reports.history import comparable, is_release_audit, model_identity, settings_diff
+from imaudit.reports.history import comparable, settings_diff
+from imaudit.reports.identity import is_release_audit, model_identity
 from imaudit.reports.page import Page
 from imaudit.reports.sections import Section, register
 

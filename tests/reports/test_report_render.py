@@ -6,12 +6,13 @@ import re
 from pathlib import Path
 
 from page_checks import csp_problems, parse, text_problems, visible_text
+from readme_examples import dropped_in, readme_example
 from reports_factory import HOSTILE, _png, make_result
 
 from imaudit.audits.result import AuditResult
 from imaudit.reports.page import image_anchor
 from imaudit.reports.render import render_report
-from imaudit.reports.sections import SECTIONS, Section, compose, ordered, register
+from imaudit.reports.sections import SECTIONS, compose, ordered
 from imaudit.reports.sections.fit import history_rows
 from imaudit.reports.sections.gallery import LIMIT as GALLERY_LIMIT
 
@@ -132,26 +133,22 @@ def test_a_section_that_raises_is_shown_as_a_notice_and_the_rest_renders(tmp_pat
     assert _h2(html) == RICH_SECTIONS
 
 
-def test_adding_a_section_is_one_registered_class(tmp_path):
-    """A new section registered with @register appears, in order, with its nav entry and template."""
-
-    @register
-    class Timings(Section):
-        name, title, nav, order = "test-timings", "Stage timings", "Timings", 960
-        intro = "Seconds per stage."
-        template = '<table>{% for k, s in v %}<tr><th>{{ k }}</th><td>{{ s|num }}</td></tr>{% endfor %}</table>'
-
-        def value(self, page):
-            return list(page.r.timings.items()) or None
-
-    try:
-        assert "test-timings" in SECTIONS.names() and ordered()[-1] is Timings
+def test_a_new_section_module_is_picked_up_by_registration(tmp_path):
+    """The README's one-file section, dropped into reports/sections: registered, ordered, in the nav, rendered."""
+    source = readme_example("reports/sections/timings.py")
+    (tmp_path / "pkg").mkdir()
+    with dropped_in(SECTIONS, "imaudit.reports.sections", "timings.py", source, tmp_path / "pkg"):
+        assert "timings" in SECTIONS.names() and ordered()[-1].name == "timings"
         folder = tmp_path / "a1"
         html = render_report(make_result(folder), folder).read_text()
-        assert _h2(html)[-1] == "Stage timings" and 'href="#test-timings">Timings<' in html
-        assert "<th>explain</th><td>3</td>" in _section(html, "test-timings")
-    finally:
-        SECTIONS._items.pop("test-timings")  # registries have no public removal; tests only
+        assert _h2(html)[-1] == "Stage timings" and 'href="#timings">Timings<' in html
+        sec = _section(html, "timings")
+        # slowest first: explain 3.0 s, predict 1.25 s, load 0.5 s (see reports_factory)
+        assert [m for m in re.findall(r"<th>(\w+)</th>", sec)] == ["explain", "predict", "load"]
+        bare = make_result(tmp_path / "bare", rich=False)
+        bare.timings = {}
+        assert 'id="timings"' not in render_report(bare, tmp_path / "bare").read_text()
+    assert "timings" not in SECTIONS.names()
 
 
 def test_gallery_tiles_link_to_predictions_rows_and_filter_attributes(tmp_path):
@@ -269,15 +266,20 @@ def test_every_section_module_renders_its_own_value(tmp_path):
 
 
 def test_decision_card_compares_with_the_previous_and_the_last_approved_audit(tmp_path):
-    from imaudit.reports.db import ReviewStore, db_url_for
+    from imaudit.reports.db import open_review_db
+    from imaudit.reports.accounts import Identity
+    from imaudit.reports.decisions import DecisionLog, Seen
+    from imaudit.reports.store import read_audit
 
     store = tmp_path / "reports"
     make_result(store / "v1", created="2024-05-01T10:00:00+00:00", model_ref="release:net@1", accuracy=0.5)
     make_result(store / "v2", created="2024-05-02T10:00:00+00:00", model_ref="release:net@2", accuracy=0.75)
     make_result(store / "other", created="2024-05-02T11:00:00+00:00", model_ref="release:else@1")
-    reviews = ReviewStore(db_url_for(store))
-    reviews.add("v1", "approve", "Ann", "")
-    reviews.dispose()
+    db = open_review_db(store)
+    result, digest = read_audit(store / "v1")
+    seen = Seen.of("v1", result, digest)
+    DecisionLog(db).append(seen, Identity("Ann", "reviewer", "password"), "approve", "", seen.required)
+    db.dispose()
     r = make_result(store / "v3", created="2024-05-03T10:00:00+00:00", model_ref="release:net@3", accuracy=0.7)
     card = _section(render_report(r, store / "v3").read_text(), "summary")
     assert 'id="headline-accuracy">70.0%<' in card
@@ -293,7 +295,7 @@ def test_decision_card_compares_with_the_previous_and_the_last_approved_audit(tm
 
 def test_readme_says_how_to_read_every_section():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    table = readme[readme.index("**How to read a report**"):readme.index("**A report is a composition of sections.**")]
+    table = readme[readme.index("**How to read a report**"):readme.index("**A report is a composition of sections**")]
     for cls in ordered():
         name = cls.title or "Decision card"
         assert f"| **{name}** |" in table, name
