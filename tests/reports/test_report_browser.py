@@ -3,7 +3,7 @@
 Three audits through the CLI (module fixtures, each built once, in the store of one home):
 - ``default``: test_resnet trained two epochs on builtin:digits, audited at the default settings;
 - ``big``: the same model on a 1,000-image, 10-class CSV dataset with every explanation method
-  (LIME and SHAP on four images each, as their cost asks);
+  (LIME, SHAP and occlusion on fewer images, as their cost asks);
 - ``compared``: a next release (the classifier nudged) on builtin:digits with two methods,
   compared with ``default`` by ``imaudit compare``.
 
@@ -109,9 +109,9 @@ def default_audit(env) -> Path:
 
 @pytest.fixture(scope="module")
 def big_audit(env) -> Path:
-    """1,000 images, 10 classes, every explanation method (LIME and SHAP on four images each)."""
+    """1,000 images, 10 classes, every explanation method (the perturbation methods on fewer images)."""
     return _audit(env["store"], "--model", f"file:{env['model']}", "--dataset", _thousand_digits(env["root"]),
-                  "--methods", ALL_METHODS, "--method-samples", "lime=4,shap=4")
+                  "--methods", ALL_METHODS, "--method-samples", "lime=3,shap=3,occlusion=8")
 
 
 @pytest.fixture(scope="module")
