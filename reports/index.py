@@ -32,6 +32,7 @@ from imaudit.reports.db import DatabaseProblem, open_existing
 from imaudit.reports.decisions import Decision, DecisionLog
 from imaudit.reports.history import comparable, settings_of
 from imaudit.reports.identity import is_release_audit, model_identity, release_of
+from imaudit.reports.failures import list_failures
 from imaudit.reports.store import AuditEntry, list_audits
 from imaudit.reports.templating import render
 
@@ -255,7 +256,7 @@ def index_html(store: Path, decisions: Mapping[str, Decision] | None = None, *, 
     reviews = [(s, REVIEW_LABELS[s]) for s in REVIEW_LABELS if any(r.review_state == s for r in rows)]
     return render("index.html", rows=rows, models=models, verdicts=verdicts, reviews=reviews,
                   trends=trends(rows, results), app=app, store=str(store), n_broken=sum(r.broken for r in rows),
-                  n_failed=sum(1 for r in rows if not r.broken and r.error), db_problem=db_problem,
+                  n_failed=sum(1 for r in rows if not r.broken and r.error), db_problem=db_problem, failures=list_failures(store),
                   n_pending=sum(r.pending for r in rows), metric_names=TREND_METRICS, **page)
 
 
