@@ -30,6 +30,7 @@ SEE = {
     "nonfinite-outputs": ("data", "output checks"), "invalid-probabilities": ("data", "output checks"),
 }
 MESSAGE_LIMIT = 280
+FOLD_AT = 3  # this many findings of one code and severity are shown as one entry with a row each
 SHOWN_BY_FIGURE = ("box", "image_size", "intervention", "confirmed", "pairs", "class_index")
 
 
@@ -79,7 +80,7 @@ def finding_value(f: Finding, page: Page) -> dict[str, Any]:
     ev = f.evidence or {}
     table_key, table = _record_table(ev)
     return {
-        "code": f.code, "severity": f.severity, "title": kind.title, "group": group_of(f),
+        "many": False, "code": f.code, "severity": f.severity, "title": kind.title, "group": group_of(f),
         "message": msg if len(msg) <= MESSAGE_LIMIT else msg[: MESSAGE_LIMIT - 1] + "…",
         "full": msg if len(msg) > MESSAGE_LIMIT else None,
         "meaning": kind.meaning, "action": kind.action,
@@ -94,6 +95,72 @@ def finding_value(f: Finding, page: Page) -> dict[str, Any]:
     }
 
 
+def _pct(x: Any) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
+
+
+def instance_row(f: Finding, page: Page) -> dict[str, Any]:
+    """One finding of a folded group as a table row: its class, its key numbers and its own sentence."""
+    ev = f.evidence or {}
+    iv = ev.get("intervention") if isinstance(ev.get("intervention"), Mapping) else {}
+    cover = iv.get("cover") if isinstance(iv.get("cover"), Mapping) else {}
+    paste = iv.get("paste") if isinstance(iv.get("paste"), Mapping) else {}
+    box = ev.get("box") if isinstance(ev.get("box"), list) and len(ev["box"]) == 4 else None
+    methods = ev.get("methods") or ev.get("method")
+    msg = f.message
+    about = ", ".join(_classes_of(f))
+    return {
+        "about": f"class {about}" if about else (str(ev.get("method")) if ev.get("method") else "—"),
+        "classes": about or None,
+        "box": box,
+        "methods": ", ".join(map(str, methods)) if isinstance(methods, list) else methods,
+        "hot": _pct(ev.get("hot_frequency")),
+        "cover_before": _pct(cover.get("accuracy_before")), "cover_after": _pct(cover.get("accuracy_after")),
+        "flip": _pct(paste.get("flip_rate")),
+        "message": msg if len(msg) <= MESSAGE_LIMIT else msg[: MESSAGE_LIMIT - 1] + "…",
+    }
+
+
+def fold(entries: list[Finding], page: Page) -> list[dict[str, Any]]:
+    """Findings in page order; ``FOLD_AT`` or more of one code, severity and confirmation become one entry.
+
+    Twelve unconfirmed shortcut candidates are one fact for a reviewer (the maps favour
+    some spots the model does not depend on), so they are one entry with a row each
+    instead of twelve cards repeating what the kind means.
+    """
+    def key(f: Finding) -> tuple[str, str, Any]:
+        return (f.code, f.severity, (f.evidence or {}).get("confirmed"))
+
+    counts: dict[tuple[str, str, Any], int] = {}
+    for f in entries:
+        counts[key(f)] = counts.get(key(f), 0) + 1
+    out: list[dict[str, Any]] = []
+    folded: dict[tuple[str, str, Any], dict[str, Any]] = {}
+    for f in entries:
+        k = key(f)
+        if counts[k] < FOLD_AT:
+            out.append(finding_value(f, page))
+            continue
+        if k not in folded:
+            kind = kind_of(f.code)
+            see = SEE.get(f.code) or (("data", "data checks") if kind.group == "data" else None)
+            folded[k] = {"many": True, "code": f.code, "severity": f.severity, "title": kind.title,
+                         "confirmed": k[2], "meaning": kind.meaning, "action": kind.action, "instances": [],
+                         "see": {"anchor": see[0], "what": see[1]} if see else None}
+            out.append(folded[k])
+        folded[k]["instances"].append(instance_row(f, page))
+    for entry in folded.values():
+        rows = entry["instances"]
+        entry["count"] = len(rows)
+        entry["has_box"] = any(r["box"] for r in rows)
+        entry["has_iv"] = any(r["cover_after"] is not None or r["flip"] is not None for r in rows)
+        entry["has_hot"] = any(r["hot"] is not None for r in rows)
+        classes = sorted({r["classes"] for r in rows if r["classes"]}, key=lambda c: (len(c), c))
+        entry["about"] = (("class" if len(classes) == 1 else "classes") + " " + ", ".join(classes) if classes else
+                          ", ".join(dict.fromkeys(r["about"] for r in rows if r["about"] != "—")))
+    return out
+
+
 @register
 class Findings(Section):
     name = "findings"
@@ -105,8 +172,20 @@ class Findings(Section):
              "qualify the explanation maps rather than the model, come last.")
     template = """{% import "_macros.html" as m %}
 {% for g in v.groups %}
-  <h3 class="group {{ g.key }}">{{ g.title }} <span class="muted small">({{ g.entries|length }})</span></h3>
+  <h3 class="group {{ g.key }}">{{ g.title }} <span class="muted small">({{ g.n }})</span></h3>
   {% for f in g.entries %}
+  {% if f.many %}
+  <article class="finding {{ f.severity }} many" id="finding-{{ loop.index }}-{{ f.code }}">
+    <header>{{ m.badge(f.severity) }} <b>{{ f.count }} × {{ f.title }}</b>{% if f.confirmed is sameas true %} {{ m.badge("confirmed by intervention", "error") }}{% elif f.confirmed is sameas false %} {{ m.badge("none confirmed", "info") }}{% endif %} <code class="muted">{{ f.code }}</code></header>
+    <p class="msg">{{ f.count }} findings of this kind{% if f.about %}, about {{ f.about }}{% endif %}; one row each below.</p>
+    <dl class="what"><dt>What it means</dt><dd>{{ f.meaning }}</dd><dt>What to do</dt><dd>{{ f.action }}</dd></dl>
+    <details{% if f.severity != "info" %} open{% endif %}><summary>the {{ f.count }} findings</summary>
+    <div class="scroll"><table class="instances"><thead><tr><th>about</th>{% if f.has_box %}<th>box (x, y)</th><th>methods</th>{% endif %}{% if f.has_hot %}<th class="n"><dfn title="share of the class's explanation maps in which this box is among the hottest cells">hot in</dfn></th>{% endif %}{% if f.has_iv %}<th class="n"><dfn title="class accuracy before and after covering the box in its images">covered: accuracy</dfn></th><th class="n"><dfn title="share of other classes' images predicted as this class once the box is pasted into them">pasted: flipped</dfn></th>{% else %}<th>message</th>{% endif %}</tr></thead><tbody>
+    {% for x in f.instances %}<tr><td>{{ x.about }}</td>{% if f.has_box %}<td>{% if x.box %}{{ x.box[0]|num }}–{{ x.box[2]|num }}, {{ x.box[1]|num }}–{{ x.box[3]|num }}{% else %}—{% endif %}</td><td>{{ x.methods or "—" }}</td>{% endif %}{% if f.has_hot %}<td class="n">{{ x.hot|pct(0) }}</td>{% endif %}{% if f.has_iv %}<td class="n">{{ x.cover_before|pct(0) }} → {{ x.cover_after|pct(0) }}</td><td class="n">{{ x.flip|pct(0) }}</td>{% else %}<td class="small">{{ x.message }}</td>{% endif %}</tr>{% endfor %}
+    </tbody></table></div></details>
+    <p class="links small">{% if f.see %}See: <a href="#{{ f.see.anchor }}">{{ f.see.what }}</a>{% endif %}</p>
+  </article>
+  {% else %}
   <article class="finding {{ f.severity }}" id="finding-{{ loop.index }}-{{ f.code }}">
     <header>{{ m.badge(f.severity) }} <b>{{ f.title }}</b>{% if f.confirmed is sameas true %} {{ m.badge("confirmed by intervention", "error") }}{% elif f.confirmed is sameas false %} {{ m.badge("not confirmed", "info") }}{% endif %} <code class="muted">{{ f.code }}</code></header>
     <p class="msg">{{ f.message }}</p>
@@ -122,6 +201,7 @@ class Findings(Section):
     </details>{% endif %}
     <p class="links small">{% if f.see %}See: <a href="#{{ f.see.anchor }}">{{ f.see.what }}</a>{% endif %}{% for c in f.classes %}{% if page.gallery_rows %} · <a href="#gallery" data-gallery-class="{{ c }}">images of class {{ c }}</a>{% endif %}{% endfor %}</p>
   </article>
+  {% endif %}
   {% endfor %}
 {% else %}
   <p class="ok-box">No findings: every check that ran found nothing to report.</p>
@@ -134,14 +214,14 @@ class Findings(Section):
         known = [k for k, _ in GROUPS]
         titles = dict(GROUPS)
         keys = known + sorted(k for k in by_group if k not in known)
-        return {"groups": [{"key": k, "title": titles.get(k, k), "entries": [finding_value(f, page) for f in by_group[k]]}
-                           for k in keys if k in by_group]}
+        return {"groups": [{"key": k, "title": titles.get(k, k), "entries": fold(by_group[k], page),
+                            "n": len(by_group[k])} for k in keys if k in by_group]}
 
     def display(self, value: dict[str, Any], page: Page) -> dict[str, Any]:
         for g in value["groups"]:
             for f in g["entries"]:
                 f["box_src"] = None
-                if f["box"]:
+                if f.get("box"):
                     cls = f["classes"][0] if f["classes"] else ""
                     image = page.class_means.get(cls) if cls else None
                     f["box_src"] = page.figure(f"shortcut-box-{cls}", lambda fv=f, im=image, c=cls: figs.box_png(

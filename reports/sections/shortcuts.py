@@ -46,9 +46,9 @@ class Shortcuts(Section):
              "passes that test is confirmed. The table shows how much attribution each region holds compared with "
              "its area (1.0 = its fair share).")
     template = """{% import "_macros.html" as m %}
-<p>{{ m.badge(v.state.word, {"fail": "error", "attention": "warning", "pass": "pass"}.get(v.state.state, "unknown")) }} {{ v.state.detail }}{% if v.coverage %} · {% for c in v.coverage %}{{ c.name }}: {% if c.ran is sameas false %}not run ({{ c.reason or "no reason given" }}){% else %}{{ c.images }} images{% if c.classes %}, {{ c.classes }} classes{% endif %}{% endif %}{{ "; " if not loop.last }}{% endfor %}{% endif %}</p>
-{% for s in v.found %}
-<div class="shortcut">
+<p>{{ m.badge(v.state.word, {"fail": "error", "attention": "warning", "pass": "pass"}.get(v.state.state, "unknown")) }} {{ v.state.detail }}{% if v.coverage %} · {% for c in v.coverage %}{{ c.name|human }}: {% if c.ran is sameas false %}not run ({{ c.reason or "no reason given" }}){% else %}{{ c.images }} images{% if c.classes %}, {{ c.classes }} classes{% endif %}{% endif %}{{ "; " if not loop.last }}{% endfor %}{% endif %}</p>
+{% macro candidate(s) %}
+<div class="shortcut" id="shortcut-{{ s.n }}">
   <h3>{{ m.badge(s.severity) }} Class {{ s.cls or "?" }}{% if s.box %}: box x {{ s.box[0]|num }}–{{ s.box[2]|num }}, y {{ s.box[1]|num }}–{{ s.box[3]|num }}{% endif %}{% if s.methods %} <span class="muted small">({{ s.methods }})</span>{% endif %}</h3>
   <p class="small">{{ s.message }}</p>
   <div class="figs">
@@ -56,7 +56,16 @@ class Shortcuts(Section):
     {% if s.intervention %}<div class="scroll">{{ m.intervention(s.intervention) }}</div>{% elif s.box %}<p class="muted small">No intervention numbers: the candidate was not tested on the model.</p>{% endif %}
   </div>
 </div>
-{% endfor %}
+{% endmacro %}
+{% for s in v.shown %}{{ candidate(s) }}{% endfor %}
+{% if v.unconfirmed %}
+<h3>{{ v.unconfirmed|length }} candidate{{ "s" if v.unconfirmed|length != 1 }} the model does not depend on</h3>
+<p class="small">The maps single these boxes out, but covering a box left its class's accuracy where it was and pasting it flipped few other images, so they are not shortcuts of the model.</p>
+<div class="scroll"><table class="sortable" id="candidate-table"><thead><tr><th>class</th><th>box (x, y)</th><th>methods</th><th class="n">covered: accuracy before</th><th class="n">after</th><th class="n">control</th><th class="n">pasted: flipped</th><th class="n">control</th></tr></thead><tbody>
+{% for s in v.unconfirmed %}<tr><td>{{ s.cls }}</td><td>{% if s.box %}{{ s.box[0]|num }}–{{ s.box[2]|num }}, {{ s.box[1]|num }}–{{ s.box[3]|num }}{% else %}—{% endif %}</td><td>{{ s.methods or "—" }}</td><td class="n" data-sort="{{ s.iv.cover_before if s.iv.cover_before is number else '' }}">{{ s.iv.cover_before|pct }}</td><td class="n" data-sort="{{ s.iv.cover_after if s.iv.cover_after is number else '' }}">{{ s.iv.cover_after|pct }}</td><td class="n">{{ s.iv.cover_control|pct }}</td><td class="n" data-sort="{{ s.iv.flip if s.iv.flip is number else '' }}">{{ s.iv.flip|pct }}</td><td class="n">{{ s.iv.flip_control|pct }}</td></tr>{% endfor %}
+</tbody></table></div>
+<details><summary>each candidate's box on its images</summary>{% for s in v.unconfirmed %}{{ candidate(s) }}{% endfor %}</details>
+{% endif %}
 {% if v.lifts %}
 <h3>Attribution per region, as a multiple of the region's area</h3>
 <div class="scroll"><table class="lifts"><thead><tr><th>method</th>{% for r in v.regions %}<th class="n">{{ r }}</th>{% endfor %}</tr></thead><tbody>
@@ -68,13 +77,18 @@ class Shortcuts(Section):
     def value(self, page: Page) -> dict[str, Any]:
         r = page.r
         found = []
-        for f in r.findings:
-            if f.code != "shortcut":
-                continue
+        for n, f in enumerate(x for x in r.sorted_findings() if x.code == "shortcut"):
             ev = f.evidence or {}
+            iv = ev.get("intervention") if isinstance(ev.get("intervention"), Mapping) else {}
+            cover = iv.get("cover") if isinstance(iv.get("cover"), Mapping) else {}
+            paste = iv.get("paste") if isinstance(iv.get("paste"), Mapping) else {}
             box = ev.get("box") if isinstance(ev.get("box"), list) and len(ev["box"]) == 4 else None
             methods = ev.get("methods") or ev.get("method")
-            found.append({"severity": f.severity, "cls": str(ev.get("class") or ""), "box": box,
+            found.append({"n": n, "severity": f.severity, "cls": str(ev.get("class") or ""), "box": box,
+                          "confirmed": ev.get("confirmed"),
+                          "iv": {"cover_before": cover.get("accuracy_before"), "cover_after": cover.get("accuracy_after"),
+                                 "cover_control": cover.get("control_accuracy_after"), "flip": paste.get("flip_rate"),
+                                 "flip_control": paste.get("control_flip_rate")},
                           "image_size": ev.get("image_size"), "message": f.message,
                           "methods": ", ".join(methods) if isinstance(methods, list) else methods,
                           "intervention": intervention_rows(ev.get("intervention"))})
@@ -87,7 +101,11 @@ class Shortcuts(Section):
         for c in cov:
             if isinstance(c.get("classes"), list):
                 c["classes"] = len(c["classes"])
-        return {"state": shortcut_state(r), "found": found, "regions": regions, "hot": hot, "coverage": cov,
+        # Confirmed shortcuts (and any whose test is unknown) in full; tested-and-cleared candidates as table rows.
+        unconfirmed = [x for x in found if x["confirmed"] is False]
+        shown = [x for x in found if x["confirmed"] is not False]
+        return {"state": shortcut_state(r), "found": found, "shown": shown, "unconfirmed": unconfirmed,
+                "regions": regions, "hot": hot, "coverage": cov,
                 "lifts": [(m, [x.get(k) for k in regions]) for m, x in lifts.items()]}
 
     def display(self, value: dict[str, Any], page: Page) -> dict[str, Any]:

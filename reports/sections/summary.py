@@ -13,6 +13,7 @@ from imaudit.reports.history import comparable, settings_diff
 from imaudit.reports.identity import is_release_audit, model_identity
 from imaudit.reports.page import Page
 from imaudit.reports.sections import Section, register
+from imaudit.reports.templating import human
 
 WELL_CALIBRATED = 0.05  # ECE at or below: well calibrated (the warning limit comes from the audit's thresholds)
 
@@ -108,9 +109,14 @@ def shortcut_state(r: AuditResult) -> dict[str, Any]:
     if confirmed:
         return {"state": "fail", "word": "Confirmed", "detail": (f"class {', '.join(classes)}" if classes else
                                                                   f"{len(confirmed)} confirmed"), "n": len(confirmed)}
-    if candidates:
+    untested = [f for f in candidates if f.evidence.get("confirmed") is None]
+    if untested:
         return {"state": "attention", "word": "Candidates only",
-                "detail": f"{len(candidates)} unconfirmed (covering them did not change predictions enough)"}
+                "detail": f"{len(untested)} candidate{'s' if len(untested) != 1 else ''} not tested on the model"}
+    if candidates:  # every candidate was tested and cleared: covering it did not change the predictions
+        return {"state": "pass", "word": "None confirmed",
+                "detail": f"{len(candidates)} candidate{'s' if len(candidates) != 1 else ''} tested; "
+                          "covering or pasting them barely changed predictions"}
     if not r.explanations or explained == 0:
         return {"state": "unknown", "word": "Not checked", "detail": "no explanation method ran"}
     if not_run and len(not_run) == len(cov):
@@ -136,7 +142,7 @@ def coverage_summary(r: AuditResult) -> list[str]:
         ok = sum(bool(e.get("success")) for e in exp)
         lines.append(f"Data checks: {ok} of {len(exp)} expectations met")
     skipped = [f"{m} ({rec.reason or 'not applicable'})" for m, rec in r.explanations.items() if not rec.applicable]
-    skipped += [f"{k} ({v.get('reason') or 'did not run'})" for k, v in coverage_entries(r).items() if v.get("ran") is False]
+    skipped += [f"{human(k)} ({v.get('reason') or 'did not run'})" for k, v in coverage_entries(r).items() if v.get("ran") is False]
     if skipped:
         lines.append("Not run: " + "; ".join(skipped[:4]) + (f"; +{len(skipped) - 4} more" if len(skipped) > 4 else ""))
     return lines
@@ -162,6 +168,7 @@ class Summary(Section):
     {% if v.head.accuracy is not none %}<span class="big" id="headline-accuracy">{{ v.head.accuracy|pct }}</span>
     <span class="sub">{% if v.head.ci %}95% CI {{ v.head.ci[0]|pct }}–{{ v.head.ci[1]|pct }} · {% endif %}n = {{ "{:,}".format(v.head.n) }}</span>
     {% else %}<span class="big">—</span><span class="sub">no predictions</span>{% endif %}
+    {% if v.full %}<span class="sub" id="full-view-accuracy">among the dataset's classes; over all {{ "{:,}".format(v.full.outputs) if v.full.outputs is number else "the model's" }} outputs {{ v.full.accuracy|pct }}</span>{% endif %}
     {% for c in v.changes %}<span class="sub">{% if c.delta is defined and c.delta is not none %}<b class="{{ 'up' if c.delta > 0 else 'down' if c.delta < 0 else '' }}">{{ c.delta|points }}</b>{% else %}not compared ({{ c.why|default("no accuracy") }}){% endif %} vs {{ c.label }}{% if c.version %} (v{{ c.version }}{% else %} ({{ c.created }}{% endif %})</span>{% endfor %}
     {% if not v.changes %}<span class="sub muted">first audit of this model</span>{% endif %}
   </a>
@@ -225,6 +232,9 @@ class Summary(Section):
             "verdict": {"state": v.state, "label": v.label, "meaning": v.meaning, "reasons": v.reasons,
                         "counts": v.counts, "caveats": v.caveats},
             "head": head,
+            "full": ({"accuracy": r.metrics_full[split].accuracy,
+                      "outputs": (r.class_map or {}).get("model_outputs") if isinstance(r.class_map, Mapping) else None}
+                     if split in r.metrics_full else None),
             "changes": changes,
             "fit": {"verdict": r.fit.verdict, "train": train.accuracy if train else None,
                     "gap": gap if isinstance(gap, (int, float)) else None},
