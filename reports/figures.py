@@ -328,16 +328,18 @@ def sanity_png(curves: Mapping[str, Mapping[str, Sequence[Any]]]) -> bytes:
     fig = Figure(figsize=(6.2, 2.8))
     ax = fig.add_subplot()
     labels: list[str] = []
+    low = -0.2
     for method, c in curves.items():
         ys = [float(y) if isinstance(y, (int, float)) else np.nan for y in c.get("rank_corr") or []]
         if not ys:
             continue
+        low = min(low, np.nanmin(ys) - 0.05) if np.isfinite(ys).any() else low
         layers = [str(v) for v in (c.get("layers") or [])][: len(ys)]
         if len(layers) > len(labels):
             labels = layers
         ax.plot(range(len(ys)), ys, marker="o", ms=3, lw=1.4, label=plain(method, 16))
     ax.axhline(0, color="#888", lw=0.8)
-    ax.set_ylim(-0.2, 1.02)
+    ax.set_ylim(max(low, -1.02), 1.02)  # a correlation can fall to -1: never cut a curve off
     ax.set_ylabel("rank correlation", fontsize=8)
     ax.set_xlabel("layers randomised, from the top", fontsize=8)
     if labels:

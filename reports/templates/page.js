@@ -75,7 +75,7 @@
         if (visible) shown += 1;
         if (method) $$(".ov", t).forEach(function (o) { o.hidden = o.getAttribute("data-method") !== method; });
       });
-      if (count) count.textContent = shown + " of " + matching + " matching images shown (" + tiles.length + " explained)";
+      if (count) count.textContent = shown + " of " + matching + " matching images shown (" + tiles.length + " in the gallery)";
       if (moreBox) moreBox.hidden = shown >= matching;
     };
     Object.keys(filters).forEach(function (k) { filters[k].addEventListener("change", function () { all = false; apply(); }); });
