@@ -76,7 +76,7 @@ class Verdict:
 
 def group_of(f: Finding) -> str:
     """A finding's group (model | data | explainer | run): stored on the finding, else from its kind."""
-    stored = (f.model_extra or {}).get("group")
+    stored = f.group or (f.model_extra or {}).get("group")
     return str(stored) if stored else kind_of(f.code).group
 
 

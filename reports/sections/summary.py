@@ -92,7 +92,7 @@ def top_confusions(r: AuditResult, split: str | None, page: Page, n: int = 3) ->
 
 def coverage_entries(r: AuditResult) -> dict[str, Mapping[str, Any]]:
     """audit.json's coverage section (check -> {ran, images, classes, reason}), when the audit has one."""
-    cov = (r.model_extra or {}).get("coverage")
+    cov = r.coverage
     return {str(k): v for k, v in cov.items() if isinstance(v, Mapping)} if isinstance(cov, Mapping) else {}
 
 
