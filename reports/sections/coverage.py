@@ -40,6 +40,54 @@ def derived(r: AuditResult) -> list[dict[str, Any]]:
     return rows
 
 
+NOISE = {"failures", "skipped", "excluded", "nonfinite"}  # counts of what went wrong: worth a note only when not 0
+
+
+def _n_classes(c: Mapping[str, Any]) -> int | None:
+    classes = c.get("classes")
+    return len(classes) if isinstance(classes, list) else classes if isinstance(classes, int) else None
+
+
+def _note(c: Mapping[str, Any]) -> str | None:
+    extra = [(k, x) for k, x in c.items() if k not in ("ran", "images", "classes", "reason")
+             and isinstance(x, (str, int, float)) and not isinstance(x, bool) and not (k in NOISE and x == 0)]
+    return "; ".join(f"{human(k)} {x}" for k, x in extra[:3]) or None
+
+
+def grouped(cov: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per check (``faithfulness:saliency`` and ``faithfulness:ig`` are one row, images per method),
+    with the parts that did not run grouped by their reason, as the CLI's coverage lines are."""
+    groups: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
+    for name, c in cov.items():
+        check, _, part = str(name).partition(":")
+        groups.setdefault(check, []).append((part, c))
+    rows = []
+    for check, parts in groups.items():
+        ran = [(p, c) for p, c in parts if c.get("ran")]
+        by_reason: dict[str, list[str]] = {}
+        for p, c in parts:
+            if not c.get("ran"):
+                by_reason.setdefault(str(c.get("reason") or "did not run"), []).append(p)
+        remarks: dict[str, list[str]] = {}  # parts that ran but say something (e.g. nothing to cluster)
+        for p, c in ran:
+            if c.get("reason"):
+                remarks.setdefault(str(c["reason"]), []).append(p)
+        failed = any("failed" in reason for reason in by_reason)
+        state = "failed" if failed else ("pass" if not by_reason else "partial" if ran else "unknown")
+        word = {"failed": "failed", "pass": "yes", "partial": "partly", "unknown": "not run"}[state]
+        single = len(parts) == 1 and not parts[0][0]
+        not_run = [(reason, [p for p in which if p] if len(which) < len(parts) else []) for reason, which in by_reason.items()]
+        rows.append({
+            "check": human(check), "state": state, "word": word,
+            "images": max((int(c.get("images") or 0) for _, c in ran), default=None),
+            "parts": [] if single else [(p, c.get("images")) for p, c in ran],
+            "classes": max((n for n in (_n_classes(c) for _, c in ran) if n is not None), default=None),
+            "not_run": not_run, "note": _note(parts[0][1]) if single and ran else None,
+            "remarks": [(reason, [p for p in which if p]) for reason, which in remarks.items()],
+        })
+    return rows
+
+
 @register
 class Coverage(Section):
     name = "coverage"
@@ -49,24 +97,19 @@ class Coverage(Section):
     intro = ("What each check of the audit looked at: how many images and classes, and for a check that could not "
              "run, why. A finding's absence only means something for checks that ran on enough images.")
     template = """{% import "_macros.html" as m %}
-<div class="scroll"><table class="sortable"><thead><tr><th>check</th><th>ran</th><th class="n">images</th><th class="n">classes</th><th>note</th></tr></thead><tbody>
-{% for c in v.rows %}<tr class="{{ 'failing' if c.ran is sameas false }}"><td>{{ c.check }}</td><td>{% if c.ran is sameas false %}{{ m.badge("no", "fail") }}{% else %}{{ m.badge("yes", "pass") }}{% endif %}</td><td class="n" data-sort="{{ c.images if c.images is number else '' }}">{{ c.images|num }}</td><td class="n">{{ c.classes if c.classes is not none else "—" }}</td><td class="small">{{ c.note or "" }}</td></tr>{% endfor %}
+<div class="scroll"><table class="sortable" id="coverage-table"><thead><tr><th>check</th><th>ran</th><th class="n">images</th><th class="n">classes</th><th>note</th></tr></thead><tbody>
+{% for c in v.rows %}<tr class="{{ 'failing' if c.state == 'failed' }}"><td>{{ c.check }}</td><td>{{ m.badge(c.word, c.state) }}</td><td class="{{ 'small' if c.parts else 'n' }}" data-sort="{{ c.images if c.images is number else '' }}">{% if c.parts %}{% for p, n in c.parts %}<span class="nowrap">{{ p }} {{ n|num }}</span>{{ " · " if not loop.last }}{% endfor %}{% else %}{{ c.images|num }}{% endif %}</td><td class="n">{{ c.classes if c.classes is not none else "—" }}</td><td class="small">{% for reason, which in c.not_run %}<span class="block">{% if which %}not {{ which|join(", ") }}: {% endif %}{{ reason }}</span>{% endfor %}{% for reason, which in c.remarks %}<span class="block">{% if which %}{{ which|join(", ") }}: {% endif %}{{ reason }}</span>{% endfor %}{{ c.note or "" }}</td></tr>{% endfor %}
 </tbody></table></div>
 {% if v.derived %}<p class="muted small">This audit has no coverage record; the rows are read off its results.</p>{% endif %}"""
 
     def value(self, page: Page) -> dict[str, Any] | None:
         cov = coverage_entries(page.r)
-        rows = []
-        if cov:
-            for name, c in cov.items():
-                classes = c.get("classes")
-                extra = {k: x for k, x in c.items() if k not in ("ran", "images", "classes", "reason")
-                         and isinstance(x, (str, int, float)) and not isinstance(x, bool)}
-                note = c.get("reason") or "; ".join(f"{human(k)} {x}" for k, x in list(extra.items())[:3]) or None
-                rows.append({"check": human(name), "ran": c.get("ran"), "images": c.get("images"),
-                             "classes": len(classes) if isinstance(classes, list) else classes, "note": note})
-        else:
+        rows = grouped(cov) if cov else []
+        if not cov:
             for row in derived(page.r):
-                row["note"] = row.pop("reason") or (f"methods: {row['methods']}" if row.get("methods") else None)
-                rows.append(row)
+                ran = row.pop("ran")
+                reason = row.pop("reason")
+                rows.append({**row, "state": "pass" if ran else "unknown", "word": "yes" if ran else "no", "parts": [], "remarks": [],
+                             "not_run": [(reason, [])] if reason and not ran else [],
+                             "note": (reason if ran else None) or (f"methods: {row['methods']}" if row.get("methods") else None)})
         return {"rows": rows, "derived": not cov} if rows else None

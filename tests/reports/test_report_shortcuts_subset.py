@@ -127,3 +127,26 @@ def test_an_audit_whose_outputs_are_its_classes_has_no_views_section(tmp_path):
     folder = tmp_path / "a1"
     html = render_report(make_result(folder), folder).read_text()
     assert 'id="subset"' not in html and "over all" not in _section(html, "summary")
+
+
+def test_coverage_is_one_row_per_check_with_what_did_not_run_and_why():
+    from imaudit.reports.sections.coverage import grouped
+
+    def entry(ran, images=0, reason=None, **extra):
+        return {"ran": ran, "images": images, "classes": ["a", "b"] if ran else [], "reason": reason, **extra}
+
+    rows = {r["check"]: r for r in grouped({
+        "explain:saliency": entry(True, 8, failures=0), "explain:ig": entry(True, 4, failures=0),
+        "sanity:saliency": entry(True, 8), "sanity:ig": entry(False, reason="not among quality.sanity_methods"),
+        "localisation:saliency": entry(False, reason="no masks"), "localisation:ig": entry(False, reason="no masks"),
+        "strategies:ig": entry(True, 4, reason="no class has enough images"),
+        "shortcut_search": entry(True, 8, candidates=3, skipped=0),
+        "counterfactuals": entry(False, reason="stage generative failed: boom"),
+    })}
+    assert list(rows) == ["explain", "sanity", "localisation", "strategies", "shortcut search", "counterfactuals"]
+    assert rows["explain"]["parts"] == [("saliency", 8), ("ig", 4)] and rows["explain"]["word"] == "yes"
+    assert rows["sanity"]["word"] == "partly" and rows["sanity"]["not_run"] == [("not among quality.sanity_methods", ["ig"])]
+    assert rows["localisation"]["word"] == "not run" and rows["localisation"]["not_run"] == [("no masks", [])]
+    assert rows["strategies"]["remarks"] == [("no class has enough images", ["ig"])]
+    assert rows["shortcut search"]["note"] == "candidates 3" and rows["shortcut search"]["classes"] == 2
+    assert rows["counterfactuals"]["state"] == "failed"  # a stage failure is red, a check switched off is not
