@@ -8,7 +8,6 @@ from typing import Any
 from imaudit.audits.result import AuditResult
 from imaudit.reports.page import Page
 from imaudit.reports.sections import Section, register
-from imaudit.reports.sections.summary import coverage_entries
 from imaudit.reports.templating import human
 
 
@@ -38,6 +37,12 @@ def derived(r: AuditResult) -> list[dict[str, Any]]:
         rows.append({"check": "strategies (SpRAy)", "ran": True, "images": None, "classes": None, "reason": None,
                      "methods": ", ".join(r.strategies)})
     return rows
+
+
+def coverage_entries(r: AuditResult) -> dict[str, Mapping[str, Any]]:
+    """audit.json's coverage section (check -> {ran, images, classes, reason}), when the audit has one."""
+    cov = r.coverage
+    return {str(k): v for k, v in cov.items() if isinstance(v, Mapping)} if isinstance(cov, Mapping) else {}
 
 
 NOISE = {"failures", "skipped", "excluded", "nonfinite"}  # counts of what went wrong: worth a note only when not 0

@@ -8,7 +8,8 @@ from typing import Any
 from imaudit.reports import figures as figs
 from imaudit.reports.page import Page, array_key
 from imaudit.reports.sections import Section, register
-from imaudit.reports.sections.summary import coverage_entries, shortcut_state
+from imaudit.reports.sections.coverage import coverage_entries
+from imaudit.reports.sections.summary import shortcut_state
 from imaudit.reports.sections.findings import intervention_rows
 
 EXAMPLES = 6

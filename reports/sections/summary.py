@@ -13,7 +13,7 @@ from imaudit.reports.history import comparable, settings_diff
 from imaudit.reports.identity import is_release_audit, model_identity
 from imaudit.reports.page import Page
 from imaudit.reports.sections import Section, register
-from imaudit.reports.templating import human
+from imaudit.reports.sections.coverage import coverage_entries, grouped
 
 WELL_CALIBRATED = 0.05  # ECE at or below: well calibrated (the warning limit comes from the audit's thresholds)
 
@@ -90,12 +90,6 @@ def top_confusions(r: AuditResult, split: str | None, page: Page, n: int = 3) ->
     return out
 
 
-def coverage_entries(r: AuditResult) -> dict[str, Mapping[str, Any]]:
-    """audit.json's coverage section (check -> {ran, images, classes, reason}), when the audit has one."""
-    cov = r.coverage
-    return {str(k): v for k, v in cov.items() if isinstance(v, Mapping)} if isinstance(cov, Mapping) else {}
-
-
 def shortcut_state(r: AuditResult) -> dict[str, Any]:
     """Whether shortcuts were searched for, and what was found: confirmed, candidates or none."""
     found = [f for f in r.findings if f.code == "shortcut"]
@@ -114,7 +108,7 @@ def shortcut_state(r: AuditResult) -> dict[str, Any]:
         return {"state": "attention", "word": "Candidates only",
                 "detail": f"{len(untested)} candidate{'s' if len(untested) != 1 else ''} not tested on the model"}
     if candidates:  # every candidate was tested and cleared: covering it did not change the predictions
-        return {"state": "pass", "word": "None confirmed",
+        return {"state": "pass", "word": "Cleared",
                 "detail": f"{len(candidates)} candidate{'s' if len(candidates) != 1 else ''} tested; "
                           "covering or pasting them barely changed predictions"}
     if not r.explanations or explained == 0:
@@ -141,10 +135,11 @@ def coverage_summary(r: AuditResult) -> list[str]:
     if exp:
         ok = sum(bool(e.get("success")) for e in exp)
         lines.append(f"Data checks: {ok} of {len(exp)} expectations met")
-    skipped = [f"{m} ({rec.reason or 'not applicable'})" for m, rec in r.explanations.items() if not rec.applicable]
-    skipped += [f"{human(k)} ({v.get('reason') or 'did not run'})" for k, v in coverage_entries(r).items() if v.get("ran") is False]
+    skipped = [f"{m}: {rec.reason or 'not applicable'}" for m, rec in r.explanations.items() if not rec.applicable]
+    for row in grouped(coverage_entries(r)):  # one entry per check and reason, as in the Coverage section
+        skipped += [f"{row['check']}{' (' + ', '.join(which) + ')' if which else ''}: {reason}" for reason, which in row["not_run"]]
     if skipped:
-        lines.append("Not run: " + "; ".join(skipped[:4]) + (f"; +{len(skipped) - 4} more" if len(skipped) > 4 else ""))
+        lines.append("Not run: " + "; ".join(skipped[:3]) + (f"; +{len(skipped) - 3} more in Coverage" if len(skipped) > 3 else ""))
     return lines
 
 

@@ -89,7 +89,7 @@ def test_decision_card_states_verdict_accuracy_interval_and_coverage(tmp_path):
     assert 'id="headline-accuracy">75.0%<' in card and "46.8%–91.1%" in card and "n = 12" in card
     assert "Confirmed" in card and "first audit of this model" in card
     assert "Pending review" in card  # a release audit without a decision
-    assert "Not run: localisation (the dataset has no object masks)" in card
+    assert "Not run: localisation: the dataset has no object masks" in card
 
 
 def test_sections_degrade_gracefully_on_a_bare_audit(tmp_path):

@@ -63,7 +63,8 @@ def test_tested_and_cleared_candidates_do_not_read_as_a_problem_on_the_card(tmp_
     result = make_result(folder)
     result.findings = [f for f in result.findings if f.code != "shortcut"] + [_candidate("cat", 0, 1.0, 0.0)]
     card = _section(render_report(result, folder).read_text(), "summary")
-    assert "None confirmed" in card and "1 candidate tested" in card and "Candidates only" not in card
+    assert ">Cleared<" in card and "1 candidate tested" in card and "Candidates only" not in card
+    assert text_problems(visible_text(card)) == []
 
     untested = _candidate("cat", 0, 1.0, 0.0)
     untested.evidence.pop("confirmed")
