@@ -207,26 +207,25 @@ def release(
     input_size: Annotated[Optional[int], typer.Option(help="input size in pixels (default: the checkpoint's)")] = None,
     classes: Annotated[Optional[str], typer.Option(help="comma-separated class names in output order")] = None,
     manifest: Annotated[Optional[Path], typer.Option(help="YAML/JSON file with these fields (options given here win)")] = None,
-    emit: Annotated[bool, typer.Option("--emit/--no-emit", help="announce the release to Prefect (triggers audit-on-release)")] = True,
+    emit: Annotated[bool, typer.Option("--emit/--no-emit", help="announce the release to Prefect (triggers audit-on-release); without it, a running registry watcher announces it")] = True,
 ) -> None:
     """Register a checkpoint as NAME@VERSION (sha256, manifest) and emit imaudit.model.released.
 
     Exits 2 on bad input, including NAME@VERSION already released with another
     checkpoint; exits 1 when the release was registered but the event could not be sent.
     """
-    from imaudit.flows.release import emit_release_event, read_request, release_model
+    from imaudit.flows.release import read_request, release_and_announce
 
     given = {"name": name, "version": version, "arch": arch, "checkpoint": checkpoint, "dataset": dataset,
              "history": history, "input_size": input_size, "classes": classes}
     try:
-        rel, new = release_model(read_request(manifest, given))
+        rel, new, sent = release_and_announce(read_request(manifest, given), emit)
     except BadInputError as e:
         _fail(str(e))
     state = "released" if new else "already released (same checkpoint)"
     out.print(f"{state} {rel.ref}: {rel.arch}, sha256 {rel.sha256[:12]}, dataset {rel.dataset}", highlight=False)
-    if not emit:
+    if sent is None:
         return
-    sent = emit_release_event(rel)
     if not sent.sent:
         _fail(f"{rel.ref} is registered but not announced: {sent.detail}", code=1)
     out.print(sent.detail, highlight=False)
