@@ -84,8 +84,8 @@ def _summary(folder: Path) -> int:
 
 @app.command()
 def audit(
-    model: Annotated[str, typer.Option(help="timm:NAME[.TAG][?pretrained=false] | hf-hub:ORG/NAME | file:PATH-OR-URL | release:NAME@VERSION")],
-    dataset: Annotated[Optional[str], typer.Option(help="folder:PATH-OR-URL | csv:PATH-OR-URL | hf:ORG/NAME[?split=..&image=..&label=..&config=..] | builtin:digits | builtin:shapes[?opts]; default: the release's dataset")] = None,
+    model: Annotated[str, typer.Option(help="timm:NAME[.TAG][?pretrained=false] | hf-hub:ORG/NAME | file:PATH-OR-URL | release:NAME@VERSION | mlflow:models:/NAME/VERSION | mlflow:models:/NAME@ALIAS")],
+    dataset: Annotated[Optional[str], typer.Option(help="folder:PATH-OR-URL | csv:PATH-OR-URL | hf:ORG/NAME[?split=..&image=..&label=..&config=..] | builtin:digits | builtin:shapes[?opts]; default: the release's dataset (an MLflow version's imaudit.dataset tag)")] = None,
     arch: Annotated[Optional[str], typer.Option(help="timm architecture of a bare state_dict checkpoint")] = None,
     class_map: Annotated[Optional[str], typer.Option(help="YAML/JSON/CSV file mapping dataset classes to model labels, WordNet ids or output indices (where names do not match by themselves)")] = None,
     input_size: Annotated[Optional[int], typer.Option(help="override the data config's input size (pixels)")] = None,

@@ -34,49 +34,71 @@ def local_store(root: Path) -> str:
     return uri
 
 
-@contextlib.contextmanager
-def tracking_server(root: Path, timeout: float = 300) -> Iterator[str]:
-    """``mlflow server`` on 127.0.0.1 (SQLite backend, artifacts served by it); yields its URI, then stops it.
+class TrackingServer:
+    """``mlflow server`` on 127.0.0.1 with a SQLite backend and artifacts it serves itself.
 
-    The server runs in its own process group, stopped with the whole group. Its
+    It runs in its own process group and is stopped with the whole group. Its
     start-up is bounded by ``timeout`` (two minutes were seen on a loaded machine).
     """
-    root.mkdir(parents=True, exist_ok=True)
-    with contextlib.closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    uri = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    log = open(root / "server.log", "wb")
-    proc = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts")],
-        env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
+
+    def __init__(self, root: Path, timeout: float = 300) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        with contextlib.closing(socket.socket()) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.uri = f"http://127.0.0.1:{port}"
+        self.log = root / "server.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+        self._fh = open(self.log, "wb")
+        self.proc = subprocess.Popen(
+            [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+             "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts")],
+            env=env, cwd=root, stdout=self._fh, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            self._wait(timeout)
+            import mlflow
+
+            mlflow.MlflowClient(tracking_uri=self.uri).create_experiment(EXPERIMENT)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"mlflow server exited with {proc.returncode}\n{_tail(root / 'server.log')}")
+            if self.proc.poll() is not None:
+                raise AssertionError(f"mlflow server exited with {self.proc.returncode}\n{_tail(self.log)}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{uri}/health", timeout=5).status_code == 200:
-                    break
+                if httpx.get(f"{self.uri}/health", timeout=5).status_code == 200:
+                    return
             if time.monotonic() > deadline:
-                raise AssertionError(f"mlflow server not healthy after {timeout}s\n{_tail(root / 'server.log')}")
+                raise AssertionError(f"mlflow server not healthy after {timeout}s\n{_tail(self.log)}")
             time.sleep(1)
-        import mlflow
 
-        mlflow.MlflowClient(tracking_uri=uri).create_experiment(EXPERIMENT)
-        yield uri
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
+    def stop(self) -> None:
+        """SIGTERM the group, then SIGKILL what is left (idempotent)."""
+        if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-        log.close()
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(10)
+        self._fh.close()
+
+
+@contextlib.contextmanager
+def tracking_server(root: Path, timeout: float = 300) -> Iterator[TrackingServer]:
+    """A TrackingServer for the block; stopped at its end (or earlier, by its ``stop``)."""
+    server = TrackingServer(root, timeout)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def _tail(path: Path, n: int = 40) -> str:
