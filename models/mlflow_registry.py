@@ -83,7 +83,7 @@ def mlflow_module() -> Any:
 
 def tracking_uri() -> str:
     """The tracking server's URI; bad input when none is configured (MLflow would invent a local one)."""
-    uri = os.environ.get(URI_ENV, "").strip()
+    uri = os.environ.get(URI_ENV, "").strip().rstrip("/")
     if not uri:
         raise RefError(f"mlflow: refs need {URI_ENV} (the tracking server, e.g. http://mlflow.internal:5000)")
     return uri
@@ -142,7 +142,10 @@ def describe(ref: str, value: str) -> ModelVersion:
         model_tags = dict(c.get_registered_model(name).tags or {})
         history = _history(c, mv.run_id)
     except mlflow.exceptions.MlflowException as exc:
-        raise RefError(f"{ref}: not found in the MLflow registry at {uri} ({_short(exc)})") from None
+        # MLflow says RESOURCE_DOES_NOT_EXIST for a missing model or version, INVALID_PARAMETER_VALUE for an alias.
+        missing = exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+        what = "not found in" if missing else "cannot be read from"
+        raise RefError(f"{ref}: {what} the MLflow registry at {uri} ({_short(exc)})") from None
     info = ModelVersion(tracking_uri=uri, name=name, version=str(mv.version), run_id=mv.run_id,
                         tags={**model_tags, **dict(mv.tags or {})}, aliases=sorted(mv.aliases or []),
                         history=history)

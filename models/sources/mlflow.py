@@ -106,6 +106,11 @@ def metadata(ref: str, mlmodel: dict[str, Any]) -> dict[str, Any]:
     arch = meta.get("arch")
     if arch is not None and not isinstance(arch, str):
         raise CheckpointError(f"{ref}: metadata 'arch' must be a timm architecture name")
+    for key in ("mean", "std"):
+        value = meta.get(key)
+        if value is not None and not (isinstance(value, list) and len(value) == 3 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+            raise CheckpointError(f"{ref}: metadata '{key}' must be three numbers (one per channel)")
     return meta
 
 
