@@ -23,7 +23,8 @@ before the release is registered, so no poll can see the release without it),
 and the watcher skips what is marked. A release whose announcement failed has
 its claim removed, so the watcher announces it on its next poll.
 
-State and markers live in the watch folder (``IMAUDIT_HOME/watch``), written
+State and markers live in the watch folder (``IMAUDIT_HOME/watch``, or ``watch/`` in the
+shared store when IMAUDIT_STORAGE names one), written
 whole and atomically; the caller saves the new snapshot only after its
 announcements were sent, so a failed poll is repeated, never lost.
 """
@@ -37,7 +38,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from imaudit import paths
+from imaudit import paths, storage
 from imaudit.models import mlflow_registry
 from imaudit.models.registry import Registry, check_part
 from imaudit.storage import Location
@@ -89,8 +90,12 @@ class Changes:
 
 
 def watch_location() -> Location:
-    """Where the watcher keeps its state and the release command its markers."""
-    return Location(paths.home() / "watch")
+    """Where the watcher keeps its state and the release command its markers.
+
+    The shared store's ``watch/`` when there is one (IMAUDIT_STORAGE): `imaudit release`
+    runs on a developer's machine and the watcher on a worker, which share nothing else.
+    """
+    return storage.shared("watch") or Location(paths.home() / "watch")
 
 
 def load_state(where: Location | None = None) -> dict[str, RegistryView]:

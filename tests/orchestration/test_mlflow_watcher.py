@@ -19,7 +19,7 @@ import pytest
 import yaml
 from mlflow_store import log_version, tracking_server
 from orch_helpers import ARCH, CLASSES, DATASET, FAST
-from prefect_procs import BIN, REPO, Proc, prefect_env, run
+from prefect_procs import BIN, REPO, Proc, prefect_env, run, sync_client
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +44,8 @@ def stack(prefect_api, mlflow_server, tmp_path_factory):
     home = root / "imaudit-home"
     home.mkdir()
     env = prefect_env(prefect_home, api, IMAUDIT_HOME=str(home), IMAUDIT_CACHE=str(home / "cache"),
-                      PREFECT_WORKER_QUERY_SECONDS="1", MLFLOW_TRACKING_URI=mlflow_server.uri)
+                      PREFECT_WORKER_QUERY_SECONDS="1", MLFLOW_TRACKING_URI=mlflow_server.uri,
+                      IMAUDIT_STORAGE="")  # fills prefect.yaml's job variable: no shared store
     config = yaml.safe_load((REPO / "prefect.yaml").read_text())
     config["deployments"] = [d for d in config["deployments"] if d["name"] in ("audit-on-release", "watch-registries")]
     config["definitions"]["work_pools"]["imaudit"]["name"] = POOL
@@ -68,26 +69,10 @@ def stack(prefect_api, mlflow_server, tmp_path_factory):
         yield {"api": api, "home": home, "procs": [server, worker], "uri": mlflow_server.uri}
     finally:
         worker.stop()
-
-
-class _Client:
-    """A sync Prefect client on the shared server."""
-
-    def __init__(self, api: str) -> None:
-        self.api = api
-
-    def __enter__(self):
-        from prefect.client.orchestration import get_client
-        from prefect.settings import PREFECT_API_URL, temporary_settings
-
-        self._settings = temporary_settings({PREFECT_API_URL: self.api})
-        self._settings.__enter__()
-        self._client = get_client(sync_client=True)
-        return self._client.__enter__()
-
-    def __exit__(self, *exc):
-        self._client.__exit__(*exc)
-        self._settings.__exit__(*exc)
+        # Other modules deploy audit-on-release on this session's server too: they start from a fresh one.
+        with sync_client(api) as client:
+            for name in ("imaudit-on-release/audit-on-release", "imaudit-watch-registries/watch-registries"):
+                client.delete_deployment(client.read_deployment_by_name(name).id)
 
 
 def _logs(stack) -> str:
@@ -107,20 +92,25 @@ def _finished(client, run_id, stack):
 
 def _poll(stack) -> None:
     """One run of the watch-registries deployment, to completion."""
-    with _Client(stack["api"]) as client:
+    with sync_client(stack["api"]) as client:
         dep = client.read_deployment_by_name("imaudit-watch-registries/watch-registries")
         _finished(client, client.create_flow_run_from_deployment(dep.id).id, stack)
 
 
 def _audits(stack, n: int) -> list:
-    """The audit-on-release runs, once ``n`` exist and all have finished (oldest first)."""
+    """The audit-on-release runs of MLflow refs, once ``n`` exist and all have finished (oldest first).
+
+    The deployment may have run releases of other test modules on this session's server before.
+    """
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
     deadline = time.monotonic() + WAIT_S * n
-    with _Client(stack["api"]) as client:
+    with sync_client(stack["api"]) as client:
         dep = client.read_deployment_by_name("imaudit-on-release/audit-on-release")
         while time.monotonic() < deadline:
-            runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[dep.id])))
+            runs = [r for r in client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[dep.id])))
+                if str(r.parameters.get("ref", "")).startswith("mlflow:")]
             if len(runs) >= n and all(r.state_type is not None and r.state_type.value in TERMINAL for r in runs):
                 for r in runs:
                     assert r.state_type.value == "COMPLETED", f"{r.name}: {r.state}\n{_logs(stack)}"

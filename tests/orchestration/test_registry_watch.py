@@ -109,3 +109,20 @@ def test_a_release_refused_as_bad_input_leaves_no_claim(tmp_path):
     assert not watch.announced("tiny", "1")
     with pytest.raises(BadInputError, match="release name"):
         watch.claim("../x", "1")
+
+
+def test_with_a_shared_store_a_worker_sees_the_markers_of_a_release_made_elsewhere(tmp_path, monkeypatch):
+    """`imaudit release` on one machine, the watcher on a worker with another home: both read the store."""
+    monkeypatch.setenv("IMAUDIT_STORAGE", (tmp_path / "store").as_uri())
+    monkeypatch.setenv("IMAUDIT_HOME", str(tmp_path / "developer"))
+    first = {watch.IMAUDIT: watch.imaudit_view()}
+    monkeypatch.setattr(release_flow, "emit_release_event", lambda manifest: release_flow.Emission(True, "sent", ("e-1",)))
+    release_flow.release_and_announce(_release(tmp_path, "1"))
+    assert release_flow.release_and_announce(_release(tmp_path, "2"), emit=False)[2] is None
+
+    monkeypatch.setenv("IMAUDIT_HOME", str(tmp_path / "worker"))
+    found = watch.changes(first, {watch.IMAUDIT: watch.imaudit_view()})
+    assert [a.ref for a in found.announce] == ["release:tiny@2"]
+    assert found.skipped == ["imaudit tiny/1: announced by imaudit release"]
+    assert (tmp_path / "store" / "watch" / "announced" / "tiny" / "1.json").is_file()
+    assert not (tmp_path / "developer" / "watch").exists() and not (tmp_path / "worker" / "watch").exists()
