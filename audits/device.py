@@ -40,8 +40,8 @@ def default_batch_size(device: torch.device) -> int:
 
 
 def default_workers(device: torch.device) -> int:
-    """Decode in worker processes on CUDA (the GPU outruns one decoding core); on
-    CPU the model needs every core and decoding small images in-process is cheaper."""
+    """Decode in worker processes on CUDA (the GPU outruns one decoding core); on CPU
+    none: threads decode while the model runs (audits/loading), without spawning processes."""
     cpus = os.cpu_count() or 1
     return min(8, cpus) if device.type == "cuda" else 0
 

@@ -134,6 +134,9 @@ class ImageDataset(torch.utils.data.Dataset):
         mask_size: int | None = None,
     ):
         self.paths = manifest["path"].astype(str).tolist()
+        has_size = {"width", "height"} <= set(manifest.columns)
+        self.sizes = list(zip(manifest["width"], manifest["height"])) if has_size else [None] * len(manifest)
+        self.modes = manifest["mode"].tolist() if "mode" in manifest.columns else [None] * len(manifest)
         index = {c: i for i, c in enumerate(classes)}
         self.labels = [index[str(v)] for v in manifest["label"]]
         masks = manifest["mask"] if "mask" in manifest.columns else [None] * len(manifest)

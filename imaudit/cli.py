@@ -96,7 +96,9 @@ def audit(
     fail_on: Annotated[Optional[str], typer.Option(help="exit 1 when a finding is at least this severe: warning | error")] = None,
     target: Annotated[str, typer.Option(help="explain the predicted (pred) or true class")] = "pred",
     batch_size: Annotated[Optional[int], typer.Option(help="inference batch size (default by device)")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="DataLoader decoding processes (default: 0 on CPU, up to 8 on CUDA)")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="DataLoader decoding processes (default: 0 on CPU, where threads decode while the model runs; up to 8 on CUDA)")] = None,
+    decode: Annotated[Optional[str], typer.Option(help="where JPEGs are decoded for prediction: auto (GPU on CUDA for JPEGs of 128x128 or more) | cpu | gpu")] = None,
+    rehash: Annotated[bool, typer.Option("--rehash", help="hash and decode every dataset file again instead of trusting the manifest cache (size + mtime)")] = False,
     train_cap: Annotated[int, typer.Option(help="at most this many train images are predicted")] = 2000,
     seed: Annotated[int, typer.Option(help="seed for sampling and perturbation methods")] = 0,
     task_runner: Annotated[str, typer.Option(help="sequential | dask")] = "sequential",
@@ -117,7 +119,7 @@ def audit(
         "model": model, "dataset": dataset, "arch": arch, "input_size": input_size, "samples": samples,
         "out": out_dir, "device": device, "fail_on": fail_on, "target": target, "batch_size": batch_size, "workers": workers,
         "train_cap": train_cap, "seed": seed, "task_runner": task_runner, "dask_address": dask_address,
-        "counterfactuals": counterfactuals or None, "generator": generator,
+        "counterfactuals": counterfactuals or None, "generator": generator, "decode": decode, "rehash": rehash or None,
     }
     fields.update({k: v for k, v in given.items() if v is not None})
     if methods is not None:

@@ -43,8 +43,8 @@ def plan(spec: AuditSpec) -> list[chunks.Chunk]:
         spec.chunk_size,
         model_digest=inputs.model(spec).digest,
         config=chunk_config(spec),
-        # Autocast on CUDA changes the numbers: GPU and CPU results are different entries.
-        settings={"device": resolve_device(spec.device).type},
+        # Autocast on CUDA and GPU JPEG decoding change the numbers: they are different entries.
+        settings={"device": resolve_device(spec.device).type, "decode": spec.decode},
     )
 
 
@@ -61,6 +61,7 @@ def chunk(spec: AuditSpec, c: chunks.Chunk, progress: bool = False) -> ChunkResu
         resolve_device(spec.device),
         batch_size=spec.batch_size,
         workers=spec.workers,
+        decode=spec.decode,
         progress=progress,
         desc=f"predict chunk {c.index}",
     )
