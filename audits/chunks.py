@@ -32,7 +32,7 @@ from imaudit.io import atomic_write_bytes
 # invalidates cached chunks (the package version alone would not move while
 # developing).
 _CODE_MODULES = ("imaudit.audits.predict", "imaudit.audits.device", "imaudit.audits.images", "imaudit.audits.loading",
-                 "imaudit.audits.chunks")
+                 "imaudit.audits.tensor_store", "imaudit.audits.chunks")
 _CODE_PACKAGES = ("imaudit.audits.explain",)
 
 

@@ -26,7 +26,7 @@ def _overlays(record: MethodRecord) -> dict[str, str]:
 def run(spec: AuditSpec, work: Path, records: dict[str, MethodRecord]) -> Gallery:
     """Thumbnails under explanations/images/, one gallery row per sampled image, layer views under views/."""
     model = inputs.model(spec)
-    x, rows, _ = sample.tensors(spec, work)
+    x, rows, _ = sample.tensors(spec, work, masks=False)
     out = Gallery()
     if len(rows) == 0:
         return out
