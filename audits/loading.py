@@ -173,9 +173,8 @@ def jpeg_batches(dataset: ImageDataset, batch_size: int, device: torch.device, t
             yield torch.stack(out)
 
 
-def batches(dataset: ImageDataset, device: torch.device, batch_size: int, workers: int, decode: str = "auto",
-            threads: int | None = None) -> tuple[Iterator[torch.Tensor], str]:
-    """Model-ready batches of ``dataset`` for ``device`` and how they are decoded ("threads", "workers", "gpu-jpeg").
+def choose(dataset: ImageDataset, device: torch.device, batch_size: int, workers: int, decode: str = "auto") -> str:
+    """How ``batches`` will decode: "gpu-jpeg", "workers" or "threads".
 
     ``decode`` "auto" takes the GPU JPEG path on CUDA where ``gpu_decodable``;
     "gpu" asks for it wherever the files allow (on any device); "cpu" never.
@@ -184,12 +183,21 @@ def batches(dataset: ImageDataset, device: torch.device, batch_size: int, worker
     if decode not in ("auto", "cpu", "gpu"):
         raise ValueError(f"decode={decode!r}: expected auto, cpu or gpu")
     if (decode == "gpu" and jpeg_files(dataset)) or (decode == "auto" and device.type == "cuda" and gpu_decodable(dataset)):
-        return jpeg_batches(dataset, batch_size, device, threads), "gpu-jpeg"
+        return "gpu-jpeg"
     if workers > 0 and len(dataset) > batch_size:
-        return worker_batches(dataset, batch_size, workers, device.type == "cuda"), "workers"
+        return "workers"
+    return "threads"
+
+
+def batches(dataset: ImageDataset, device: torch.device, batch_size: int, workers: int, decode: str = "auto",
+            threads: int | None = None) -> tuple[Iterator[torch.Tensor], str]:
+    """Model-ready batches of ``dataset`` for ``device``, and how they are decoded (see ``choose``)."""
+    how = choose(dataset, device, batch_size, workers, decode)
+    if how == "gpu-jpeg":
+        return jpeg_batches(dataset, batch_size, device, threads), how
+    if how == "workers":
+        return worker_batches(dataset, batch_size, workers, device.type == "cuda"), how
     it = threaded_batches(dataset, batch_size, threads)
     if device.type == "cuda":  # pinned pages let the copy run while the next batch is decoded
         it = (b.pin_memory() for b in it)
-    return it, "threads"
-
-
+    return it, how

@@ -294,17 +294,26 @@ def bench(
     out_file: Annotated[Optional[Path], typer.Option("--out", help="write the measurements as JSON here")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="tiny configuration (seconds): a smoke check")] = False,
     audits: Annotated[bool, typer.Option("--audits/--no-audits", help="time cold/warm audits and Prefect overhead")] = True,
+    realistic: Annotated[bool, typer.Option("--realistic", help="add the resnet50 / 224 px / JPEG row (minutes on a CPU; with a GPU also the GPU table)")] = False,
+    scale: Annotated[Optional[str], typer.Option(help="dataset sizes for the scale row, e.g. 1000,4000,16000 (one audit process each; data generated once)")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's logs")] = False,
 ) -> None:
-    """Measure throughput: peak, prediction, every method vs peak and vs the libraries' defaults, cache, Prefect."""
+    """Measure throughput: peak, prediction, every method vs peak and vs the libraries' defaults, cache, Prefect;
+    with --realistic a resnet50 row (and the GPU table on CUDA), with --scale how audits grow with the data."""
     _quiet_prefect(verbose)
     from rich.console import Console
 
     from imaudit.bench.run import BenchConfig, run_bench, write_json
 
     names = None if methods is None else [m.strip() for m in methods.split(",") if m.strip()]
+    try:
+        sizes = None if scale is None else [int(v) for v in scale.split(",") if v.strip()]
+    except ValueError:
+        _fail(f"--scale {scale}: expected comma-separated image counts, e.g. 1000,4000,16000")
+    if sizes is not None and (not sizes or min(sizes) < 10):
+        _fail(f"--scale {scale}: each size must be at least 10 images")
     cfg = BenchConfig.make(quick=quick, model=model, image_size=image_size, images=images, device=device,
-                           methods=names, audits=audits)
+                           methods=names, audits=audits, realistic=realistic or None, scale=sizes)
     console = out if out.is_terminal else Console(width=180)
     try:
         report = run_bench(cfg, console)

@@ -56,7 +56,7 @@ def load_csv(ref: str, csv_path: Path, ctx: LoadContext) -> DatasetBundle:
     classes = sorted({str(lbl).strip() for lbl in table["label"] if str(lbl).strip()})
     known = ctx.manifest_cache(base)
     manifest, bad = probe_files(candidates, progress=ctx.progress, desc=ref, cache=known)
-    bundle = make_bundle(ref, classes, manifest, excluded + bad, base, "csv", meta={"cache": known.stats})
+    bundle = make_bundle(ref, classes, manifest, excluded + bad, base, "csv", meta={"manifest_cache": known.stats})
     if missing_masks:
         bundle.meta["missing_masks"] = missing_masks
     return bundle

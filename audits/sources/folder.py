@@ -64,7 +64,7 @@ def load_folder(ref: str, root: Path, ctx: LoadContext) -> DatasetBundle:
             f"auto: no split folders, so a stratified {1 - AUTO_VAL_FRACTION:.0%}/{AUTO_VAL_FRACTION:.0%} "
             f"train/val split by file hash (seed {AUTO_SPLIT_SEED})"
         )
-    return make_bundle(ref, sorted(classes), manifest, excluded + stray, root, split_method, meta={"cache": known.stats})
+    return make_bundle(ref, sorted(classes), manifest, excluded + stray, root, split_method, meta={"manifest_cache": known.stats})
 
 
 def _subdirs(folder: Path) -> list[Path]:

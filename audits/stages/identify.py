@@ -8,7 +8,7 @@ from pathlib import Path
 from imaudit.audits.result import DatasetIdentity, ModelIdentity, jsonable
 from imaudit.audits.spec import AuditSpec
 from imaudit.audits.stages import inputs
-from imaudit.audits.stages.records import Identity
+from imaudit.audits.stages.records import ChunkStats, Identity
 
 
 def run(spec: AuditSpec, work: Path) -> Identity:
@@ -44,4 +44,5 @@ def run(spec: AuditSpec, work: Path) -> Identity:
         ),
         history=model.history,
         seconds=time.perf_counter() - t0,
+        manifest=ChunkStats.model_validate(ds.meta["manifest_cache"]) if ds.meta.get("manifest_cache") else None,
     )

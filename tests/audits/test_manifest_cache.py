@@ -62,12 +62,12 @@ def _same(a, b) -> None:
 def test_an_unchanged_folder_is_not_read_again_and_gives_the_same_manifest(folder, probes):
     ref = f"folder:{folder}"
     first = load_dataset(ref, progress=False)
-    assert len(probes) == 13 and first.meta["cache"] == {"total": 13, "reused": 0, "computed": 13}
+    assert len(probes) == 13 and first.meta["manifest_cache"] == {"total": 13, "reused": 0, "computed": 13}
     assert [e["reason"] for e in first.excluded] and "broken.png" in first.excluded[0]["path"]
     probes.clear()
     second = load_dataset(ref, progress=False)
     assert probes == []  # nothing read: every file's size and mtime matched
-    assert second.meta["cache"] == {"total": 13, "reused": 13, "computed": 0}
+    assert second.meta["manifest_cache"] == {"total": 13, "reused": 13, "computed": 0}
     _same(first, second)  # the left-out file is still left out, with its reason
 
 
@@ -104,7 +104,7 @@ def test_rehash_reads_every_file_and_catches_what_size_and_mtime_miss(folder, pr
     trusted = load_dataset(ref, progress=False)
     assert probes == [] and trusted.digest == first.digest  # what --rehash is for
     rehashed = load_dataset(ref, progress=False, rehash=True)
-    assert len(probes) == 13 and rehashed.meta["cache"]["reused"] == 0
+    assert len(probes) == 13 and rehashed.meta["manifest_cache"]["reused"] == 0
     assert rehashed.digest != first.digest
 
 
