@@ -66,9 +66,10 @@ def audit_once(dataset: str, model: str, image_size: int, device: str, n: int) -
     from imaudit.audits.spec import AuditSpec
     from imaudit.bench.homes import forget_loaded, temp_home
     from imaudit.bench.overhead import start_prefect
+    from imaudit.bench.workload import random_timm_ref
     from imaudit.flows.audit import run_audit
 
-    spec = AuditSpec(model=f"timm:{model}", dataset=dataset, input_size=image_size, methods=METHODS,
+    spec = AuditSpec(model=random_timm_ref(model), dataset=dataset, input_size=image_size, methods=METHODS,
                      samples=SAMPLES, train_cap=10**9, device=device)
     start_prefect()
     with temp_home():
