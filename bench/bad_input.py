@@ -1,30 +1,50 @@
 """The bad-model row: how soon ``imaudit audit`` answers a --model that points at nothing, and what it read first.
 
-Runs the CLI in this process (``imaudit audit --model file:<missing> --dataset
-folder:<300 PNGs>``) and counts the images opened meanwhile (PIL's
-``Image.open``, which every probe, header check and decode goes through). The
-target: exit 2 with its one line before a single image is opened.
+Runs the CLI as a user would, in its own process (``imaudit audit --model REF
+--dataset folder:<300 PNGs> --rehash``) for two bad refs, a checkpoint file
+that does not exist and a timm architecture that does not exist, with a
+Python audit hook in that process counting every file opened under the
+dataset folder (each probe, header check and decode opens its file). The
+target: exit 2 with its one line before a single dataset file is opened.
+``--rehash`` makes a dataset read before the model check visible even when
+the manifest cache already knows the folder.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from unittest import mock
-
-from PIL import Image
 
 from imaudit.bench.datasets import png_set
 
 FILES = 300
+MARK = "imaudit-bench-opened:"
+# The child: count opens under the dataset folder, report them when the CLI exits, run the CLI.
+_CHILD = """
+import atexit, os, sys
+folder, opened = sys.argv.pop(1), [0]
+def hook(event, args):
+    if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)) and os.fsdecode(args[0]).startswith(folder):
+        opened[0] += 1
+sys.addaudithook(hook)
+atexit.register(lambda: print("%s%d" % (MARK, opened[0]), file=sys.stderr, flush=True))
+from imaudit.cli import main
+main()
+"""
 
 
 @dataclass
 class BadModelRow:
-    """Exit code, seconds to the answer, images opened before it, and the line printed."""
+    """One bad ref: exit code, seconds to the answer (a fresh process, imports included), dataset files
+    opened first (-1: the count never came back), the line printed."""
 
+    ref: str
     exit_code: int
     seconds: float
     images_opened: int
@@ -32,31 +52,27 @@ class BadModelRow:
     message: str
 
 
-def bench_bad_model() -> BadModelRow:
-    """Time the CLI's answer to a missing checkpoint next to a real dataset folder."""
-    from typer.testing import CliRunner
+def bad_refs(tmp: Path) -> list[str]:
+    """A missing checkpoint file and an unknown timm architecture."""
+    return [f"file:{tmp / 'no-such-model.pt'}", "timm:no_such_architecture?pretrained=false"]
 
-    from imaudit.audits.stages import inputs
-    from imaudit.cli import app
 
+def bench_bad_model() -> list[BadModelRow]:
+    """Time the CLI's answer to each bad --model next to a real dataset folder."""
     folder = png_set(FILES)
-    opened: list[str] = []
-    original = Image.open
-
-    def counting_open(fp, *a, **k):  # noqa: ANN001, ANN002, ANN003 - PIL's signature
-        opened.append(str(fp))
-        return original(fp, *a, **k)
-
-    inputs.forget()  # nothing loaded beforehand may answer for the CLI
+    rows = []
     with tempfile.TemporaryDirectory(prefix="imaudit-bench-bad-") as tmp:
-        missing = Path(tmp) / "no-such-model.pt"
-        # --rehash: a dataset read before the model is checked shows up even when the manifest cache knows it.
-        args = ["audit", "--model", f"file:{missing}", "--dataset", f"folder:{folder}", "--out", str(Path(tmp) / "out"),
-                "--methods", "saliency", "--rehash"]
-        with mock.patch.object(Image, "open", counting_open):
+        for ref in bad_refs(Path(tmp)):
+            args = ["audit", "--model", ref, "--dataset", f"folder:{folder}", "--out", str(Path(tmp) / "out"),
+                    "--methods", "saliency", "--rehash"]
+            code = _CHILD.replace("MARK", json.dumps(MARK))
             t0 = time.perf_counter()
-            res = CliRunner().invoke(app, args)
+            done = subprocess.run([sys.executable, "-c", code, str(folder), *args], capture_output=True, text=True,
+                                  timeout=600, check=False, env={**os.environ, "PYTHONWARNINGS": "ignore"})
             seconds = time.perf_counter() - t0
-    inputs.forget()
-    lines = [ln for ln in res.output.strip().splitlines() if ln.strip()]
-    return BadModelRow(res.exit_code, seconds, len(opened), FILES, lines[-1] if lines else "")
+            opened = [ln for ln in done.stderr.splitlines() if ln.startswith(MARK)]
+            lines = [ln for ln in (done.stdout + done.stderr).splitlines()
+                     if ln.strip() and not ln.startswith(MARK) and "file/s]" not in ln]
+            count = int(opened[-1][len(MARK):]) if opened else -1
+            rows.append(BadModelRow(ref, done.returncode, seconds, count, FILES, lines[-1] if lines else ""))
+    return rows
