@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 import imaudit
-from imaudit import paths
+from imaudit import paths, storage
 from imaudit.io import atomic_write_bytes
 
 # Modules whose code decides what a chunk computes: a change to any of them
@@ -146,14 +146,26 @@ def save_array(path: str | Path, array: np.ndarray) -> Path:
     """Write one array as .npy atomically (a killed writer never leaves a half file to be reused)."""
     buf = io.BytesIO()
     np.save(buf, np.asarray(array), allow_pickle=False)
-    return atomic_write_bytes(path, buf.getvalue())
+    return _share(atomic_write_bytes(path, buf.getvalue()))
 
 
 def save_arrays(path: str | Path, arrays: Mapping[str, np.ndarray]) -> Path:
     """Write named arrays as .npz atomically."""
     buf = io.BytesIO()
     np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
-    return atomic_write_bytes(path, buf.getvalue())
+    return _share(atomic_write_bytes(path, buf.getvalue()))
+
+
+def _shared_chunks() -> storage.Location | None:
+    return storage.shared("cache/chunks")
+
+
+def _share(path: Path) -> Path:
+    """Copy a chunk file to the shared store's ``cache/chunks/`` (when there is one) for other workers."""
+    shared = _shared_chunks()
+    if shared is not None and path.parent == chunk_dir():
+        shared.put_file(path, path.name)
+    return path
 
 
 def load_array(path: str | Path) -> np.ndarray:
@@ -166,5 +178,15 @@ def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def is_done(chunk: Chunk) -> bool:
-    """Whether the chunk's result file exists (content-addressed, so it is valid when present)."""
-    return Path(chunk.path).is_file()
+    """Whether the chunk's result file exists (content-addressed, so it is valid when present).
+
+    A chunk another worker computed is fetched from the shared store into the local cache first.
+    """
+    path = Path(chunk.path)
+    if path.is_file():
+        return True
+    shared = _shared_chunks()
+    if shared is None or not shared.exists(path.name):
+        return False
+    shared.get_file(path.name, path)
+    return True

@@ -50,6 +50,10 @@ def _quiet_prefect(verbose: bool) -> None:
     from rich.logging import RichHandler
 
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    # Dask's scheduler, nanny and worker INFO lines too (read from the environment when dask is
+    # first imported, also by Dask's worker processes; the level for when it already was).
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "info" if verbose else "warning")
+    logging.getLogger("distributed").setLevel(logging.INFO if verbose else logging.WARNING)
     progress = logging.getLogger("imaudit.progress")
     if not progress.handlers:
         handler = RichHandler(console=err, show_time=False, show_path=False, show_level=False, markup=False)
@@ -233,11 +237,39 @@ def release(
         _fail(f"{rel.ref} is registered but not announced: {sent.detail}", code=1)
     out.print(sent.detail, highlight=False)
 
+
+@app.command("store-init")
+def store_init() -> None:
+    """Prepare the Prefect server (PREFECT_API_URL) for the shared store (IMAUDIT_STORAGE), once.
+
+    Saves the result storage block the deployment flows persist their results with
+    (remote-file-system/imaudit-results at IMAUDIT_STORAGE/prefect-results; IMAUDIT_RESULTS_BLOCK names
+    another) and checks that the store can be written and read. Exits 2 without IMAUDIT_STORAGE, 3 when
+    the store or the server cannot be reached.
+    """
+    from imaudit import storage
+    from imaudit.flows import results
+
+    try:
+        url = storage.shared_url()
+        if url is None:
+            raise BadInputError(f"{storage.STORE_ENV} is not set: export the shared store's URL first")
+        probe = storage.Location(url)
+        probe.write_bytes(".imaudit-store", b"imaudit shared store\n")
+        probe.read_bytes(".imaudit-store")
+    except OSError as e:
+        _fail(f"cannot write and read {url}: {type(e).__name__}: {e}", code=3)
+    try:
+        ref, base = results.save_block()
+    except (OSError, RuntimeError) as e:
+        _fail(f"cannot save the result storage block on the Prefect server: {type(e).__name__}: {e}", code=3)
+    out.print(f"shared store {url} is writable; Prefect results go to {base} (block {ref})", highlight=False)
+
 # [serve / compare commands]
 
 @app.command()
 def serve(
-    store: Annotated[Optional[Path], typer.Option(help="report store folder (default IMAUDIT_HOME/reports)")] = None,
+    store: Annotated[Optional[Path], typer.Option(help="report store folder (default: the shared store of IMAUDIT_STORAGE, else IMAUDIT_HOME/reports)")] = None,
     host: Annotated[str, typer.Option(help="interface to listen on (off loopback, sign-in must be configured)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8765,
     db: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the review database (default sqlite in the store; or IMAUDIT_DB_URL)")] = None,
@@ -251,13 +283,17 @@ def serve(
 
     Pages need a signed-in account ('imaudit reviewers add'); with no account at all, loopback
     visitors can read but not decide. Serving off loopback without sign-in is refused.
+    With IMAUDIT_STORAGE (and no --store) it serves the shared store's reports through a local
+    mirror, refreshed in the background as audits are published.
     """
-    from imaudit import paths
+    from imaudit.reports import published
     from imaudit.reports.accounts import check_role
     from imaudit.reports.app import serve as run
     from imaudit.reports.auth import AuthConfig
 
-    folder = Path(store or paths.report_store())
+    folder = Path(store) if store else published.readable_store()
+    if store is None and published.shared_reports() is not None:
+        published.keep_mirrored()
     with _signoff_errors():
         auth = AuthConfig(insecure_no_auth=insecure_no_auth, proxy_header=proxy_user_header,
                           trusted_proxies=tuple(trusted_proxy or ()), proxy_role=check_role(proxy_role))
@@ -274,11 +310,12 @@ def compare(
     store: Annotated[Optional[Path], typer.Option(help="report store folder (default IMAUDIT_HOME/reports)")] = None,
 ) -> None:
     """Compare two audits: metric and per-class deltas, changed predictions, moved importance."""
-    from imaudit import paths
+    from imaudit.reports import published
     from imaudit.reports.compare import render_compare
     from imaudit.reports.store import resolve_audit
 
-    folder = Path(store or paths.report_store())
+    # Audit ids are looked up in the shared store (IMAUDIT_STORAGE) when there is one, through its local mirror.
+    folder = Path(store) if store else published.readable_store()
     fa, fb = resolve_audit(a, folder), resolve_audit(b, folder)
     path = render_compare(fa, fb, out_file or (fb / "compare.html"))
     out.print(f"comparison: {path}", highlight=False)
