@@ -115,7 +115,9 @@ def audit(
     fail_on: Annotated[Optional[str], typer.Option(help="exit 1 when a finding is at least this severe: warning | error")] = None,
     target: Annotated[str, typer.Option(help="explain the predicted (pred) or true class")] = "pred",
     batch_size: Annotated[Optional[int], typer.Option(help="inference batch size (default by device)")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="DataLoader decoding processes (default: 0 on CPU, up to 8 on CUDA)")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="DataLoader decoding processes (default: 0 on CPU, where threads decode while the model runs; up to 8 on CUDA)")] = None,
+    decode: Annotated[Optional[str], typer.Option(help="where JPEGs are decoded for prediction: auto (GPU on CUDA for JPEGs of 128x128 or more) | cpu | gpu")] = None,
+    rehash: Annotated[bool, typer.Option("--rehash", help="hash and decode every dataset file again instead of trusting the manifest cache (size + mtime)")] = False,
     train_cap: Annotated[int, typer.Option(help="at most this many train images are predicted")] = 2000,
     seed: Annotated[int, typer.Option(help="seed for sampling and perturbation methods")] = 0,
     task_runner: Annotated[str, typer.Option(help="sequential | dask")] = "sequential",
@@ -136,7 +138,7 @@ def audit(
         "model": model, "dataset": dataset, "arch": arch, "class_map": class_map, "input_size": input_size, "samples": samples,
         "out": out_dir, "device": device, "fail_on": fail_on, "target": target, "batch_size": batch_size, "workers": workers,
         "train_cap": train_cap, "seed": seed, "task_runner": task_runner, "dask_address": dask_address,
-        "counterfactuals": counterfactuals or None, "generator": generator,
+        "counterfactuals": counterfactuals or None, "generator": generator, "decode": decode, "rehash": rehash or None,
     }
     fields.update({k: v for k, v in given.items() if v is not None})
     if methods is not None:
@@ -343,17 +345,26 @@ def bench(
     out_file: Annotated[Optional[Path], typer.Option("--out", help="write the measurements as JSON here")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="tiny configuration (seconds): a smoke check")] = False,
     audits: Annotated[bool, typer.Option("--audits/--no-audits", help="time cold/warm audits and Prefect overhead")] = True,
+    realistic: Annotated[bool, typer.Option("--realistic", help="add the resnet50 / 224 px / JPEG row (minutes on a CPU; with a GPU also the GPU table)")] = False,
+    scale: Annotated[Optional[str], typer.Option(help="dataset sizes for the scale row, e.g. 1000,4000,16000 (one audit process each; data generated once)")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's logs")] = False,
 ) -> None:
-    """Measure throughput: peak, prediction, every method vs peak and vs the libraries' defaults, cache, Prefect."""
+    """Measure throughput: peak, prediction, every method vs peak and vs the libraries' defaults, cache, Prefect;
+    with --realistic a resnet50 row (and the GPU table on CUDA), with --scale how audits grow with the data."""
     _quiet_prefect(verbose)
     from rich.console import Console
 
     from imaudit.bench.run import BenchConfig, run_bench, write_json
 
     names = None if methods is None else [m.strip() for m in methods.split(",") if m.strip()]
+    try:
+        sizes = None if scale is None else [int(v) for v in scale.split(",") if v.strip()]
+    except ValueError:
+        _fail(f"--scale {scale}: expected comma-separated image counts, e.g. 1000,4000,16000")
+    if sizes is not None and (not sizes or min(sizes) < 10):
+        _fail(f"--scale {scale}: each size must be at least 10 images")
     cfg = BenchConfig.make(quick=quick, model=model, image_size=image_size, images=images, device=device,
-                           methods=names, audits=audits)
+                           methods=names, audits=audits, realistic=realistic or None, scale=sizes)
     console = out if out.is_terminal else Console(width=180)
     try:
         report = run_bench(cfg, console)

@@ -21,8 +21,8 @@ from imaudit.storage import fetch_file, is_url
 
 
 @functools.lru_cache(maxsize=4)
-def _dataset(ref: str) -> DatasetBundle:
-    return load_dataset(ref)
+def _dataset(ref: str, rehash: bool = False) -> DatasetBundle:
+    return load_dataset(ref, rehash=rehash)
 
 
 @functools.lru_cache(maxsize=4)
@@ -54,8 +54,8 @@ def dataset_ref(spec: AuditSpec) -> str:
 
 
 def dataset(spec: AuditSpec) -> DatasetBundle:
-    """The audited dataset (manifest, classes, digest)."""
-    return _dataset(dataset_ref(spec))
+    """The audited dataset (manifest, classes, digest); ``spec.rehash`` probes every file again."""
+    return _dataset(dataset_ref(spec), spec.rehash)
 
 
 def _model_key(spec: AuditSpec) -> tuple[str, str | None, int | None, int | None]:
