@@ -48,6 +48,10 @@ def assemble(spec: AuditSpec, aid: str, pieces: dict[str, Any]) -> AuditResult:
     ins = pieces.get("insights") or {}
     findings += [Finding.model_validate(f) for f in ins.get("findings", [])]
     gen = pieces.get("generative")
+    if gen:
+        from imaudit.audits.generative.evidence import link_counterfactuals
+
+        findings = link_counterfactuals(findings, gen, spec.thresholds.counterfactuals)
     errors = list(pieces.get("errors", []))
     for err in errors:
         findings.append(

@@ -322,42 +322,21 @@ def insights(spec: AuditSpec, work: Path, records: dict[str, dict]) -> dict[str,
 
 
 def counterfactuals(spec: AuditSpec, work: Path) -> dict[str, Any] | None:
-    """GAN counterfactuals for misclassified / near-boundary val images (spec.counterfactuals of them).
+    """GAN counterfactuals for spec.counterfactuals val images (audits/generative/stage.py).
 
-    Needs a generator for this dataset (``imaudit generative train`` or
-    spec.generator); without one the section says how to make it.
+    Needs a generator for this dataset in the model's input space
+    (``imaudit generative train --model ...``, spec.generator, or
+    spec.generative.train); without one the section says how to make it.
     """
     if spec.counterfactuals <= 0:
         return None
-    from imaudit.audits.data import ImageDataset
-    from imaudit.audits.generative import resolve_generator, run_counterfactual_section
+    from imaudit.audits.generative.stage import counterfactual_stage
     from imaudit.audits.predict import Predictions
 
     ds, model = get_dataset(spec), get_model(spec)
-    art = resolve_generator(ds.digest, ds.classes, spec.generator)
-    if art is None:
-        return {"skipped": f"no generator for this dataset; run: imaudit generative train --dataset {ds.ref}"}
-    table = Predictions.load(work).table
-    val = table[(table["split"] == next((s for s in EVAL_SPLITS if (table["split"] == s).any()), "val")) & table["finite"]]
-    # The section picks misclassified first, then the smallest margins: hand it those candidates only.
-    cand = pd.concat([val[~val["correct"]], val[val["correct"]].sort_values("confidence")]).head(4 * spec.counterfactuals)
-    rows = ds.manifest.set_index("id").loc[cand["id"]].reset_index()
-    dset = ImageDataset(rows, ds.classes, model.transform())
-    x = torch.stack([dset[i][0] for i in range(len(dset))]) if len(dset) else torch.empty(0)
-    mean = torch.tensor(model.data_config["mean"]).view(1, -1, 1, 1)
-    std = torch.tensor(model.data_config["std"]).view(1, -1, 1, 1)
-    pixels = (x * std + mean).clamp(0, 1)
-    return run_counterfactual_section(
-        model.module.to(resolve_device(spec.device)),
-        pixels,
-        torch.as_tensor(cand["y"].to_numpy().copy()),
-        cand["id"].astype(str).tolist(),
-        art,
-        lambda p: (p - mean.to(p.device)) / std.to(p.device),
-        work / "counterfactuals",
-        n=spec.counterfactuals,
-        seed=spec.seed,
-    )
+    order = class_order(model.classes, ds.classes, spec.model, model.num_classes)
+    return counterfactual_stage(spec, model, ds, Predictions.load(work), work, class_order=order,
+                                device=resolve_device(spec.device))
 
 
 # --- helpers --------------------------------------------------------------------------------

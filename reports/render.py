@@ -235,42 +235,62 @@ class ReportContext:
         return overall_verdict(self.r)
 
     def counterfactuals(self) -> dict[str, Any] | None:
-        """The generative section: per item the four PNGs and the confidence path; the in-fill table."""
+        """The generative section: outcome counts, aligned item images on stated scales, change maps, in-fill table."""
         g = self.r.generative
         if not g:
             return None
         if g.get("skipped"):
             return {"skipped": g["skipped"]}
+        kinds = ("original", "reconstruction", "counterfactual", "change", "colour")
         items = []
         for it in g.get("items") or []:
             pngs = it.get("pngs") or {}
-            path = [c for c in (it.get("path_confidence") or []) if _num(c)]
             items.append({
-                "id": it.get("id"),
-                "source": self.class_name(it.get("source")),
-                "target": self.class_name(it.get("target")),
-                "success": it.get("success"),
-                "distance": it.get("distance"),
-                "selected_as": it.get("selected_as"),
-                "images": [(k, self.src(pngs.get(k))) for k in ("original", "reconstruction", "counterfactual", "difference")],
-                "path": [round(float(c), 3) for c in path[:: max(1, len(path) // 12)]],
+                **{k: it.get(k) for k in ("id", "outcome", "reason", "selected_as", "margin", "recon_error",
+                                          "prediction_survives", "counterfactual_confidence", "distance", "steps",
+                                          "realism", "pred_confidence")},
+                "pred": it.get("pred_name") or self.class_name(it.get("pred")),
+                "target": it.get("target_name") or self.class_name(it.get("target")),
+                "reconstruction_pred": self.class_name(it.get("reconstruction_pred")),
+                "images": [(k, self.src(pngs.get(k))) for k in kinds],
+                "path": [round(float(c), 2) for c in (it.get("path_confidence") or []) if _num(c)][:: 4],
             })
+        conc = g.get("concentration") or {}
+        groups = [(f"towards {c}", v) for c, v in (conc.get("per_class") or {}).items()]
+        if conc.get("overall"):
+            groups.append(("all targets", conc["overall"]))
+        maps = [{"title": t, "png": self.src(v.get("png")), "images": v.get("images"), "boxes": v.get("boxes") or [],
+                 "object_share": v.get("object_share"), "object_area": v.get("object_area")}
+                for t, v in groups if isinstance(v, Mapping)]
         infill = g.get("infill") or {}
-        rows = [
-            {"name": name, **{k: v.get(k) for k in ("deletion_auc", "insertion_auc", "deletion_gain", "insertion_gain")}}
-            for name, v in (infill.get("baselines") or {}).items() if isinstance(v, Mapping)
-        ]
+        rows = [{"name": name, **{k: v.get(k) for k in ("deletion_auc", "random_deletion_auc", "deletion_gain",
+                                                          "start", "all_replaced")}}
+                for name, v in (infill.get("fills") or {}).items() if isinstance(v, Mapping)]
         gen = g.get("generator") or {}
+        settings = g.get("settings") or {}
         return {
             "skipped": None,
-            "generator": self.tree({k: gen.get(k) for k in ("path", "dataset_digest", "version", "image_size", "losses_final") if k in gen}),
+            "generator": self.tree({k: gen.get(k) for k in ("path", "dataset_digest", "version", "image_size", "z_dim",
+                                                            "space", "epochs", "train_seconds", "losses_final")
+                                    if k in gen}),
+            "counts": g.get("counts") or {},
+            "searched": g.get("searched"),
             "success_rate": g.get("success_rate"),
             "mean_distance": g.get("mean_distance"),
+            "mean_recon_error": g.get("mean_recon_error"),
+            "confidence": settings.get("confidence"),
+            "settings": self.tree(settings),
+            "legend": self.src(g.get("legend_png")),
             "samples": self.src(g.get("samples_png")),
-            "items": items,
+            "searched_items": [it for it in items if it["outcome"] in ("success", "not-reached")],
+            "left_out": [it for it in items if it["outcome"] not in ("success", "not-reached")],
+            "maps": maps,
+            "rule": conc.get("rule") or {},
             "infill": rows,
-            "infill_error": infill.get("error"),
+            "infill_maps": infill.get("maps"),
+            "infill_error": infill.get("error") or infill.get("skipped"),
             "infill_note": infill.get("note"),
+            "failures": g.get("failures") or [],
         }
 
     def gates(self) -> dict[str, Any]:

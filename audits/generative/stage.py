@@ -1,0 +1,133 @@
+"""The audit's counterfactual stage: find (or train) the generator, pick images, run the section.
+
+Called by the pipeline's ``counterfactuals`` stage with the loaded model and
+dataset and the audit's predictions. Everything it needs is read from the
+AuditSpec (``counterfactuals``, ``generator``, ``generative``); the result is
+the ``generative`` section of audit.json, or a record saying why the stage
+could not run (``skipped`` + ``coverage``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from imaudit.errors import BadInputError
+
+from .counterfactual import SearchSettings
+from .section import Selection, run_counterfactual_section, select_images
+from .space import InputSpace
+from .store import resolve_generator
+from .training import GeneratorSettings, train_generator
+
+if TYPE_CHECKING:
+    from imaudit.audits.data import DatasetBundle
+    from imaudit.audits.predict import Predictions
+    from imaudit.audits.spec import AuditSpec
+    from imaudit.models.loaded import LoadedModel
+
+EVAL_SPLITS = ("val", "test")
+
+
+class Reordered(nn.Module):
+    """A model whose outputs are permuted into the dataset's class order."""
+
+    def __init__(self, model: nn.Module, order: list[int]) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("order", torch.as_tensor(order, dtype=torch.long))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)[:, self.order]
+
+
+def _class_index(classes: list[str], name: str, field: str) -> int:
+    if name not in classes:
+        raise BadInputError(f"generative.{field}: unknown class {name!r} (classes: {', '.join(classes[:10])})")
+    return classes.index(name)
+
+
+def selection_of(spec: "AuditSpec", classes: list[str]) -> Selection:
+    """The Selection an AuditSpec asks for (class names -> indices)."""
+    g = spec.generative
+    return Selection(
+        select=tuple(g.select),
+        margin=g.margin,
+        classes=tuple(_class_index(classes, c, "classes") for c in g.classes),
+        target=None if g.target is None else _class_index(classes, g.target, "target"),
+    )
+
+
+def search_of(spec: "AuditSpec") -> SearchSettings:
+    g = spec.generative
+    return SearchSettings(confidence=g.confidence, steps=g.steps, lr=g.lr, proximity=g.proximity, prior=g.prior,
+                          realism=g.realism, invert_steps=g.invert_steps)
+
+
+def _skipped(reason: str) -> dict[str, Any]:
+    return {"skipped": reason, "coverage": {"ran": False, "images": 0, "classes": [], "reason": reason}}
+
+
+def counterfactual_stage(
+    spec: "AuditSpec",
+    model: "LoadedModel",
+    bundle: "DatasetBundle",
+    predictions: "Predictions",
+    work: Path,
+    *,
+    class_order: list[int] | None = None,
+    device: torch.device | None = None,
+) -> dict[str, Any]:
+    """The ``generative`` section for ``spec.counterfactuals`` val (or test) images; see module docstring."""
+    from imaudit.audits.data import ImageDataset
+    from imaudit.audits.predict import softmax
+
+    g = spec.generative
+    selection, search = selection_of(spec, bundle.classes), search_of(spec)
+    space = InputSpace.from_data_config(model.data_config)
+    wanted = {"image_size": g.image_size, "epochs": g.epochs, "z_dim": g.z_dim}
+    art, why = resolve_generator(bundle.digest, bundle.classes, space.geometry(), spec.generator, wanted=wanted)
+    if art is None and g.train:
+        settings = GeneratorSettings(**{k: v for k, v in wanted.items() if v is not None}, seed=spec.seed)
+        art = train_generator(bundle, space, settings, device=device, progress=False)
+    if art is None:
+        hint = f"imaudit generative train --dataset {bundle.ref} --model {spec.model}"
+        hint += f" --input-size {spec.input_size}" if spec.input_size else ""
+        hint += f" --arch {spec.arch}" if spec.arch else ""
+        return _skipped(f"{why}; run: {hint} (or set generative.train)")
+
+    table, logits = predictions.table, predictions.logits
+    split = next((s for s in EVAL_SPLITS if (table["split"] == s).any()), None)
+    if split is None:
+        return _skipped("no val or test split to explain")
+    keep = ((table["split"] == split) & table["finite"]).to_numpy()
+    rows, probs = table[keep].reset_index(drop=True), torch.from_numpy(softmax(logits[keep]))
+    labels = torch.as_tensor(rows["y"].to_numpy().copy()).long()
+    chosen = select_images(probs, labels, spec.counterfactuals, selection)
+    if not chosen:
+        return _skipped(f"no {split} image matches generative.select={g.select}"
+                        + (f", classes={g.classes}" if g.classes else "") + (f", target={g.target}" if g.target else ""))
+    cand = rows.iloc[[c["index"] for c in chosen]].reset_index(drop=True)
+    manifest = bundle.manifest.set_index("id").loc[cand["id"]].reset_index()
+    has_masks = bool(bundle.has_masks)
+    dset = ImageDataset(manifest, bundle.classes, space.pixel_transform(), return_mask=has_masks)
+    items = [dset[i] for i in range(len(dset))]
+    pixels = torch.stack([it[0] for it in items])
+    masks = np.stack([np.asarray(it[3], dtype=np.float32) for it in items]) if has_masks else None
+    dev = device or torch.device("cpu")
+    net = model.module.to(dev).eval()
+    if class_order is not None:
+        net = Reordered(net, class_order).to(dev)
+    out = run_counterfactual_section(
+        net, pixels, torch.as_tensor(cand["y"].to_numpy().copy()), cand["id"].astype(str).tolist(), art,
+        space.normalize, work / "counterfactuals", n=spec.counterfactuals, selection=selection, search=search,
+        masks=masks, seed=spec.seed, infill=g.infill, deletion_steps=spec.quality.deletion_steps,
+        chosen=[{**c, "index": j} for j, c in enumerate(chosen)],
+    )
+    out["space"] = {**space.geometry(), "generator_size": art.image_size, "split": split}
+    return out
+
