@@ -112,6 +112,11 @@ def chunk_dir() -> Path:
     return paths.cache_dir() / "chunks"
 
 
+def entry(kind: str, key: str, suffix: str) -> Path:
+    """A content-addressed cache entry of a whole stage's result (e.g. insights): ``cache_dir()/kind/<key><suffix>``."""
+    return paths.cache_dir() / kind / f"{key}{suffix}"
+
+
 def plan(
     stage: str,
     image_sha256s: Sequence[str],

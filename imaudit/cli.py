@@ -3,6 +3,10 @@
 Exit codes: 0 the command ran (for `audit`: the audit ran), 1 `--fail-on`
 gates failed, 2 bad input (one line on stderr naming the problem, no
 traceback).
+
+Each command imports what it runs inside its function (torch, Prefect, the
+engine): `imaudit --help` and one-line errors stay fast. These imports are for
+start-up time only; nothing here has an import cycle to dodge.
 """
 
 from __future__ import annotations
@@ -142,7 +146,7 @@ def audit(
         if cf_set:
             fields["generative"].update(_parse_settings(cf_set, "--cf-set"))
         spec = AuditSpec.model_validate(fields)
-        from imaudit.audits.pipeline import preflight
+        from imaudit.audits.stages.inputs import preflight
         from imaudit.flows.audit import run_audit
 
         preflight(spec)

@@ -1,6 +1,6 @@
 """The audit's counterfactual stage: find (or train) the generator, pick images, run the section.
 
-Called by the pipeline's ``counterfactuals`` stage with the loaded model and
+Called by the audit's counterfactuals stage (audits/stages/counterfactuals.py) with the loaded model and
 dataset and the audit's predictions. Everything it needs is read from the
 AuditSpec (``counterfactuals``, ``generator``, ``generative``); the result is
 the ``generative`` section of audit.json, or a record saying why the stage

@@ -175,7 +175,7 @@ def model_space(model: str, *, arch: str | None = None, input_size: int | None =
     return InputSpace.from_data_config(lm.data_config)
 
 
-def generative_cli_train(
+def train_for_model(
     dataset: str,
     model: str,
     settings: GeneratorSettings | None = None,
@@ -186,9 +186,8 @@ def generative_cli_train(
     device: str | None = None,
     force: bool = False,
     progress: bool = True,
-    echo: Any = print,
 ) -> GeneratorArtifact:
-    """``imaudit generative train``: train in ``model``'s input space (or register a pretrained ``checkpoint``).
+    """Train (or reuse) the generator of ``dataset`` in ``model``'s input space, or register a pretrained ``checkpoint``.
 
     With ``checkpoint`` nothing is trained: the file is checked and stored
     under the dataset's digest (with the model's input space, which the
@@ -199,10 +198,21 @@ def generative_cli_train(
     bundle = load_dataset(dataset, progress=progress)
     space = model_space(model, arch=arch, input_size=input_size, n_classes=len(bundle.classes))
     if checkpoint is not None:
-        art = load_pretrained_generator(Path(checkpoint), dataset_digest=bundle.digest, expected_classes=bundle.classes,
-                                        space=space.geometry())
-    else:
-        art = train_generator(bundle, space, settings, device=device, progress=progress, force=force)
+        return load_pretrained_generator(Path(checkpoint), dataset_digest=bundle.digest,
+                                         expected_classes=bundle.classes, space=space.geometry())
+    return train_generator(bundle, space, settings, device=device, progress=progress, force=force)
+
+
+def generative_cli_train(
+    dataset: str,
+    model: str,
+    settings: GeneratorSettings | None = None,
+    *,
+    echo: Any = print,
+    **options: Any,
+) -> GeneratorArtifact:
+    """``imaudit generative train``: ``train_for_model`` (same options), then print a summary."""
+    art = train_for_model(dataset, model, settings, **options)
     for line in summary_lines(art):
         echo(line)
     return art
