@@ -166,11 +166,12 @@ class GenerativeSettings(BaseModel):
     images labelled one of ``classes`` when given, moved towards ``target``
     (a class name) or, by default, towards the true label when misclassified
     and the runner-up class when correct.
-    The search: Adam on the latent code for at most ``steps`` steps until the
-    model gives the target ``confidence``, with the weights of the pixel
-    change (``proximity``), the latent prior (``prior``) and the
-    discriminator's realism (``realism``); ``invert_steps`` for the
-    reconstruction.
+    The search (audits/generative/counterfactual.py, which takes its defaults
+    from here): Adam for at most ``steps`` steps until the model gives the
+    target ``confidence``, with the weights of the pixel change
+    (``proximity``), the latent prior (``prior``), the discriminator's realism
+    (``realism``) and the mask's smoothness (``smoothness``); ``masked: false``
+    searches the latent code alone; ``invert_steps`` for the reconstruction.
     The generator: the stored one for the dataset in the model's input space
     (with ``image_size``/``epochs``/``z_dim`` when given); with ``train`` the
     audit trains one when none is stored. ``infill`` compares deletion curves
@@ -187,9 +188,11 @@ class GenerativeSettings(BaseModel):
     confidence: float = Field(default=0.9, ge=0, lt=1)
     steps: int = Field(default=300, ge=1)
     lr: float = Field(default=0.05, gt=0)
-    proximity: float = Field(default=1.0, ge=0)
+    proximity: float = Field(default=10.0, ge=0)
     prior: float = Field(default=0.01, ge=0)
-    realism: float = Field(default=0.1, ge=0)
+    realism: float = Field(default=0.05, ge=0)
+    smoothness: float = Field(default=0.1, ge=0)
+    masked: bool = True
     invert_steps: int = Field(default=200, ge=1)
     image_size: int | None = Field(default=None, ge=8)
     epochs: int | None = Field(default=None, ge=1)

@@ -340,6 +340,9 @@ def generative_train(
     epochs: Annotated[int, typer.Option(help="training epochs")] = 30,
     image_size: Annotated[Optional[int], typer.Option(help="generator size, a power of two (default: the input size, at most 64)")] = None,
     z_dim: Annotated[int, typer.Option(help="latent size")] = 64,
+    batch_size: Annotated[int, typer.Option(help="training batch size (small data sets learn faster with 16)")] = 64,
+    lr: Annotated[float, typer.Option(help="Adam learning rate (DCGAN's 2e-4; 1e-3 suits a few hundred images)")] = 2e-4,
+    width: Annotated[int, typer.Option(help="channels of the networks' first/last layer (capacity)")] = 32,
     checkpoint: Annotated[Optional[Path], typer.Option(help="register a pretrained generator checkpoint instead of training")] = None,
     seed: Annotated[int, typer.Option(help="seed")] = 0,
     max_images: Annotated[Optional[int], typer.Option(help="train on at most this many images")] = None,
@@ -350,10 +353,11 @@ def generative_train(
     from imaudit.audits.generative import GeneratorSettings, generative_cli_train
 
     try:
-        settings = GeneratorSettings(image_size=image_size, epochs=epochs, z_dim=z_dim, seed=seed, max_images=max_images)
+        settings = GeneratorSettings(image_size=image_size, epochs=epochs, z_dim=z_dim, seed=seed, max_images=max_images,
+                                     batch_size=batch_size, lr=lr, width=width)
         generative_cli_train(
             dataset, model, settings, arch=arch, input_size=input_size, checkpoint=checkpoint, device=device,
-            force=force, echo=lambda s: out.print(s, highlight=False),
+            force=force, progress=err.is_terminal, echo=lambda s: out.print(s, highlight=False),
         )
     except BadInputError as e:
         _fail(str(e))

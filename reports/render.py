@@ -260,7 +260,8 @@ class ReportContext:
         if conc.get("overall"):
             groups.append(("all targets", conc["overall"]))
         maps = [{"title": t, "png": self.src(v.get("png")), "images": v.get("images"), "boxes": v.get("boxes") or [],
-                 "object_share": v.get("object_share"), "object_area": v.get("object_area")}
+                 "object_share": v.get("object_share"), "object_area": v.get("object_area"),
+                 "object_grow": v.get("object_grow")}
                 for t, v in groups if isinstance(v, Mapping)]
         infill = g.get("infill") or {}
         rows = [{"name": name, **{k: v.get(k) for k in ("deletion_auc", "random_deletion_auc", "deletion_gain",

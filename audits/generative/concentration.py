@@ -31,7 +31,9 @@ THRESHOLD = 0.2  # box region: pixels above this share of the map's maximum
 HOT_LIFT = 3.0  # an image is "hot" in a box holding this many times the box's area share of its change
 MAX_BOXES = 3
 MIN_BOX_MASS = 0.05
-OBJECT_GROW = 1  # pixels an object mask is grown by before counting change "on the object" (anti-aliased edges)
+# An object mask is grown by 1/16 of the image side before change counts as "on the object": turning one shape into
+# another also adds pixels just outside the original outline (a circle's square has corners beyond it).
+OBJECT_GROW = 1 / 16
 
 
 def normalised(change: np.ndarray) -> np.ndarray:
@@ -91,11 +93,16 @@ def coarse_grid(share: np.ndarray, cells: int = GRID_CELLS) -> list[list[float]]
     return [[round(float(v), 6) for v in row] for row in grid]
 
 
+def object_grow(shape: Sequence[int]) -> int:
+    """Pixels an object mask is grown by at this image size (OBJECT_GROW of the longer side, at least 1)."""
+    return max(1, round(max(shape) * OBJECT_GROW))
+
+
 def _object_share(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> tuple[float, float]:
-    """Mean share of change on the (slightly grown) object, and the object's mean area share."""
+    """Mean share of change on the grown object, and the grown object's mean area share."""
     shares, areas = [], []
     for m, mask in zip(maps, masks):
-        obj = ndimage.binary_dilation(np.asarray(mask) > 0.5, iterations=OBJECT_GROW)
+        obj = ndimage.binary_dilation(np.asarray(mask) > 0.5, iterations=object_grow(m.shape))
         shares.append(float(m[obj].sum()))
         areas.append(float(obj.mean()))
     return float(np.mean(shares)), float(np.mean(areas))
@@ -116,7 +123,8 @@ def summarise_maps(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray | None
     given = [(m, k) for m, k in zip(norm, masks or []) if k is not None and np.asarray(k).any()]
     if given:
         on, area = _object_share([m for m, _ in given], [k for _, k in given])
-        out.update(object_share=round(on, 4), object_area=round(area, 4), object_images=len(given))
+        out.update(object_share=round(on, 4), object_area=round(area, 4), object_images=len(given),
+                   object_grow=object_grow(share.shape))
     return out
 
 
@@ -132,7 +140,7 @@ def concentrate(
     dataset has them.
     """
     ids = [i for i in changes if i in targets]
-    rule = {"threshold": THRESHOLD, "hot_lift": HOT_LIFT, "object_grow": OBJECT_GROW}
+    rule = {"threshold": THRESHOLD, "hot_lift": HOT_LIFT}
     if not ids:
         return {"per_class": {}, "overall": None, "rule": rule}
 

@@ -62,6 +62,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from imaudit.audits.spec import GenerativeSettings
 from imaudit.errors import BadInputError
 
 from .latent import invert, match_images, to_generator_space
@@ -79,19 +80,22 @@ LEFT_OUT = ("unchanged-target", "zero-step", "reconstruction-flipped")
 OUTCOMES = (*SEARCHED, *LEFT_OUT)
 
 
+_DEFAULTS = GenerativeSettings()  # one source of default values: the AuditSpec's
+
+
 @dataclass(frozen=True)
 class SearchSettings:
-    """How far and how the latent search goes (AuditSpec.generative holds the user's values)."""
+    """How far and how the search goes (AuditSpec.generative holds the user's values and the defaults)."""
 
-    confidence: float = 0.9  # stop once the model ranks the target first with at least this probability
-    steps: int = 300  # Adam steps at most
-    lr: float = 0.05  # Adam step size on (z, e)
-    proximity: float = 10.0  # weight of the mean absolute pixel change vs the reconstruction
-    prior: float = 0.01  # weight of the Gaussian latent prior
-    realism: float = 0.05  # weight of the discriminator's realism term (0, or no discriminator: off)
-    invert_steps: int = 200  # GAN-inversion steps per image
-    masked: bool = True  # keep the reconstruction outside a learned soft mask (see the module docstring)
-    smoothness: float = 0.1  # weight of the mask's total variation
+    confidence: float = _DEFAULTS.confidence  # the model must rank the target first with at least this probability
+    steps: int = _DEFAULTS.steps  # Adam steps at most
+    lr: float = _DEFAULTS.lr  # Adam step size on (z, e); the mask's logits move MASK_LR_SCALE times faster
+    proximity: float = _DEFAULTS.proximity  # weight of the mean absolute pixel change vs the reconstruction
+    prior: float = _DEFAULTS.prior  # weight of the Gaussian latent prior
+    realism: float = _DEFAULTS.realism  # weight of the discriminator's realism term (0, or no discriminator: off)
+    invert_steps: int = _DEFAULTS.invert_steps  # GAN-inversion steps per image
+    masked: bool = _DEFAULTS.masked  # keep the reconstruction outside a learned soft mask (module docstring)
+    smoothness: float = _DEFAULTS.smoothness  # weight of the mask's total variation
 
     def __post_init__(self) -> None:
         if not 0 <= self.confidence < 1:

@@ -133,6 +133,7 @@ def hotspot_findings(groups: dict[str, dict[str, Any]], named: list[tuple[list[f
     for r in regions:
         best_name = max(r["groups"], key=lambda k: r["groups"][k]["mass"])
         best = r["groups"][best_name]
+        r["box"] = best["box"]  # groups merged into one region name the box of the one holding most change
         classes = [k.removeprefix("towards ") for k in r["groups"] if k != ALL_TARGETS]
         out.append(Finding(
             code="counterfactual-hotspot",

@@ -65,7 +65,7 @@ def selection_of(spec: "AuditSpec", classes: list[str]) -> Selection:
 def search_of(spec: "AuditSpec") -> SearchSettings:
     g = spec.generative
     return SearchSettings(confidence=g.confidence, steps=g.steps, lr=g.lr, proximity=g.proximity, prior=g.prior,
-                          realism=g.realism, invert_steps=g.invert_steps)
+                          realism=g.realism, invert_steps=g.invert_steps, masked=g.masked, smoothness=g.smoothness)
 
 
 def _skipped(reason: str) -> dict[str, Any]:

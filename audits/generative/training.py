@@ -52,6 +52,9 @@ class GeneratorSettings:
             raise BadInputError(f"epochs={self.epochs}: train for at least one epoch")
         if self.z_dim < 1:
             raise BadInputError(f"z_dim={self.z_dim}: the latent code needs at least one dimension")
+        if self.batch_size < 2 or self.width < 1 or not self.lr > 0:
+            raise BadInputError(f"batch_size={self.batch_size}, width={self.width}, lr={self.lr}: need a batch of at "
+                                "least 2, a positive width and a positive learning rate")
 
 
 def load_space_images(

@@ -55,7 +55,9 @@ def test_object_share_uses_the_masks():
         masks[k] = (m > 0).astype(float)  # the blob is "the object"
     conc = concentrate(ch, {k: "circle" for k in ch}, masks)
     assert conc["overall"]["object_share"] == pytest.approx(1.0)
-    assert 36 / 1024 < conc["overall"]["object_area"] < 0.1  # grown by a pixel
+    assert conc["overall"]["object_grow"] == 2  # 1/16 of 32 px
+    # The 6 x 6 blob and every pixel within city-block distance 2 of it: 36 + 4 * 12 + 4 corners.
+    assert conc["overall"]["object_area"] == pytest.approx(88 / 1024, abs=1e-4)
 
 
 def _finding(box=None, region=None) -> Finding:
