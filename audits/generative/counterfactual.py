@@ -131,7 +131,7 @@ class CounterfactualBatch:
     realism: Tensor  # the discriminator's probability that the counterfactual is a real image of the target (NaN: none)
     recon_realism: Tensor  # the same for the reconstruction and its source class
     outcomes: list[str] = field(default_factory=list)
-    paths: list[list[tuple[int, float, float]]] = field(default_factory=list)  # (step, target prob, RMS change)
+    paths: list[list[tuple[int, float, float]]] = field(default_factory=list)  # (step, target prob, RMS change) to the kept step
 
     @property
     def success(self) -> Tensor:
@@ -239,7 +239,8 @@ def find_counterfactuals(
             found["image"], found["probs"], found["steps"], found["realism"], found["latent"])
         first[idx] = found["first"]
         for j, i in enumerate(idx.tolist()):
-            paths[i] = _thin(found["paths"][j])
+            # The path to the counterfactual kept: up to its step (the search may have gone on without getting closer).
+            paths[i] = _thin([p for p in found["paths"][j] if p[0] <= int(found["steps"][j])])
             outcomes[i] = "success" if bool(found["reached"][j]) else "not-reached"
     return CounterfactualBatch(
         originals=x.cpu(),

@@ -114,7 +114,7 @@ def plain_shapes(root, *, patch: bool, n: int = 300, size: int = 32, seed: int =
         c = i % len(classes)
         split = "train" if i < int(0.7 * n) else "val"
         # Flat colours: a tiny GAN learns shape and place in seconds, and draws them clearly enough for the model.
-        img, mask = Image.new("RGB", (size, size), (40, 40, 60)), Image.new("L", (size, size), 0)
+        img, mask = Image.new("RGB", (size, size), (40 + i % 7, 40, 60)), Image.new("L", (size, size), 0)
         r = rng.uniform(5, 8)
         cx, cy = rng.uniform(r + 7, size - r - 1, 2)
         colour = (225, 225, 225)

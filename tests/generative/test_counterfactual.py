@@ -119,6 +119,9 @@ def test_outcomes_are_counted_apart_and_only_real_searches_succeed(tmp_path):
     assert items[4]["counterfactual_confidence"] < 0.9 and items[4]["steps"] == 60
     for it in (items[0], items[5]):
         assert it["counterfactual_confidence"] >= 0.9 and it["prediction_survives"]
+        # The path shown ends at the counterfactual kept.
+        assert it["path_steps"][-1] == it["steps"] >= it["first_reached"] >= 1
+        assert it["path_confidence"][-1] == pytest.approx(it["counterfactual_confidence"], abs=1e-5)
         assert set(it["pngs"]) == {"original", "reconstruction", "counterfactual", "change", "colour"}
         assert np.array(it["diff_grid"])[:2, :2].sum() > 0.9
         assert set(out["changes"]) == {"i0", "i5"}
