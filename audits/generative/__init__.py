@@ -20,7 +20,14 @@ Never imports prefect.
 from imaudit.audits.generative.counterfactual import SearchSettings, counterfactuals, find_counterfactuals
 from imaudit.audits.generative.gan import ConditionalDiscriminator, ConditionalGenerator, GanConfig, train_gan
 from imaudit.audits.generative.infill import GenerativeInfill, generative_infill
-from imaudit.audits.generative.section import Selection, compare_infill, run_counterfactual_section, select_images
+from imaudit.audits.generative.section import (
+    Candidates,
+    SectionSettings,
+    Selection,
+    compare_infill,
+    run_counterfactual_section,
+    select_images,
+)
 from imaudit.audits.generative.space import InputSpace
 from imaudit.audits.generative.store import (
     GeneratorArtifact,
@@ -37,6 +44,7 @@ from imaudit.audits.generative.training import (
 )
 
 __all__ = [
+    "Candidates",
     "ConditionalDiscriminator",
     "ConditionalGenerator",
     "GanConfig",
@@ -45,6 +53,7 @@ __all__ = [
     "GeneratorSettings",
     "InputSpace",
     "SearchSettings",
+    "SectionSettings",
     "Selection",
     "compare_infill",
     "counterfactuals",

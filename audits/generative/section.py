@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -182,51 +182,68 @@ def compare_infill(
     }
 
 
+@dataclass
+class Candidates:
+    """Images the section may explain: pixels in the model's input space and what is known about them.
+
+    ``masks`` (N, H, W) are object masks aligned with the images, when the
+    dataset has them; ``chosen`` (``select_images`` records indexing the
+    images) skips the selection when the caller already made it on the
+    audit's predictions.
+    """
+
+    images: Tensor
+    labels: Tensor
+    ids: list[str]
+    masks: np.ndarray | None = None
+    chosen: list[dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True)
+class SectionSettings:
+    """How many images, which ones, how the search goes, and whether to compare in-fill."""
+
+    n: int = 8
+    selection: Selection = field(default_factory=Selection)
+    search: SearchSettings = field(default_factory=SearchSettings)
+    seed: int = 0
+    infill: bool = True
+    deletion_steps: int = 16
+
+
 def run_counterfactual_section(
     model: nn.Module,
-    images: Tensor,
-    labels: Tensor | Sequence[int],
-    ids: Sequence[str],
     artifact: GeneratorArtifact,
     normalize: Callable[[Tensor], Tensor],
+    candidates: Candidates,
     out_dir: Path,
-    *,
-    n: int = 8,
-    selection: Selection | None = None,
-    search: SearchSettings | None = None,
-    masks: np.ndarray | None = None,
-    seed: int = 0,
-    infill: bool = True,
-    deletion_steps: int = 16,
-    chosen: list[dict[str, Any]] | None = None,
+    settings: SectionSettings | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """The ``generative`` section of audit.json for candidate ``images`` (pixels in the model's input space).
+    """The ``generative`` section of audit.json for ``candidates``.
 
     Keys: generator, settings, selection, items (see ``counterfactuals``; PNG
     paths relative to ``out_dir.parent``, the audit folder when ``out_dir`` is
     a sub-folder of it), counts, searched, success_rate, mean_distance,
     failures, concentration (per target class: images, grid, boxes, object
-    share, png), legend_png, samples_png, infill and coverage. ``masks``
-    (N, H, W), when given, are object masks aligned with ``images``.
-    ``chosen`` (``select_images`` records indexing ``images``) skips the
-    selection when the caller already made it on the audit's predictions.
+    share, png), legend_png, samples_png, infill and coverage.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    selection = selection or Selection()
-    search = search or SearchSettings()
-    labels_t = torch.as_tensor(labels).long().reshape(-1)
+    cfg = settings or SectionSettings()
+    selection, images = cfg.selection, candidates.images
+    labels_t = torch.as_tensor(candidates.labels).long().reshape(-1)
+    chosen = candidates.chosen
     if chosen is None:
         device = next(iter(model.parameters()), torch.empty(0)).device
         probs = forward_batched(model, normalize(images.float()), device, softmax=True)
-        chosen = select_images(probs, labels_t, n, selection)
+        chosen = select_images(probs, labels_t, cfg.n, selection)
     sel = torch.as_tensor([c["index"] for c in chosen], dtype=torch.long)
-    sel_ids = [str(ids[c["index"]]) for c in chosen]
+    sel_ids = [str(candidates.ids[c["index"]]) for c in chosen]
     targets = None if selection.target is None else [selection.target] * len(chosen)
     result = counterfactuals(
-        model, artifact, images[sel], labels_t[sel], target_classes=targets, normalize=normalize, settings=search,
-        seed=seed, out_dir=out_dir, ids=sel_ids, progress=progress,
+        model, artifact, images[sel], labels_t[sel], target_classes=targets, normalize=normalize,
+        settings=cfg.search, seed=cfg.seed, out_dir=out_dir, ids=sel_ids, progress=progress,
     )
     changes = result.pop("changes")
     why = dict(zip(sel_ids, chosen))
@@ -238,6 +255,7 @@ def run_counterfactual_section(
                                        "classes": [artifact.classes[c] for c in selection.classes],
                                        "target": None if selection.target is None else artifact.classes[selection.target]}
     result["selection"] = {"n": len(chosen), **{k: sum(c["selected_as"] == k for c in chosen) for k in SELECT_KINDS}}
+    masks = candidates.masks
     mask_by_id = {} if masks is None else {sel_ids[j]: np.asarray(masks)[c["index"]] for j, c in enumerate(chosen)}
     result["concentration"] = _concentration(changes, result["items"], mask_by_id, out_dir)
     result["legend_png"] = f"{out_dir.name}/{save_legend(out_dir / 'legend.png').name}"
@@ -251,7 +269,7 @@ def run_counterfactual_section(
         "classes": sorted({it["target_name"] for it in result["items"] if it["outcome"] in ("success", "not-reached")}),
         "reason": None if result["searched"] else "no selected image could be searched (see counts)",
     }
-    result["infill"] = _infill(model, artifact, images[sel], normalize, sel_ids, infill, deletion_steps, seed)
+    result["infill"] = _infill(model, artifact, images[sel], normalize, sel_ids, cfg)
     return result
 
 
@@ -272,12 +290,12 @@ def _concentration(changes: dict[str, np.ndarray], items: list[dict[str, Any]], 
 
 
 def _infill(model: nn.Module, artifact: GeneratorArtifact, images: Tensor, normalize: Callable[[Tensor], Tensor],
-            ids: list[str], enabled: bool, steps: int, seed: int) -> dict[str, Any]:
-    if not enabled:
+            ids: list[str], cfg: SectionSettings) -> dict[str, Any]:
+    if not cfg.infill:
         return {"skipped": "turned off (generative.infill: false)"}
     if not len(images):
         return {"skipped": "no images to compare on"}
     try:
-        return compare_infill(model, artifact, images, normalize, steps=steps, seed=seed, ids=ids)
+        return compare_infill(model, artifact, images, normalize, steps=cfg.deletion_steps, seed=cfg.seed, ids=ids)
     except Exception as e:  # noqa: BLE001 - the comparison is extra; its failure is recorded, counterfactuals stand
         return {"error": f"{type(e).__name__}: {e}"}

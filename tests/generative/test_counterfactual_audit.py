@@ -27,7 +27,9 @@ from imaudit.models import load_model
 
 from gen_helpers import PATCH, plain_shapes, train_checkpoint
 
-pytestmark = pytest.mark.slow
+# The module's fixture trains two classifiers and two generators (about 1 min of CPU); on a shared, loaded
+# machine the first test's setup alone can pass the suite's 600 s default.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 N_EXPLAINED = 9
 
 
