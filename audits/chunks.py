@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import io
 import json
 from collections.abc import Mapping, Sequence
@@ -24,7 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 import imaudit
-from imaudit import paths
+from imaudit import paths, storage
 from imaudit.io import atomic_write_bytes
 
 # Modules whose code decides what a chunk computes: a change to any of them
@@ -78,21 +79,18 @@ def content_digest(image_sha256s: Sequence[str], config: Mapping[str, Any]) -> s
 
 @functools.lru_cache(maxsize=8)
 def source_digest(modules: tuple[str, ...], packages: tuple[str, ...] = ()) -> str:
-    """imaudit's version plus a digest of the given modules' and packages' source files."""
-    import importlib
-    import pkgutil
-
+    """imaudit's version plus a digest of the given modules' and packages' source files (subpackages too)."""
     h = hashlib.sha256(imaudit.__version__.encode())
-    files: list[Path] = []
+    files: list[tuple[str, Path]] = []
     for name in modules:
-        files.append(Path(importlib.import_module(name).__file__ or ""))
+        path = Path(importlib.import_module(name).__file__ or "")
+        files.append((path.name, path))
     for name in packages:
-        pkg = importlib.import_module(name)
-        for info in pkgutil.iter_modules(pkg.__path__):
-            files.append(Path(pkg.__path__[0]) / f"{info.name}.py")
-    for f in sorted(files):
+        root = Path(importlib.import_module(name).__path__[0])
+        files += [(p.relative_to(root).as_posix(), p) for p in root.rglob("*.py") if "__pycache__" not in p.parts]
+    for label, f in sorted(files):
         if f.is_file():
-            h.update(f.name.encode())
+            h.update(label.encode())
             h.update(f.read_bytes())
     return f"{imaudit.__version__}+{h.hexdigest()[:16]}"
 
@@ -147,14 +145,26 @@ def save_array(path: str | Path, array: np.ndarray) -> Path:
     """Write one array as .npy atomically (a killed writer never leaves a half file to be reused)."""
     buf = io.BytesIO()
     np.save(buf, np.asarray(array), allow_pickle=False)
-    return atomic_write_bytes(path, buf.getvalue())
+    return _share(atomic_write_bytes(path, buf.getvalue()))
 
 
 def save_arrays(path: str | Path, arrays: Mapping[str, np.ndarray]) -> Path:
     """Write named arrays as .npz atomically."""
     buf = io.BytesIO()
     np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
-    return atomic_write_bytes(path, buf.getvalue())
+    return _share(atomic_write_bytes(path, buf.getvalue()))
+
+
+def _shared_chunks() -> storage.Location | None:
+    return storage.shared("cache/chunks")
+
+
+def _share(path: Path) -> Path:
+    """Copy a chunk file to the shared store's ``cache/chunks/`` (when there is one) for other workers."""
+    shared = _shared_chunks()
+    if shared is not None and path.parent == chunk_dir():
+        shared.put_file(path, path.name)
+    return path
 
 
 def load_array(path: str | Path) -> np.ndarray:
@@ -167,5 +177,15 @@ def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def is_done(chunk: Chunk) -> bool:
-    """Whether the chunk's result file exists (content-addressed, so it is valid when present)."""
-    return Path(chunk.path).is_file()
+    """Whether the chunk's result file exists (content-addressed, so it is valid when present).
+
+    A chunk another worker computed is fetched from the shared store into the local cache first.
+    """
+    path = Path(chunk.path)
+    if path.is_file():
+        return True
+    shared = _shared_chunks()
+    if shared is None or not shared.exists(path.name):
+        return False
+    shared.get_file(path.name, path)
+    return True

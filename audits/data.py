@@ -28,6 +28,7 @@ from imaudit.audits.sources import SOURCES, LoadContext, usage
 from imaudit.errors import RefError
 
 __all__ = [
+    "IMAGE_EXTENSIONS",
     "MANIFEST_COLUMNS",
     "DatasetBundle",
     "ImageDataset",

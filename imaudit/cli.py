@@ -11,8 +11,10 @@ start-up time only; nothing here has an import cycle to dodge.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -49,6 +51,10 @@ def _quiet_prefect(verbose: bool) -> None:
     from rich.logging import RichHandler
 
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    # Dask's scheduler, nanny and worker INFO lines too (read from the environment when dask is
+    # first imported, also by Dask's worker processes; the level for when it already was).
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "info" if verbose else "warning")
+    logging.getLogger("distributed").setLevel(logging.INFO if verbose else logging.WARNING)
     progress = logging.getLogger("imaudit.progress")
     if not progress.handlers:
         handler = RichHandler(console=err, show_time=False, show_path=False, show_level=False, markup=False)
@@ -83,9 +89,10 @@ def _summary(folder: Path) -> int:
 
 @app.command()
 def audit(
-    model: Annotated[str, typer.Option(help="timm:NAME | hf-hub:ORG/NAME | file:PATH | release:NAME@VERSION")],
-    dataset: Annotated[Optional[str], typer.Option(help="folder:PATH | csv:PATH | builtin:digits | builtin:shapes[?opts]; default: the release's dataset")] = None,
+    model: Annotated[str, typer.Option(help="timm:NAME[.TAG][?pretrained=false] | hf-hub:ORG/NAME | file:PATH-OR-URL | release:NAME@VERSION")],
+    dataset: Annotated[Optional[str], typer.Option(help="folder:PATH-OR-URL | csv:PATH-OR-URL | hf:ORG/NAME[?split=..&image=..&label=..&config=..] | builtin:digits | builtin:shapes[?opts]; default: the release's dataset")] = None,
     arch: Annotated[Optional[str], typer.Option(help="timm architecture of a bare state_dict checkpoint")] = None,
+    class_map: Annotated[Optional[str], typer.Option(help="YAML/JSON/CSV file mapping dataset classes to model labels, WordNet ids or output indices (where names do not match by themselves)")] = None,
     input_size: Annotated[Optional[int], typer.Option(help="override the data config's input size (pixels)")] = None,
     methods: Annotated[Optional[str], typer.Option(help="comma-separated: saliency,ig,gradcam,occlusion,lime,shap,shap-gradient ('' for none)")] = None,
     samples: Annotated[int, typer.Option(help="val images each explanation method explains")] = 16,
@@ -124,7 +131,7 @@ def audit(
 
     fields: dict = _read_config(config) if config else {}
     given = {
-        "model": model, "dataset": dataset, "arch": arch, "input_size": input_size, "samples": samples,
+        "model": model, "dataset": dataset, "arch": arch, "class_map": class_map, "input_size": input_size, "samples": samples,
         "out": out_dir, "device": device, "fail_on": fail_on, "target": target, "batch_size": batch_size, "workers": workers,
         "train_cap": train_cap, "seed": seed, "task_runner": task_runner, "dask_address": dask_address,
         "counterfactuals": counterfactuals or None, "generator": generator,
@@ -261,23 +268,69 @@ def release(
         _fail(f"{rel.ref} is registered but not announced: {sent.detail}", code=1)
     out.print(sent.detail, highlight=False)
 
+
+@app.command("store-init")
+def store_init() -> None:
+    """Prepare the Prefect server (PREFECT_API_URL) for the shared store (IMAUDIT_STORAGE), once.
+
+    Saves the result storage block the deployment flows persist their results with
+    (remote-file-system/imaudit-results at IMAUDIT_STORAGE/prefect-results; IMAUDIT_RESULTS_BLOCK names
+    another) and checks that the store can be written and read. Exits 2 without IMAUDIT_STORAGE, 3 when
+    the store or the server cannot be reached.
+    """
+    from imaudit import storage
+    from imaudit.flows import results
+
+    try:
+        url = storage.shared_url()
+        if url is None:
+            raise BadInputError(f"{storage.STORE_ENV} is not set: export the shared store's URL first")
+        probe = storage.Location(url)
+        probe.write_bytes(".imaudit-store", b"imaudit shared store\n")
+        probe.read_bytes(".imaudit-store")
+    except OSError as e:
+        _fail(f"cannot write and read {url}: {type(e).__name__}: {e}", code=3)
+    try:
+        ref, base = results.save_block()
+    except (OSError, RuntimeError) as e:
+        _fail(f"cannot save the result storage block on the Prefect server: {type(e).__name__}: {e}", code=3)
+    out.print(f"shared store {url} is writable; Prefect results go to {base} (block {ref})", highlight=False)
+
 # [serve / compare commands]
 
 @app.command()
 def serve(
-    store: Annotated[Optional[Path], typer.Option(help="report store folder (default IMAUDIT_HOME/reports)")] = None,
-    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    store: Annotated[Optional[Path], typer.Option(help="report store folder (default: the shared store of IMAUDIT_STORAGE, else IMAUDIT_HOME/reports)")] = None,
+    host: Annotated[str, typer.Option(help="interface to listen on (off loopback, sign-in must be configured)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8765,
-    db: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL for review decisions (default sqlite in the store; or IMAUDIT_DB_URL)")] = None,
+    db: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the review database (default sqlite in the store; or IMAUDIT_DB_URL)")] = None,
+    allowed_host: Annotated[Optional[list[str]], typer.Option(help="a host name clients use (repeatable); other Host headers get 400")] = None,
+    proxy_user_header: Annotated[Optional[str], typer.Option(help="single sign-on: the header in which the proxy names the user, e.g. X-Forwarded-User")] = None,
+    trusted_proxy: Annotated[Optional[list[str]], typer.Option(help="address or network of the sign-on proxy (repeatable); its X-Forwarded-For/Proto are trusted too")] = None,
+    proxy_role: Annotated[str, typer.Option(help="role of proxy users without an account: viewer | reviewer | admin")] = "viewer",
+    insecure_no_auth: Annotated[bool, typer.Option("--insecure-no-auth", help="no sign-in: anyone who reaches the port can read and record decisions (never counted by 'imaudit gate')")] = False,
 ) -> None:
-    """Start the review app: browse audits, read reports, record approve / reject / needs-work."""
-    from imaudit import paths
-    from imaudit.reports.app import serve as run
+    """Start the review app: sign in, browse audits, read reports, record approve / reject / needs-work.
 
-    folder = Path(store or paths.report_store())
-    folder.mkdir(parents=True, exist_ok=True)
-    out.print(f"review app on http://{host}:{port}/ over {folder}", highlight=False)
-    run(folder, host=host, port=port, db_url=db)
+    Pages need a signed-in account ('imaudit reviewers add'); with no account at all, loopback
+    visitors can read but not decide. Serving off loopback without sign-in is refused.
+    With IMAUDIT_STORAGE (and no --store) it serves the shared store's reports through a local
+    mirror, refreshed in the background as audits are published.
+    """
+    from imaudit.reports import published
+    from imaudit.reports.accounts import check_role
+    from imaudit.reports.app import serve as run
+    from imaudit.reports.auth import AuthConfig
+
+    folder = Path(store) if store else published.readable_store()
+    if store is None and published.shared_reports() is not None:
+        published.keep_mirrored()
+    with _signoff_errors():
+        auth = AuthConfig(insecure_no_auth=insecure_no_auth, proxy_header=proxy_user_header,
+                          trusted_proxies=tuple(trusted_proxy or ()), proxy_role=check_role(proxy_role))
+        folder.mkdir(parents=True, exist_ok=True)
+        run(folder, host=host, port=port, db_url=db, auth=auth, allowed_hosts=allowed_host or (),
+            say=lambda line: out.print(escape(line), highlight=False))
 
 
 @app.command()
@@ -288,11 +341,12 @@ def compare(
     store: Annotated[Optional[Path], typer.Option(help="report store folder (default IMAUDIT_HOME/reports)")] = None,
 ) -> None:
     """Compare two audits: metric and per-class deltas, changed predictions, moved importance."""
-    from imaudit import paths
+    from imaudit.reports import published
     from imaudit.reports.compare import render_compare
     from imaudit.reports.store import resolve_audit
 
-    folder = Path(store or paths.report_store())
+    # Audit ids are looked up in the shared store (IMAUDIT_STORAGE) when there is one, through its local mirror.
+    folder = Path(store) if store else published.readable_store()
     fa, fb = resolve_audit(a, folder), resolve_audit(b, folder)
     path = render_compare(fa, fb, out_file or (fb / "compare.html"))
     out.print(f"comparison: {path}", highlight=False)
@@ -327,6 +381,139 @@ def bench(
         _fail(str(e))
     if out_file is not None:
         out.print(f"measurements: {write_json(report, out_file)}", highlight=False)
+
+
+# [review sign-off commands: reviewers, gate]
+
+reviewers_app = typer.Typer(help="Reviewer accounts of the review app (kept in the review database).",
+                            no_args_is_help=True)
+app.add_typer(reviewers_app, name="reviewers")
+StoreOption = Annotated[Optional[Path], typer.Option(help="report store folder (default IMAUDIT_HOME/reports)")]
+DbOption = Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the review database (default sqlite in the store; or IMAUDIT_DB_URL)")]
+StdinOption = Annotated[bool, typer.Option("--password-stdin", help="read the password from the first line of stdin (for scripts)")]
+
+
+@contextlib.contextmanager
+def _signoff_errors() -> Iterator[None]:
+    """Bad input exits 2, an unusable review database or store exits 3; one line each."""
+    from imaudit.reports.db import DatabaseProblem
+
+    try:
+        yield
+    except BadInputError as e:
+        _fail(str(e))
+    except DatabaseProblem as e:
+        _fail(str(e), code=3)
+    except OSError as e:
+        _fail(f"{getattr(e, 'filename', None) or 'store'}: {e.strerror or e}", code=3)
+
+
+def _accounts(store: Optional[Path], db: Optional[str]):  # noqa: ANN202 - imported lazily
+    from imaudit import paths
+    from imaudit.reports.accounts import Accounts
+    from imaudit.reports.db import open_review_db
+
+    return Accounts(open_review_db(Path(store or paths.report_store()), db))
+
+
+def _password(from_stdin: bool) -> str:
+    """The new password: one line of stdin, or asked twice at a terminal (never an option: it would sit in shell history)."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise BadInputError("no terminal to ask for the password: pipe it in with --password-stdin")
+    return typer.prompt("password", hide_input=True, confirmation_prompt=True)
+
+
+@reviewers_app.command("add")
+def reviewers_add(
+    name: Annotated[str, typer.Argument(help="account name (the single sign-on user name, when a proxy signs people in)")],
+    role: Annotated[str, typer.Option(help="viewer (reads) | reviewer (records decisions) | admin (also disables accounts)")] = "reviewer",
+    password_stdin: StdinOption = False,
+    no_password: Annotated[bool, typer.Option("--no-password", help="single-sign-on account only: no password sign-in")] = False,
+    store: StoreOption = None,
+    db: DbOption = None,
+) -> None:
+    """Create a reviewer account; asks for its password (twice) unless --password-stdin or --no-password."""
+    from imaudit.reports.accounts import check_name, check_role
+
+    with _signoff_errors():
+        name, role = check_name(name), check_role(role)  # before asking for a password
+        password = None if no_password else _password(password_stdin)
+        account = _accounts(store, db).add(name, role, password)
+    out.print(f"added {escape(account.name)} ({account.role}{', single sign-on only' if no_password else ''})",
+              highlight=False)
+
+
+@reviewers_app.command("list")
+def reviewers_list(store: StoreOption = None, db: DbOption = None) -> None:
+    """List accounts: name, role, how they sign in, whether disabled."""
+    with _signoff_errors():
+        accounts = _accounts(store, db).all()
+    for a in accounts:
+        how = "password" if a.has_password else "sign-on only"
+        out.print(f"{escape(a.name)}\t{a.role}\t{how}\t{'disabled' if a.disabled else 'active'}", highlight=False)
+    if not accounts:
+        out.print("no accounts (add one with: imaudit reviewers add NAME)", highlight=False)
+
+
+@reviewers_app.command("password")
+def reviewers_password(name: Annotated[str, typer.Argument()], password_stdin: StdinOption = False,
+                       store: StoreOption = None, db: DbOption = None) -> None:
+    """Set a new password; the account's open sessions end."""
+    with _signoff_errors():
+        account = _accounts(store, db).set_password(name, _password(password_stdin))
+    out.print(f"new password for {escape(account.name)}; its sessions ended", highlight=False)
+
+
+@reviewers_app.command("role")
+def reviewers_role(name: Annotated[str, typer.Argument()], role: Annotated[str, typer.Argument(help="viewer | reviewer | admin")],
+                   store: StoreOption = None, db: DbOption = None) -> None:
+    """Change an account's role (takes effect on its next request)."""
+    with _signoff_errors():
+        account = _accounts(store, db).set_role(name, role)
+    out.print(f"{escape(account.name)} is now {account.role}", highlight=False)
+
+
+@reviewers_app.command("disable")
+def reviewers_disable(name: Annotated[str, typer.Argument()], store: StoreOption = None, db: DbOption = None) -> None:
+    """Disable an account: its sessions end and it cannot sign in (its past decisions stay in the log)."""
+    with _signoff_errors():
+        _accounts(store, db).set_disabled(name, True)
+    out.print(f"disabled {escape(name)}", highlight=False)
+
+
+@reviewers_app.command("enable")
+def reviewers_enable(name: Annotated[str, typer.Argument()], store: StoreOption = None, db: DbOption = None) -> None:
+    """Enable a disabled account again."""
+    with _signoff_errors():
+        _accounts(store, db).set_disabled(name, False)
+    out.print(f"enabled {escape(name)}", highlight=False)
+
+
+@app.command()
+def gate(
+    release: Annotated[str, typer.Argument(help="release:NAME@VERSION")],
+    store: StoreOption = None,
+    db: DbOption = None,
+) -> None:
+    """Release gate for CI/CD: may this release be promoted?
+
+    Exit 0 only when the latest complete audit of the release is approved by a signed-in
+    reviewer (for the audit.json on disk now) and no newer audit of it is pending review;
+    1 otherwise, with one line saying why; 2 on bad input; 3 when the review database
+    cannot be read or its decision log does not verify.
+    """
+    from imaudit import paths
+    from imaudit.reports.gate import release_gate
+
+    folder = Path(store or paths.report_store())
+    with _signoff_errors():
+        if not folder.is_dir():
+            raise BadInputError(f"--store {folder}: no such folder")
+        verdict = release_gate(release, folder, db)
+    out.print(escape(verdict.line()), highlight=False)
+    raise typer.Exit(0 if verdict.passed else 1)
 
 
 # [generative commands]

@@ -14,8 +14,7 @@ from imaudit.audits.stages.records import Identity
 def run(spec: AuditSpec, work: Path) -> Identity:
     """Model and dataset identity (refs, digests, classes, counts) and the release's training history."""
     t0 = time.perf_counter()
-    ds, model = inputs.dataset(spec), inputs.model(spec)
-    inputs.check_fit(spec)
+    ds, model, cmap = inputs.dataset(spec), inputs.model(spec), inputs.class_map(spec)
     work.mkdir(parents=True, exist_ok=True)
     ds.manifest.to_csv(work / "manifest.csv", index=False)
     counts = {
@@ -28,10 +27,11 @@ def run(spec: AuditSpec, work: Path) -> Identity:
             digest=model.digest,
             arch=model.arch,
             num_classes=model.num_classes,
-            classes=model.classes or ds.classes,
+            classes=cmap.model_names,  # in the dataset's class order, as every table of the audit
             params=model.params,
             data_config=jsonable(model.data_config),
             release=model.release.model_dump(mode="json") if model.release is not None else None,
+            origin=model.origin,
         ),
         dataset=DatasetIdentity(
             ref=ds.ref,
@@ -43,5 +43,6 @@ def run(spec: AuditSpec, work: Path) -> Identity:
             has_masks=bool(ds.has_masks),
         ),
         history=model.history,
+        class_map=cmap.record(ds.classes),
         seconds=time.perf_counter() - t0,
     )

@@ -151,7 +151,7 @@ def train_checkpoint(dataset: str, path, *, epochs: int, arch: str = "test_resne
     from imaudit.models.train import train_classifier
 
     ds = load_dataset(dataset, progress=False)
-    lm = load_model(f"timm:{arch}", num_classes=len(ds.classes), input_size=size)
+    lm = load_model(f"timm:{arch}?pretrained=false", num_classes=len(ds.classes), input_size=size)
     train = ImageDataset(ds.split("train"), ds.classes, lm.transform())
     x, y, _ = next(iter(DataLoader(train, batch_size=len(train))))  # decode once, not once per epoch
     if robust:

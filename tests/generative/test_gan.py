@@ -170,12 +170,12 @@ def test_cli_train_prints_a_summary_and_registers_a_checkpoint(tmp_path):
     ref = _write_folder_dataset(tmp_path / "data")
     lines: list[str] = []
     settings = GeneratorSettings(epochs=1, z_dim=8, width=8)
-    art = generative_cli_train(ref, "timm:test_resnet", settings, input_size=16, progress=False, echo=lines.append)
+    art = generative_cli_train(ref, "timm:test_resnet?pretrained=false", settings, input_size=16, progress=False, echo=lines.append)
     assert any(art.version in line for line in lines) and any("losses" in line for line in lines)
     assert art.space["input_size"] == [16, 16] and any("16x16 model input" in line for line in lines)
     ckpt = export_checkpoint(art, tmp_path / "g.pt")
     lines.clear()
-    pre = generative_cli_train(ref, "timm:test_resnet", input_size=16, checkpoint=ckpt, progress=False,
+    pre = generative_cli_train(ref, "timm:test_resnet?pretrained=false", input_size=16, checkpoint=ckpt, progress=False,
                                echo=lines.append)
     assert pre.source == "pretrained" and pre.dataset_digest == art.dataset_digest
     assert "pretrained" in lines[0]

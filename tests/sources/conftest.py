@@ -1,0 +1,59 @@
+"""Local stand-ins for where teams keep models and data, all on 127.0.0.1 and stopped at the end.
+
+- ``s3``: moto's S3 server (a real HTTP endpoint, one per test process), with
+  imaudit pointed at it through IMAUDIT_STORAGE_OPTIONS.
+- ``hf_cache``: an empty, offline Hugging Face cache the test fills itself.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from moto_s3 import AWS_ENV, S3, moto_server
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3]:
+    with moto_server() as server:
+        yield server
+
+
+@pytest.fixture
+def s3(s3_server: S3, monkeypatch) -> S3:
+    """The S3 server, with imaudit's storage options and AWS's variables pointing at it."""
+    monkeypatch.setenv("IMAUDIT_STORAGE_OPTIONS", json.dumps({"s3": s3_server.options}))
+    for var, value in AWS_ENV.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.delenv("IMAUDIT_STORAGE_BLOCK", raising=False)
+    return s3_server
+
+
+# Helpers of the model tests (tiny models, fake hub repos) and orchestration tests (tiny checkpoints).
+for _folder in ("models", "orchestration"):
+    _path = str(Path(__file__).resolve().parents[1] / _folder)
+    if _path not in sys.path:
+        sys.path.append(_path)
+
+
+@pytest.fixture
+def hf_cache(tmp_path_factory, monkeypatch) -> Path:
+    """An empty Hugging Face hub cache for this test, offline."""
+    cache = tmp_path_factory.mktemp("hf") / "hub"
+    cache.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return cache
+
+
+@pytest.fixture
+def hf_datasets_cache(tmp_path_factory, monkeypatch) -> Path:
+    """An empty Hugging Face datasets cache for this test, offline."""
+    cache = tmp_path_factory.mktemp("hf-datasets") / "datasets"
+    cache.mkdir()
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return cache
