@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
 
 from imaudit.errors import BadInputError
 
@@ -33,18 +32,6 @@ if TYPE_CHECKING:
     from imaudit.models.loaded import LoadedModel
 
 EVAL_SPLITS = ("val", "test")
-
-
-class Reordered(nn.Module):
-    """A model whose outputs are permuted into the dataset's class order."""
-
-    def __init__(self, model: nn.Module, order: list[int]) -> None:
-        super().__init__()
-        self.model = model
-        self.register_buffer("order", torch.as_tensor(order, dtype=torch.long))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.model(x)[:, self.order]
 
 
 def _class_index(classes: list[str], name: str, field: str) -> int:
@@ -117,7 +104,6 @@ def counterfactual_stage(
     predictions: "Predictions",
     work: Path,
     *,
-    class_order: list[int] | None = None,
     device: torch.device | None = None,
 ) -> dict[str, Any]:
     """The ``generative`` section for ``spec.counterfactuals`` val (or test) images; see module docstring."""
@@ -141,8 +127,6 @@ def counterfactual_stage(
                         + (f", classes={g.classes}" if g.classes else "") + (f", target={g.target}" if g.target else ""))
     dev = device or torch.device("cpu")
     net = model.module.to(dev).eval()
-    if class_order is not None:
-        net = Reordered(net, class_order).to(dev)
     settings = SectionSettings(n=spec.counterfactuals, selection=selection, search=search_of(spec), seed=spec.seed,
                                infill=g.infill, deletion_steps=spec.quality.deletion_steps)
     out = run_counterfactual_section(net, art, space.normalize, load_candidates(bundle, space, rows, chosen),

@@ -23,5 +23,5 @@ def run(spec: AuditSpec, work: Path) -> dict[str, Any] | None:
     if spec.counterfactuals <= 0:
         return None
     ds, model = inputs.dataset(spec), inputs.model(spec)
-    return counterfactual_stage(spec, model, ds, Predictions.load(work), work, class_order=inputs.check_fit(spec),
-                                device=resolve_device(spec.device))
+    # inputs.model is already seen through the dataset's classes (a RestrictedHead when they differ).
+    return counterfactual_stage(spec, model, ds, Predictions.load(work), work, device=resolve_device(spec.device))
