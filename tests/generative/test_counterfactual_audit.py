@@ -98,6 +98,10 @@ def test_shortcut_model_counterfactuals_change_the_patch_and_the_findings_say_so
     ok = [it for it in gen["items"] if it["outcome"] == "success"]
     assert len(ok) >= 6, gen["counts"]
     assert all(it["counterfactual_confidence"] >= 0.9 and it["prediction_survives"] for it in ok)
+    # audit.json's coverage says what the stage saw: the searched images, with the left-out ones counted apart.
+    cov = out["audit"]["coverage"]["counterfactuals"]
+    assert cov["ran"] and cov["images"] == gen["searched"] and cov["counts"] == gen["counts"]
+    assert cov["selected"] == N_EXPLAINED and set(cov["classes"]) <= {"circle", "square", "triangle"}
     # Reconstructions are drawn in the model's input space: the patch lands on the input's patch pixels.
     for it in ok:
         orig, recon = (_saturated(folder / it["pngs"][k]) for k in ("original", "reconstruction"))
@@ -143,7 +147,9 @@ def test_clean_twin_counterfactuals_change_the_objects_and_raise_nothing(planted
 def test_without_a_generator_in_the_model_space_the_section_says_how_to_train_one(planted, tmp_path):
     data, model = planted["clean"]
     # The same data seen at 64 px: the stored generator draws 32 px inputs, so the audit cannot use it.
-    gen = audit(tmp_path, data, model, "--input-size", "64", "--cf-set", "infill=false")["audit"]["generative"]
+    out = audit(tmp_path, data, model, "--input-size", "64", "--cf-set", "infill=false")
+    gen = out["audit"]["generative"]
     assert gen["coverage"] == {"ran": False, "images": 0, "classes": [], "reason": gen["skipped"]}
+    assert out["audit"]["coverage"]["counterfactuals"]["reason"] == gen["skipped"]
     assert "draw 32x32" in gen["skipped"] and "imaudit generative train" in gen["skipped"]
     assert "--input-size 64" in gen["skipped"]
