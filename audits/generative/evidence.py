@@ -56,6 +56,15 @@ def finding_box(f: Finding, image_size: list[int]) -> tuple[list[float], list[in
     return None
 
 
+def names_a_place(f: Finding) -> bool:
+    """A shortcut finding about one place in the image (not the whole background: an ``off-object`` candidate).
+
+    An off-object finding's box is the whole image; counterfactual change there says nothing about it, and it
+    must not hide a small hotspot either.
+    """
+    return f.code == "shortcut" and (f.evidence or {}).get("kind") != "off-object"
+
+
 def support(groups: dict[str, dict[str, Any]], box: list[float], image_size: list[int]) -> dict[str, dict[str, float]]:
     """Per group: the share of its change inside ``box`` and that share over the box's area share."""
     area = max(box[2] - box[0], 0) * max(box[3] - box[1], 0) / (image_size[0] * image_size[1])
@@ -81,7 +90,7 @@ def link_counterfactuals(findings: list[Finding], generative: dict[str, Any] | N
     out: list[Finding] = []
     named: list[tuple[list[float], list[int]]] = []
     for f in findings:
-        located = finding_box(f, size) if f.code == "shortcut" else None
+        located = finding_box(f, size) if names_a_place(f) else None
         if located is None:
             out.append(f)
             continue

@@ -100,6 +100,16 @@ def test_a_shortcut_box_elsewhere_records_no_support_and_the_hotspot_gets_its_ow
     assert hot[0].evidence["classes"] == ["square"] and "no other check named" in hot[0].message
 
 
+def test_an_off_object_shortcut_neither_cites_nor_hides_a_hotspot():
+    # The shortcut search's off-object candidates name the whole background (box = the whole image).
+    f = _finding(box=[0, 0, SIZE, SIZE])
+    f.evidence["kind"] = "off-object"
+    out = link_counterfactuals([f], _section(0.7), CounterfactualThresholds())
+    assert out[0] == f and "counterfactual" not in out[0].evidence
+    hot = [g for g in out if g.code == "counterfactual-hotspot"]
+    assert len(hot) == 1 and hot[0].evidence["box"] == PATCH
+
+
 def test_a_region_named_shortcut_is_matched_by_its_region():
     f = _finding(region="top-left")
     assert finding_box(f, [SIZE, SIZE]) == ([0.0, 0.0, 8.0, 8.0], [SIZE, SIZE])
