@@ -70,11 +70,21 @@ def _fail(msg: str, code: int = 2) -> None:
 
 
 def _summary(folder: Path) -> int:
-    """Print an audit's verdict and findings; return the gate exit code (0 pass, 1 fail)."""
+    """Print an audit's verdict (the report's vocabulary), headline numbers and findings; return the gate exit code."""
     from imaudit.audits.result import AuditResult
+    from imaudit.audits.verdict import group_of, headline, verdict
 
     r = AuditResult.load(folder)
+    v = verdict(r)
+    colour = {"pass": "green", "attention": "yellow", "fail": "red"}.get(v.state, "magenta")
     out.print(f"[bold]{escape(r.model.ref)}[/bold] on {escape(r.dataset.ref)}: fit [bold]{r.fit.verdict}[/bold]", highlight=False)
+    out.print(f"verdict: [bold {colour}]{escape(v.label)}[/bold {colour}]"
+              + (f" ({escape('; '.join(v.reasons))})" if v.reasons else ""), highlight=False)
+    head = headline(r)
+    if head["accuracy"] is not None and head["ci"]:
+        lo, hi = head["ci"]
+        out.print(f"  {head['split']} accuracy {100 * head['accuracy']:.1f}% (95% CI {100 * lo:.1f}-{100 * hi:.1f}%, n={head['n']})",
+                  highlight=False)
     for split, m in r.metrics.items():
         acc = "n/a" if m.accuracy is None else f"{m.accuracy:.3f}"
         ece = "n/a" if m.ece is None else f"{m.ece:.3f}"
@@ -82,8 +92,8 @@ def _summary(folder: Path) -> int:
     from imaudit.audits.coverage import coverage_lines
 
     # Findings about the model and the data first; caveats about the explainers apart, after them.
-    caveats = [f for f in r.findings if f.group == "explainer"]
-    for f in [f for f in r.findings if f.group != "explainer"]:
+    caveats = [f for f in r.findings if group_of(f) == "explainer"]
+    for f in [f for f in r.findings if group_of(f) != "explainer"]:
         _print_finding(f)
     if caveats:
         out.print("  explainer caveats (about the explanation methods, not the model):", highlight=False)
@@ -98,7 +108,8 @@ def _summary(folder: Path) -> int:
 
 def _print_finding(f) -> None:
     colour = {"error": "red", "warning": "yellow"}.get(f.severity, "cyan")
-    out.print(f"  [{colour}]{f.severity:7s}[/{colour}] {escape(f.code)}: {escape(f.message)}", highlight=False)
+    message = f.message if len(f.message) <= 200 else f.message[:199] + "…"  # the whole message is in the report
+    out.print(f"  [{colour}]{f.severity:7s}[/{colour}] {escape(f.code)}: {escape(message)}", highlight=False)
 
 
 @app.command()
@@ -357,13 +368,16 @@ def compare(
 ) -> None:
     """Compare two audits: metric and per-class deltas, changed predictions, moved importance."""
     from imaudit.reports import published
-    from imaudit.reports.compare import render_compare
+    from imaudit.reports.compare import compare_folders, render_compare, summary_lines
     from imaudit.reports.store import resolve_audit
 
     # Audit ids are looked up in the shared store (IMAUDIT_STORAGE) when there is one, through its local mirror.
     folder = Path(store) if store else published.readable_store()
     fa, fb = resolve_audit(a, folder), resolve_audit(b, folder)
-    path = render_compare(fa, fb, out_file or (fb / "compare.html"))
+    cmp = compare_folders(fa, fb)
+    path = render_compare(fa, fb, out_file or (fb / "compare.html"), cmp=cmp)
+    for line in summary_lines(cmp):
+        out.print(escape(line), highlight=False)
     out.print(f"comparison: {path}", highlight=False)
 
 # [bench command]
