@@ -36,7 +36,7 @@ class Counterfactuals(Section):
 {% if v.skipped %}<p class="muted">Not run: {{ v.skipped }}</p>{% else %}
 {% set c = v.counts %}
 <p class="small">Target confidence <strong>{{ v.confidence|num(2) }}</strong>.
-Searched <strong>{{ v.searched }}</strong>: <strong>{{ c.get("success", 0) }}</strong> reached the target
+Searched <strong>{{ v.searched|num }}</strong>: <strong>{{ c.get("success", 0) }}</strong> reached the target
 (success rate {{ v.success_rate|num(2) }}), {{ c.get("not-reached", 0) }} did not.
 Left out before any search, never counted as successes: {{ c.get("reconstruction-flipped", 0) }} whose reconstruction
 the model classifies differently, {{ c.get("zero-step", 0) }} whose reconstruction already is the target,
