@@ -121,7 +121,8 @@ def test_dask_local_cluster_matches_sequential_and_stays_quiet(baseline, tmp_pat
                "--task-runner", "dask", "--out", str(tmp_path / "reports")], env, timeout=600)
     assert out.returncode == 0, out.stdout[-4000:]
     assert "predict done in" in out.stdout  # the CLI's own progress lines
-    noisy = [line for line in out.stdout.splitlines() if re.search(r"\bINFO\b|distributed\.", line)]
+    # Dask's and Prefect's INFO lines only with -v (warnings, e.g. a slow worker shutdown, still show).
+    noisy = [line for line in out.stdout.splitlines() if re.search(r"\bINFO\b", line)]
     assert noisy == [], "\n".join(noisy[:20])
     (folder,) = [f for f in (tmp_path / "reports").iterdir() if (f / "audit.json").is_file()]
     c = _cache(folder)
