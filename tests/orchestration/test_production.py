@@ -235,7 +235,7 @@ def test_release_is_audited_by_a_worker_that_shares_only_the_store(production, t
     assert done[0]["payload"]["audit_id"] == audit["id"] and done[0]["payload"]["status"] == "complete"
 
 
-def test_cron_schedule_fans_out_and_failures_show(production, tmp_path):
+def test_cron_schedule_fans_out_and_failures_show(production, tmp_path, monkeypatch):
     p = production
     client = p["client"]
     # One more good model and one whose dataset the worker cannot read; registered without announcing.
@@ -264,6 +264,13 @@ def test_cron_schedule_fans_out_and_failures_show(production, tmp_path):
                    lambda: _logs(p))[0]
     assert parent.state.is_failed(), f"{parent.state}\n{_logs(p)}"
     assert "1 of 3 audits did not complete" in parent.state.message and "broken" in parent.state.message
+    # Its result, persisted in the store (read with the store's credentials), is the failure with every model's outcome.
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION"):
+        monkeypatch.setenv(k, p["env_a"][k])
+    failure = parent.state.result(raise_on_failure=False)
+    assert str(failure) == parent.state.message
+    assert {m: o["state"] for m, o in failure.outcome.items()} == {
+        "tiny": "Completed", "tiny-b": "Completed", "broken": "Failed"}
 
     children = {r.name: r for r in _final(_runs(client, since, tags=["trigger:schedule"])) if r.deployment_id}
     assert {n: r.state.type.value for n, r in children.items() if n.startswith("audit-")} == {
@@ -283,6 +290,11 @@ def test_cron_schedule_fans_out_and_failures_show(production, tmp_path):
                    lambda: _events(p["api"], "imaudit.audit.failed", "imaudit.audit.broken", since), lambda: _logs(p))
     assert failed[0]["resource"]["imaudit.trigger"] == "schedule"
     assert "not-there" in failed[0]["payload"]["error"] and failed[0]["payload"]["flow_run"] == "audit-broken@1"
+    # The worker's log tells the error where the audit raised it and where Prefect ended the run, no more often,
+    # and the scheduled run's end is its failure, not an error of Prefect's reading its result.
+    log = p["worker"].log.read_text(errors="replace")
+    assert len(re.findall(r"^imaudit\.errors\.RefError: .*not-there", log, re.M)) <= 2
+    assert "Unexpected result for failed state" not in log
 
     # Per-model artifacts: each good model's audit left its own summary, report link and metrics.
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
