@@ -304,7 +304,8 @@ def summary_lines(c: dict[str, Any]) -> list[str]:
         lines.append(f"findings added: {', '.join(f['added']) or 'none'}; removed: {', '.join(f['removed']) or 'none'}")
     moved = c["importance"]["moved_not_accuracy"]
     if moved:
-        lines.append("attribution moved while accuracy did not: " + ", ".join(f"{m['class']} ({m['method']})" for m in moved[:6]))
+        why = "" if c["comparable"]["faithfulness"] else " (explanation settings differ)"
+        lines.append(f"attribution moved while accuracy did not{why}: " + ", ".join(f"{m['class']} ({m['method']})" for m in moved[:6]))
     return lines
 
 

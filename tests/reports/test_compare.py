@@ -151,3 +151,25 @@ def test_importance_movement_lists_every_class(tmp_path):
     rows = {r["class"]: r for r in imp["methods"]["saliency"]["classes"]}
     assert set(rows) == {"cat", "dog", HOSTILE}
     assert rows["dog"]["missing"] == "not explained in B" and rows["dog"]["rho"] is None
+
+
+def test_moved_attribution_is_an_alarm_only_when_the_audits_explained_alike(tmp_path):
+    """With different explanation settings (samples), moved maps may come from the settings: a warning, not an alarm."""
+    from imaudit.reports.compare import compare_folders, summary_lines
+
+    ramp = np.arange(25, dtype=float).reshape(5, 5) + 1
+    classes = ("cat", "dog", HOSTILE)
+    for samples_b, box, why in ((8, "error-box", False), (4, "warn-box", True)):
+        folders = {name: tmp_path / f"{name}{samples_b}" for name in ("a", "b")}
+        a = _with_grids(make_result(folders["a"], classes=classes), {c: ramp for c in classes}, {c: 0.8 for c in classes})
+        b = _with_grids(make_result(folders["b"], classes=classes), {c: ramp[::-1, ::-1] for c in classes},
+                        {c: 0.8 for c in classes})
+        a.spec = {**a.spec, "samples": 8}
+        b.spec = {**b.spec, "samples": samples_b}
+        a.write(folders["a"])
+        b.write(folders["b"])
+        html = render_compare(folders["a"], folders["b"], tmp_path / f"cmp{samples_b}.html").read_text()
+        moved = re.search(r'<div class="([a-z-]+)" id="moved-not-accuracy">([^<]*)', html)
+        assert moved and moved.group(1) == box and ("different explanation settings" in moved.group(2)) == why
+        line = next(x for x in summary_lines(compare_folders(folders["a"], folders["b"])) if x.startswith("attribution moved"))
+        assert ("(explanation settings differ)" in line) == why
