@@ -99,14 +99,20 @@ def _pct(x: Any) -> float | None:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
 
 
-def instance_row(f: Finding, page: Page) -> dict[str, Any]:
-    """One finding of a folded group as a table row: its class, its key numbers and its own sentence."""
+def shortcut_parts(f: Finding) -> tuple[dict, Mapping, Mapping, list | None, Any]:
+    """A shortcut finding's evidence read defensively: (evidence, cover, paste, box, methods); shared by the
+    findings table and the shortcuts section so both read the audit.json contract the same way."""
     ev = f.evidence or {}
     iv = ev.get("intervention") if isinstance(ev.get("intervention"), Mapping) else {}
     cover = iv.get("cover") if isinstance(iv.get("cover"), Mapping) else {}
     paste = iv.get("paste") if isinstance(iv.get("paste"), Mapping) else {}
     box = ev.get("box") if isinstance(ev.get("box"), list) and len(ev["box"]) == 4 else None
-    methods = ev.get("methods") or ev.get("method")
+    return ev, cover, paste, box, ev.get("methods") or ev.get("method")
+
+
+def instance_row(f: Finding, page: Page) -> dict[str, Any]:
+    """One finding of a folded group as a table row: its class, its key numbers and its own sentence."""
+    ev, cover, paste, box, methods = shortcut_parts(f)
     msg = f.message
     about = ", ".join(_classes_of(f))
     return {

@@ -10,7 +10,7 @@ from imaudit.reports.page import Page, array_key
 from imaudit.reports.sections import Section, register
 from imaudit.reports.sections.coverage import coverage_entries
 from imaudit.reports.sections.summary import shortcut_state
-from imaudit.reports.sections.findings import intervention_rows
+from imaudit.reports.sections.findings import intervention_rows, shortcut_parts
 
 EXAMPLES = 6
 REGION_ORDER = ("centre", "border", "top-left", "top-right", "bottom-left", "bottom-right", "top", "bottom", "left", "right")
@@ -79,12 +79,7 @@ class Shortcuts(Section):
         r = page.r
         found = []
         for n, f in enumerate(x for x in r.sorted_findings() if x.code == "shortcut"):
-            ev = f.evidence or {}
-            iv = ev.get("intervention") if isinstance(ev.get("intervention"), Mapping) else {}
-            cover = iv.get("cover") if isinstance(iv.get("cover"), Mapping) else {}
-            paste = iv.get("paste") if isinstance(iv.get("paste"), Mapping) else {}
-            box = ev.get("box") if isinstance(ev.get("box"), list) and len(ev["box"]) == 4 else None
-            methods = ev.get("methods") or ev.get("method")
+            ev, cover, paste, box, methods = shortcut_parts(f)
             found.append({"n": n, "severity": f.severity, "cls": str(ev.get("class") or ""), "box": box,
                           "confirmed": ev.get("confirmed"),
                           "iv": {"cover_before": cover.get("accuracy_before"), "cover_after": cover.get("accuracy_after"),
