@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from imaudit import paths
 from imaudit.audits.images import IMAGE_EXTENSIONS, ImageDataset, UnreadableImage, load_image, probe_image
+from imaudit.audits.manifest_cache import ManifestCache
 from imaudit.audits.sources import SOURCES, LoadContext, usage
 from imaudit.errors import RefError
 
@@ -91,17 +92,19 @@ def sort_splits(names: Iterable[str]) -> list[str]:
     return [s for s in SPLIT_ORDER if s in names] + sorted(names - set(SPLIT_ORDER))
 
 
-def load_dataset(ref: str, *, cache: Path | None = None, progress: bool = True) -> DatasetBundle:
+def load_dataset(ref: str, *, cache: Path | None = None, progress: bool = True, rehash: bool = False) -> DatasetBundle:
     """Resolve a dataset ref into a DatasetBundle (RefError, one line, when it points at nothing).
 
     The scheme before the first ':' picks a source from ``imaudit.audits.sources``.
+    Files already probed are taken from the manifest cache while their size
+    and mtime are unchanged; ``rehash`` probes every file again.
     """
     scheme, sep, rest = str(ref).partition(":")
     if not sep or scheme not in SOURCES:
         raise RefError(f"unknown dataset ref {ref!r}: use {usage()}")
     if not rest.strip():
         raise RefError(f"dataset ref {ref!r} names nothing after '{scheme}:'")
-    ctx = LoadContext(cache=Path(cache) if cache is not None else paths.cache_dir(), progress=progress)
+    ctx = LoadContext(cache=Path(cache) if cache is not None else paths.cache_dir(), progress=progress, rehash=rehash)
     return SOURCES.get(scheme)().load(ref, rest.strip(), ctx)
 
 
@@ -140,18 +143,32 @@ def split_name(name: str) -> str:
 
 # --- shared ----------------------------------------------------------------------------------
 
-def probe_files(candidates: list[dict], progress: bool = True, desc: str = "hashing") -> tuple[pd.DataFrame, list[dict]]:
+def probe_files(
+    candidates: list[dict], progress: bool = True, desc: str = "hashing", cache: ManifestCache | None = None
+) -> tuple[pd.DataFrame, list[dict]]:
     """Hash and decode candidate files in a thread pool: (readable rows, excluded files).
 
-    Threads suit this: reading is I/O and PIL decoders release the GIL.
+    Threads suit this: reading is I/O and PIL decoders release the GIL. With a
+    ``cache`` (audits/manifest_cache), a file whose size and mtime are what
+    the cache recorded is not read at all: its recorded result (row or
+    exclusion with its reason) is used, and the cache is rewritten after.
     """
-    def probe(c: dict) -> dict:
+    def fresh(c: dict) -> dict:
         try:
-            return {**c, **probe_image(c["path"])}
+            return probe_image(c["path"])
         except UnreadableImage as e:
-            return {**c, "error": e.reason}
+            return {"error": e.reason}
         except OSError as e:
-            return {**c, "error": f"cannot read file ({type(e).__name__}: {e.strerror or e})"}
+            return {"error": f"cannot read file ({type(e).__name__}: {e.strerror or e})"}
+
+    def probe(c: dict) -> tuple[dict, os.stat_result | None, bool]:
+        if cache is None:
+            return fresh(c), None, False
+        try:
+            hit, st = cache.lookup(c["path"])
+        except OSError as e:
+            return {"error": f"cannot read file ({type(e).__name__}: {e.strerror or e})"}, None, False
+        return (hit, st, True) if hit is not None else (fresh(c), st, False)
 
     workers = min(8, 2 * (os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -164,9 +181,15 @@ def probe_files(candidates: list[dict], progress: bool = True, desc: str = "hash
                 disable=not progress or len(candidates) < PROGRESS_MIN_FILES,
             )
         )
-    good = [r for r in results if "error" not in r]
+    if cache is not None:
+        for c, (found, st, reused) in zip(candidates, results):
+            if st is not None:
+                cache.remember(c["path"], st, found, reused)
+        cache.save()
+    merged = [{**c, **found} for c, (found, _, _) in zip(candidates, results)]
+    good = [r for r in merged if "error" not in r]
     excluded = [
-        {"path": r["path"], "reason": r["error"], "split": r["split"], "label": r["label"]} for r in results if "error" in r
+        {"path": r["path"], "reason": r["error"], "split": r["split"], "label": r["label"]} for r in merged if "error" in r
     ]
     return pd.DataFrame(good, columns=[c for c in MANIFEST_COLUMNS if c != "id"]), excluded
 

@@ -105,6 +105,8 @@ def audit(spec: AuditSpec, trigger: str = "manual") -> str:
         stages = _Stages()
         identity = stages.run("identify", lambda: t.identify(spec, work), required=True)
         out = StageOutputs(identity=identity, errors=stages.errors, timings=stages.timings)
+        if identity.manifest is not None:
+            out.cache["manifest"] = identity.manifest
         log.info("auditing %s (%s) on %s", spec.model, out.identity.model.arch, out.identity.dataset.ref)
         out.data_gate = stages.run("check_data", lambda: t.check_data(spec, work))
         out.prediction = stages.run("predict", lambda: _predict(spec, work, out.cache))

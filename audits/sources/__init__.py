@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+from imaudit.audits.manifest_cache import ManifestCache
 from imaudit.registry import Registry
 
 if TYPE_CHECKING:
@@ -29,10 +30,16 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class LoadContext:
-    """What every source may need besides its ref: the cache root and whether to draw progress bars."""
+    """What every source may need besides its ref: the cache root, whether to draw progress bars,
+    and whether to probe every file again instead of trusting the manifest cache (``rehash``)."""
 
     cache: Path
     progress: bool = True
+    rehash: bool = False
+
+    def manifest_cache(self, root: Path) -> ManifestCache:
+        """The manifest cache of a local dataset root (audits/manifest_cache)."""
+        return ManifestCache.for_root(self.cache, root, self.rehash)
 
 
 class DatasetSource:

@@ -79,8 +79,9 @@ def load_csv(ref: str, csv_path: Path, ctx: LoadContext) -> DatasetBundle:
         candidates.append({**record, "path": str((base / path).resolve()), "mask": mask_path})
 
     classes = sorted({str(lbl).strip() for lbl in table["label"] if str(lbl).strip()})
-    manifest, bad = probe_files(candidates, progress=ctx.progress, desc=ref)
-    bundle = make_bundle(ref, classes, manifest, excluded + bad, base, "csv")
+    known = ctx.manifest_cache(base)
+    manifest, bad = probe_files(candidates, progress=ctx.progress, desc=ref, cache=known)
+    bundle = make_bundle(ref, classes, manifest, excluded + bad, base, "csv", meta={"manifest_cache": known.stats})
     if missing_masks:
         bundle.meta["missing_masks"] = missing_masks
     return bundle

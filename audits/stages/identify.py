@@ -8,7 +8,7 @@ from pathlib import Path
 from imaudit.audits.result import DatasetIdentity, ModelIdentity, jsonable
 from imaudit.audits.spec import AuditSpec
 from imaudit.audits.stages import inputs
-from imaudit.audits.stages.records import Identity
+from imaudit.audits.stages.records import ChunkStats, Identity
 
 
 def run(spec: AuditSpec, work: Path) -> Identity:
@@ -45,4 +45,5 @@ def run(spec: AuditSpec, work: Path) -> Identity:
         history=model.history,
         class_map=cmap.record(ds.classes),
         seconds=time.perf_counter() - t0,
+        manifest=ChunkStats.model_validate(ds.meta["manifest_cache"]) if ds.meta.get("manifest_cache") else None,
     )

@@ -25,6 +25,9 @@ class Identity(BaseModel):
     history: list[dict[str, Any]] | None = Field(default=None, description="the release's training history, if any")
     class_map: dict[str, Any] | None = Field(default=None, description="which model output is which dataset class")
     seconds: float = 0.0
+    manifest: "ChunkStats | None" = Field(
+        default=None, description="files of a local dataset taken from the manifest cache (reused) or probed (computed)"
+    )
 
 
 class ChunkResult(BaseModel):
@@ -126,3 +129,6 @@ class StageOutputs:
     errors: list[StageError] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     cache: dict[str, ChunkStats] = field(default_factory=dict)
+
+
+Identity.model_rebuild()
