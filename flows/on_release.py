@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.states import Failed, State
 
 from imaudit.flows import presence, results
 from imaudit.flows.audit import FLOW_TIMEOUT_S, audit_spec, run_audit
@@ -28,13 +29,21 @@ def _run_name() -> str:
       persist_result=True, result_storage=results.storage_ref(),
       on_failure=[presence.record_failure], on_crashed=[presence.record_failure])
 def on_release(ref: str, dataset: str | None = None, overrides: dict[str, Any] | None = None,
-               trigger: str = "release") -> str:
+               trigger: str = "release") -> str | State:
     """Audit release ``ref`` (release:NAME@VERSION) against ``dataset`` (default: the release's own).
 
     ``trigger`` says why (release, schedule, manual): the scheduled deployment's fan-out runs this flow too.
+    A failed audit fails this run with the audit's error (its hooks record it).
     """
     presence.tag_this_run(ref, trigger)
     # An event without a dataset renders the template as "" or "None": use the release's own.
     spec = audit_spec(ref, dataset if dataset not in (None, "", "None") else None, overrides)
     get_run_logger().info("%s audit of %s on %s", trigger, ref, spec.dataset or "its dataset")
-    return str(run_audit(spec, trigger))
+    try:
+        return str(run_audit(spec, trigger))
+    except TimeoutError:
+        raise  # this run's own timeout: Prefect makes it TimedOut
+    except Exception as exc:  # noqa: BLE001 - not swallowed: the run fails with it as its data
+        # The audit subflow already logged the traceback; raising it again here would log it a
+        # second time in this run's log (Prefect logs every flow's exception where it leaves the flow).
+        return Failed(message=f"{type(exc).__name__}: {exc}", data=exc)

@@ -48,6 +48,8 @@ def dataset_ref(spec: AuditSpec) -> str:
         return own
     if spec.model.startswith("release:"):
         raise BadInputError(f"release {spec.model[len('release:'):]} names no dataset; pass --dataset")
+    if spec.model.startswith("mlflow:"):
+        raise BadInputError(f"{spec.model} names no dataset (MLflow tag imaudit.dataset); pass --dataset")
     raise BadInputError("no dataset: pass --dataset REF (folder:PATH, csv:PATH, builtin:digits, builtin:shapes)")
 
 
