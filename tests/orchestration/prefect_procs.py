@@ -17,7 +17,7 @@ from pathlib import Path
 from local_procs import REPO, Proc, free_port
 
 BIN = Path(sys.executable).parent
-__all__ = ["BIN", "REPO", "Proc", "free_port", "prefect_env", "prefect_server", "run", "sync_client"]
+__all__ = ["BIN", "REPO", "Proc", "free_port", "prefect_env", "prefect_server", "run", "server_command", "sync_client"]
 
 
 def prefect_env(prefect_home: Path, api_url: str | None, **extra: str) -> dict[str, str]:
@@ -62,6 +62,11 @@ def sync_client(api: str) -> Iterator:
         yield client
 
 
+def server_command(host: str, port: int) -> list[str]:
+    """The README's step 1 (`prefect server start`) for ``host`` and ``port``."""
+    return ["prefect", "server", "start", "--host", host, "--port", str(port)]
+
+
 @contextlib.contextmanager
 def prefect_server(home: Path, timeout: float = 120) -> Iterator[tuple[str, Proc]]:
     """`prefect server start` on 127.0.0.1 with SQLite under ``home``; yields (api_url, process)."""
@@ -69,8 +74,7 @@ def prefect_server(home: Path, timeout: float = 120) -> Iterator[tuple[str, Proc
     api = f"http://127.0.0.1:{port}/api"
     # The scheduler looks for due schedules every 5 s instead of every 60 s (a cron test waits less).
     env = prefect_env(home, None, PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5")
-    proc = Proc([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                env, home / "server.log")
+    proc = Proc([str(BIN / "prefect"), *server_command("127.0.0.1", port)[1:]], env, home / "server.log")
     try:
         proc.wait_healthy(f"{api}/health", timeout, "prefect server")
         yield api, proc
