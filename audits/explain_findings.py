@@ -4,9 +4,11 @@ Codes and severities (thresholds: AuditSpec.thresholds.explanations):
 
 - ``shortcut`` (model): a candidate location from the maps (shortcuts/search.py)
   tested on the model by intervention (shortcuts/confirm.py). ``error`` when
-  the intervention confirms it (covering the box costs the class accuracy,
-  pasting it flips other images to the class), ``info`` when it does not or
-  could not run: a hot spot that the model does not depend on.
+  the intervention confirms it (pasting the box flips other images to the
+  class, and covering it costs the class accuracy or, the class being what
+  the model says for a covered box, turns other classes' images into it),
+  ``info`` when it does not or could not run: a hot spot that the model does
+  not depend on.
 - ``unfaithful-explanation`` (explainer): deleting cells in the method's order
   lowers the target probability no faster than random orders beyond the 95 %
   interval over the images (the relative deletion gain's interval reaches 0),
@@ -57,6 +59,11 @@ def shortcut_message(c: dict[str, Any]) -> str:
         parts.append(f"covering {region} {verb} class {cls} accuracy {change} (n={cover['n']}"
                      + (f"; the same box elsewhere: {cover['control_accuracy_after']:.2f}" if "control_accuracy_after" in cover else "")
                      + ")")
+    fallback = iv.get("fallback")
+    if fallback and c.get("confirmed_by") == "fallback":
+        parts.append(f"{cls} is what the model says when that place is covered: covering it in {fallback['n']} images "
+                     f"of other classes turns {fallback['rate']:.0%} of them to {cls}"
+                     + (f" (the same box elsewhere: {fallback['control_rate']:.0%})" if "control_rate" in fallback else ""))
     if paste:
         what = "putting other images' objects on its background" if c.get("kind") == "off-object" else "pasting it"
         parts.append(f"{what} flips {paste['flip_rate']:.0%} of {paste['n']} other images to {cls}"

@@ -28,8 +28,9 @@ declare(
 declare(
     "shortcut", "model", "Shortcut",
     "A place in the image (a corner, a stamp, the background) that a class's explanations single out. As an "
-    "error it is confirmed on the model: covering it costs the class accuracy and pasting it into other images "
-    "flips them to the class, so the model relies on that cue and will fail where it is absent. As info it is a "
+    "error it is confirmed on the model: pasting it into other images flips them to the class, and covering it "
+    "costs the class accuracy (or, for the class the model names when that place holds no cue, turns other "
+    "classes' images into it), so the model relies on that cue and will fail where it is absent. As info it is a "
     "candidate the model turned out not to depend on.",
     "Error: look at the box in the example images, remove the cue from the data (crop, in-paint, randomise it "
     "across classes) and retrain; a confirmed shortcut should block the release. Info: no action on the model.",

@@ -15,16 +15,30 @@ For a candidate of class c:
   control the same box is pasted from images of a third class: the flips to c
   that any pasted pixels cause.
 
+- **fallback**: the box is covered in the images of the *other* classes (the
+  ones pasting goes into), and the share the model then calls c is counted;
+  the mirrored box covered in the same images is the control. This tells
+  apart two reasons why covering leaves class c's accuracy where it was: the
+  model does not read the box for c, or c is the model's *fallback*, what it
+  says when the box holds no cue (a model that decides every class by a patch
+  still calls c's images c with the patch covered, because that is its answer
+  for a covered patch). In the second case covering the box in the other
+  classes' images turns them into c, and the box decides c as much as it
+  decides them.
+
 For an off-object candidate (a background cue, with object masks) the region
 is the image off the object: covering fills each image's background, pasting
-puts the other image's object on a background of class c.
+puts the other image's object on a background of class c (no mirrored
+control for covering or the fallback: the background has no other place).
 
-A candidate is confirmed when covering drops accuracy by at least
-``min_accuracy_drop`` beyond the control and pasting flips at least
-``min_flip_rate`` of the other images to c beyond the control, each on at
-least ``min_images`` images. Every (image, intervention) input is built
-lazily in device-sized batches and passed through the model once, as the
-faithfulness curves are.
+A candidate is confirmed when pasting flips at least ``min_flip_rate`` of the
+other images to c beyond the control and either covering drops accuracy by
+at least ``min_accuracy_drop`` beyond the control (``confirmed_by``: cover)
+or, c being the fallback, covering the box in the other images turns at least
+``min_flip_rate`` of them to c beyond the control (``confirmed_by``:
+fallback); each intervention on at least ``min_images`` images. Every
+(image, intervention) input is built lazily in device-sized batches and
+passed through the model once, as the faithfulness curves are.
 """
 
 from __future__ import annotations
@@ -57,7 +71,7 @@ class _Job:
     """One intervention over a list of images: which candidate, what, with which donors."""
 
     cand: int
-    kind: str  # cover | cover_control | paste | paste_control
+    kind: str  # cover | cover_control | paste | paste_control | fallback | fallback_control
     images: np.ndarray  # row indices of the images changed
     donors: np.ndarray | None  # row indices of the donors (paste), aligned with images
     box: tuple[int, int, int, int]
@@ -146,6 +160,10 @@ class Intervention:
         jobs = [_Job(k, "cover", own, None, box, off)]
         if not off:
             jobs.append(_Job(k, "cover_control", own, None, mirror_box(box, self.size), off))
+        if len(targets):
+            jobs.append(_Job(k, "fallback", targets, None, box, off))
+            if not off:
+                jobs.append(_Job(k, "fallback_control", targets, None, mirror_box(box, self.size), off))
         if len(donors) and len(targets):
             jobs.append(_Job(k, "paste", targets, _donor_cycle(rng, donors, len(targets)), box, off))
             # Control donors: images of a third class (neither c nor the target's), correctly predicted.
@@ -254,12 +272,10 @@ class Intervention:
             iv["paste"] = paste
         else:
             reasons.append("no correctly predicted images of the class to paste from, or no other images to paste into")
-        confirmed = bool(
-            "cover" in iv and "paste" in iv
-            and iv["cover"]["n"] >= self.s.min_images and iv["paste"]["n"] >= self.s.min_images
-            and iv["cover"]["excess_drop"] >= self.s.min_accuracy_drop
-            and iv["paste"]["excess_flip_rate"] >= self.s.min_flip_rate
-        )
+        if "fallback" in mine:
+            iv["fallback"] = _fallback(c, mine)
+        confirmed_by = _confirmed_by(iv, self.s)
+        confirmed = confirmed_by is not None
         if not confirmed and not reasons:
             reasons.append(_why_not(iv, self.s))
         iv["thresholds"] = {"min_accuracy_drop": self.s.min_accuracy_drop, "min_flip_rate": self.s.min_flip_rate,
@@ -268,17 +284,44 @@ class Intervention:
         if cand.get("kind") == "off-object" and cand.get("area") is None and self.masks is not None and "cover" in mine:
             extra["area"] = _r(1.0 - self.masks[torch.as_tensor(mine["cover"][0].images)].float().mean())
         return {**cand, **extra, "image_size": [self.size[1], self.size[0]], "confirmed": confirmed, "intervention": iv,
+                **({"confirmed_by": confirmed_by} if confirmed else {}),
                 **({"not_confirmed_because": "; ".join(reasons)} if reasons else {})}
+
+
+def _fallback(c: int, mine: dict[str, tuple[_Job, np.ndarray]]) -> dict[str, Any]:
+    """Covering the box in the other classes' images: the share the model then calls ``c``, and the control."""
+    job, after = mine["fallback"]
+    to_c = after.argmax(1) == c
+    out: dict[str, Any] = {"n": int(len(job.images)), "rate": _r(to_c.mean()), "to_class": int(to_c.sum()),
+                           "wilson": wilson(int(to_c.sum()), len(to_c))}
+    if "fallback_control" in mine:
+        _, cafter = mine["fallback_control"]
+        out["control_rate"] = _r(np.mean(cafter.argmax(1) == c))
+    out["excess_rate"] = _r(out["rate"] - out.get("control_rate", 0.0))
+    return out
+
+
+def _confirmed_by(iv: dict[str, Any], s: ConfirmSettings) -> str | None:
+    """``cover`` or ``fallback`` when the interventions confirm the candidate (module docstring), else None."""
+    cover, paste, fallback = iv.get("cover"), iv.get("paste"), iv.get("fallback")
+    if not (cover and paste) or min(cover["n"], paste["n"]) < s.min_images or paste["excess_flip_rate"] < s.min_flip_rate:
+        return None
+    if cover["excess_drop"] >= s.min_accuracy_drop:
+        return "cover"
+    if fallback and fallback["n"] >= s.min_images and fallback["excess_rate"] >= s.min_flip_rate:
+        return "fallback"
+    return None
 
 
 def _why_not(iv: dict[str, Any], s: ConfirmSettings) -> str:
     parts = []
-    cov, pas = iv.get("cover", {}), iv.get("paste", {})
+    cov, pas, fb = iv.get("cover", {}), iv.get("paste", {}), iv.get("fallback", {})
     if min(cov.get("n", 0), pas.get("n", 0)) < s.min_images:
         parts.append(f"fewer than {s.min_images} images for an intervention")
-    if cov.get("excess_drop", 0.0) < s.min_accuracy_drop:
+    if cov.get("excess_drop", 0.0) < s.min_accuracy_drop and fb.get("excess_rate", 0.0) < s.min_flip_rate:
         parts.append(f"covering drops accuracy by {cov.get('excess_drop', 0.0):.2f} beyond the control "
-                     f"(needs {s.min_accuracy_drop:.2f})")
+                     f"(needs {s.min_accuracy_drop:.2f}) and turns {fb.get('excess_rate', 0.0):.0%} of other images "
+                     f"to the class beyond the control (needs {s.min_flip_rate:.0%} when the class is the fallback)")
     if pas.get("excess_flip_rate", 0.0) < s.min_flip_rate:
         parts.append(f"pasting flips {pas.get('excess_flip_rate', 0.0):.0%} beyond the control "
                      f"(needs {s.min_flip_rate:.0%})")

@@ -65,6 +65,12 @@ def intervention_rows(iv: Any) -> list[dict[str, Any]]:
         if cover.get("confidence_before") is not None:
             rows.append({"what": "", "n": None, "measure": "confidence", "before": cover.get("confidence_before"),
                          "after": cover.get("confidence_after"), "control": cover.get("control_confidence_after")})
+    fallback = iv.get("fallback")
+    if isinstance(fallback, Mapping):
+        # Before covering, these images are not predicted as the class (they are chosen so).
+        rows.append({"what": "cover the box in other classes' images", "n": fallback.get("n"), "before": 0.0,
+                     "after": fallback.get("rate"), "measure": "predicted as the class",
+                     "control": fallback.get("control_rate")})
     paste = iv.get("paste")
     if isinstance(paste, Mapping):
         rows.append({"what": "paste the box into other classes' images", "n": paste.get("n"), "before": 0.0,

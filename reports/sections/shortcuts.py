@@ -43,7 +43,9 @@ class Shortcuts(Section):
     order = 70
     intro = ("A shortcut is a fixed image location (a corner patch, a watermark, the background) that a class's "
              "explanations keep pointing at. Each candidate is tested on the model: cover the box in that class's "
-             "images and see accuracy drop; paste it into other images and see them flip. Only a candidate that "
+             "images and see accuracy drop (or, when the class is what the model says for a covered box, cover it in "
+             "other images and see them turn into the class); paste it into other images and see them flip. "
+             "Only a candidate that "
              "passes that test is confirmed. The table shows how much attribution each region holds compared with "
              "its area (1.0 = its fair share).")
     template = """{% import "_macros.html" as m %}

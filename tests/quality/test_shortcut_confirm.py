@@ -16,11 +16,15 @@ SIZE, PATCH = 16, (1, 1, 5, 5)
 
 
 class RegionModel(nn.Module):
-    """Logit k = 10 x (mean of channel k over a region - 0.5); counts its forward calls and batch sizes."""
+    """Logit k = 10 x (mean of channel k over a region - 0.5); counts its forward calls and batch sizes.
 
-    def __init__(self, region: str) -> None:
+    With ``fallback`` that class's logit is 0 whatever the image: the model calls an image that class unless
+    another class's cue is there (a patch-reading model's answer for a covered patch).
+    """
+
+    def __init__(self, region: str, fallback: int | None = None) -> None:
         super().__init__()
-        self.region = region
+        self.region, self.fallback = region, fallback
         self.anchor = nn.Parameter(torch.zeros(1))
         self.calls: list[int] = []
 
@@ -35,7 +39,10 @@ class RegionModel(nn.Module):
             ring = torch.ones(SIZE, SIZE, dtype=torch.bool)
             ring[3:-3, 3:-3] = False
             part = x[:, :, ring].mean(dim=2)
-        return 10 * (part - 0.5) + self.anchor
+        logits = 10 * (part - 0.5) + self.anchor
+        if self.fallback is not None:  # this class's logit ignores the image: what the model says without a cue
+            logits[:, self.fallback] = self.anchor
+        return logits
 
 
 def _images(n_per_class: int = 10, background: bool = False) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
@@ -100,10 +107,37 @@ def test_interventions_are_batched_across_candidates():
     x, y, _ = _images()
     model = RegionModel("patch")
     confirm_candidates(model, x, y, [_cand(0), _cand(1), _cand(2)], fill="zero", batch_size=32)
-    # one pass over the images (30), then cover + control (10 + 10) and paste + control (20 + 20) per candidate
-    total = 3 * (10 + 10 + 20 + 20)
+    # one pass over the images (30), then per candidate cover + control (10 + 10), and fallback + control
+    # and paste + control (20 + 20 each) in the other classes' images
+    total = 3 * (10 + 10 + 20 + 20 + 20 + 20)
     assert model.calls[0] == 30 and sum(model.calls[1:]) == total
     assert len(model.calls) - 1 == math.ceil(total / 32) and max(model.calls[1:]) == 32
+
+
+def test_a_patch_of_the_class_the_model_falls_back_to_is_confirmed_by_the_fallback():
+    """Class a is what the model says when no other class's patch is there: covering a's patch leaves a's
+    accuracy at 1.00, so covering alone never confirms it; covering the patch in b's and c's images turns
+    them to a (the mirrored box does not), and pasting a's patch flips them to a."""
+    x, y, _ = _images()
+    fallback_model = RegionModel("patch", fallback=0)
+    a, b = confirm_candidates(fallback_model, x, y, [_cand(0), _cand(1)], fill="zero")
+    cover, fb, paste = (a["intervention"][k] for k in ("cover", "fallback", "paste"))
+    assert cover["accuracy_before"] == 1.0 and cover["accuracy_after"] == 1.0 and cover["excess_drop"] == 0.0
+    assert fb["n"] == 20 and fb["rate"] == 1.0 and fb["control_rate"] == 0.0 and fb["excess_rate"] == 1.0
+    assert paste["flip_rate"] == 1.0 and paste["control_flip_rate"] == 0.0
+    assert a["confirmed"] is True and a["confirmed_by"] == "fallback"
+    assert b["confirmed"] is True and b["confirmed_by"] == "cover" and b["intervention"]["fallback"]["rate"] == 0.0
+    from imaudit.audits.explain_findings import shortcut_message
+
+    msg = shortcut_message(a)
+    assert "leaves class a accuracy at 1.00" in msg and "a is what the model says when that place is covered" in msg
+    assert "turns 100% of them to a (the same box elsewhere: 0%)" in msg and "pasting it flips 100% of 20" in msg
+    # The quiet twins: the same box on a model that reads the centre (with the same fallback class), and the
+    # same model's class a tested at the mirrored place, where nothing is read.
+    centre = confirm_candidates(RegionModel("centre", fallback=0), x, y, [_cand(0)], fill="zero")[0]
+    assert centre["confirmed"] is False and centre["intervention"]["fallback"]["rate"] == 0.0
+    elsewhere = confirm_candidates(fallback_model, x, y, [_cand(0, mirror_box(PATCH, (SIZE, SIZE)))], fill="zero")[0]
+    assert elsewhere["confirmed"] is False and "beyond the control" in elsewhere["not_confirmed_because"]
 
 
 def test_thresholds_and_too_few_images():
@@ -129,15 +163,19 @@ def test_check_shortcuts_searches_confirms_and_skips_a_blank_box():
     out = check_shortcuts({"saliency": maps}, {"saliency": y}, ["a", "b", "c"], model=RegionModel("patch"),
                           images=x, labels=y, masks=masks, fill="zero", search=SearchSettings(grid=8),
                           native_by_method={"saliency": None})
-    tested = {(c["class"], c["kind"]): c["confirmed"] for c in out["candidates"]}
-    assert tested == {("b", "box"): True, ("c", "box"): True}
+    tested = {(c["class"], c["kind"]): c.get("confirmed_by") for c in out["candidates"]}
+    # Class a's background holds the patch, and a is the model's answer for an all-zero patch (every logit
+    # ties, ties go to index 0): its background is confirmed by the fallback, not by covering.
+    assert tested == {("b", "box"): "cover", ("c", "box"): "cover", ("a", "off-object"): "fallback"}
     # The hot cells' box, and the box tested on the model: one 2 px cell more on every side.
     for c in out["candidates"]:
+        if c["kind"] == "off-object":
+            continue
         x0, y0, x1, y1 = c["search_box"]
         assert c["box"] == [max(0, x0 - 2), max(0, y0 - 2), min(SIZE, x1 + 2), min(SIZE, y1 + 2)]
     assert [(n["class"], n["box"]) for n in out["not_tested"]] == [("a", [0, 12, 4, 16])]
-    # the background of class a (no confirmed place) was tested on the model too, and did not hold up
-    assert [(t["class"], t["confirmed"]) for t in out["background_tests"]] == [("a", False)]
+    # the background of class a (no confirmed place) was tested on the model too
+    assert [(t["class"], t["confirmed"]) for t in out["background_tests"]] == [("a", True)]
     assert out["search"]["saliency"]["classes"] == ["a", "b", "c"]
 
 

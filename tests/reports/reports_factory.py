@@ -102,6 +102,7 @@ def make_result(
                               "intervention": {"cover": {"n": 4, "accuracy_before": 1.0, "accuracy_after": 0.25,
                                                          "confidence_before": 0.95, "confidence_after": 0.4,
                                                          "control_accuracy_after": 0.75},
+                                               "fallback": {"n": 8, "rate": 0.625, "control_rate": 0.0},
                                                "paste": {"n": 8, "flip_rate": 0.875, "control_flip_rate": 0.125}}}),
             Finding(code="class-imbalance", severity="info", message="classes are balanced"),
         ],
