@@ -78,11 +78,14 @@ class ExplanationThresholds(BaseModel):
     ``shortcut_max_candidates`` candidates, strongest first, go on to step 2.
 
     shortcut, step 2 (confirmation by intervention, audits/shortcuts/confirm.py):
-    confirmed (an ``error``) when covering the box drops the class's accuracy
-    by at least ``confirm_accuracy_drop`` more than covering the mirrored box,
-    and pasting it into other classes' images flips at least
-    ``confirm_flip_rate`` more of them to the class than pasting the same box
-    from a third class does, each on at least ``confirm_min_images`` images.
+    confirmed (an ``error``) when pasting the box into other classes' images
+    flips at least ``confirm_flip_rate`` more of them to the class than
+    pasting the same box from a third class does, and either covering the box
+    drops the class's accuracy by at least ``confirm_accuracy_drop`` more than
+    covering the mirrored box, or (the class being the model's fallback, what
+    it names for a covered cue) covering the box in the other classes' images
+    turns at least ``confirm_flip_rate`` more of them into the class than
+    covering the mirrored box; each on at least ``confirm_min_images`` images.
     Otherwise the candidate is reported as ``info``.
 
     unfaithful-explanation: the 95 % interval of the relative deletion gain
