@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 TREND_METRICS = ("accuracy", "ece", "gap", "faithfulness")
 TREND_TITLES = {"accuracy": "accuracy", "ece": "ECE", "gap": "train/val gap", "faithfulness": "faithfulness"}
+TREND_LIMITS = {"accuracy": (0.0, 1.0), "ECE": (0.0, 1.0)}  # by title: the bounds a metric cannot leave
 
 __all__ = ["IndexRefresher", "build_index", "faithfulness", "headline_split", "index_html", "index_rows", "key_metrics",
            "logged_decisions", "model_identity"]
@@ -201,7 +202,7 @@ def index_rows(entries: list[AuditEntry], decisions: Mapping[str, Decision], *, 
 @functools.lru_cache(maxsize=512)
 def _trend_src(labels: tuple[str, ...], series: tuple[tuple[str, tuple[Any, ...]], ...]) -> str:
     """The trend figure as a data: URL, memoised by the numbers it draws (a decision changes no trend)."""
-    png = figs.trend_png(list(labels), {name: list(values) for name, values in series})
+    png = figs.trend_png(list(labels), {name: list(values) for name, values in series}, TREND_LIMITS)
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 

@@ -39,7 +39,7 @@ class Strategies(Section):
   {% for c in s.classes %}
   <h3>class {{ c.cls }} <span class="muted small">{{ c.count }} images, {{ c.clusters|length }} strategies</span></h3>
   <div class="figs">{{ m.fig(c.src, "strategy mean maps of class " ~ c.cls) }}
-    <div class="exemplars">{% for cl in c.clusters %}<div><span class="small">strategy {{ loop.index }} ({{ cl.size }} images)</span><div class="thumbs">{% for e in cl.exemplars %}{% if e.src %}<a href="#{{ e.anchor }}" class="thumb"><img src="{{ e.src }}" alt="{{ s.method }} map of {{ e.id }}" title="{{ e.id }}" loading="lazy" width="48" height="48"></a>{% endif %}{% endfor %}</div></div>{% endfor %}</div>
+    <div class="exemplars">{% for cl in c.clusters %}<div><span class="small">strategy {{ loop.index }} ({{ cl.size }} images)</span><div class="thumbs">{% for e in cl.exemplars %}{% if e.src %}<a href="#{{ e.anchor }}" class="thumb"><img src="{{ e.src }}" alt="{{ s.method }} map of {{ e.id }}" title="{{ e.id }}" width="48" height="48"></a>{% endif %}{% endfor %}</div></div>{% endfor %}</div>
   </div>
   {% endfor %}
   {% if s.skipped %}<p class="muted small">Single strategy or too few images: {{ s.skipped }}.</p>{% endif %}
