@@ -207,9 +207,13 @@ def _check_gallery(page, audit: Path, name: str) -> None:
     assert all(page.locator("figure.tile:visible").nth(i).get_attribute("data-correct") == "1"
                for i in range(page.locator("figure.tile:visible").count()))
     page.select_option('[data-filter="correct"]', "")
+    page.select_option('[data-filter="class"]', "")
+    if page.locator("[data-gallery-more]").is_visible():
+        page.locator("[data-gallery-more]").click()
     methods = page.locator('[data-filter="method"] option').all_inner_texts()
     page.select_option('[data-filter="method"]', methods[-1])
-    first = page.locator("figure.tile:visible").first
+    # a tile the chosen method explained shows its map (the others say they have none)
+    first = page.locator(f'figure.tile:visible:has(img.ov[data-method="{methods[-1]}"])').first
     expect(first.locator(f'img.ov[data-method="{methods[-1]}"]')).to_be_visible()
     first.click()
     dialog = page.locator("dialog#lightbox")
