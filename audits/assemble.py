@@ -22,13 +22,33 @@ def audit_id(spec: AuditSpec, now: datetime | None = None) -> str:
     return f"{slug}-{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
-def gate(findings: list[Finding], expectations: list[dict[str, Any]], fail_on: str | None) -> GateResult:
-    """Gates pass unless a finding at or above ``fail_on`` exists (no fail_on: always pass)."""
+# Without these an audit says nothing about the model: their failure makes the audit "failed".
+REQUIRED_STAGES = ("identify", "predict", "diagnose")
+
+
+def audit_status(errors: list[dict[str, Any]]) -> str:
+    """complete (no stage failed), partial (an optional stage failed) or failed (a required one did)."""
+    if any(str(e.get("stage")) in REQUIRED_STAGES for e in errors):
+        return "failed"
+    return "partial" if errors else "complete"
+
+
+def gate(
+    findings: list[Finding], expectations: list[dict[str, Any]], fail_on: str | None, status: str = "complete"
+) -> GateResult:
+    """Gates pass when the audit is complete and no finding is at or above ``fail_on``.
+
+    A partial or failed audit never passes, whatever ``fail_on`` says: a check
+    that did not run cannot vouch for the model.
+    """
     counts = {s: sum(f.severity == s for f in findings) for s in SEVERITY_RANK}
-    passed = True
-    if fail_on is not None:
+    passed = status == "complete"
+    if fail_on is not None and passed:
         passed = not any(SEVERITY_RANK[f.severity] >= SEVERITY_RANK[fail_on] for f in findings)
-    return GateResult(passed=passed, fail_on=fail_on, counts=counts, expectations=expectations)
+    result = GateResult(passed=passed, fail_on=fail_on, counts=counts, expectations=expectations)
+    if status != "complete":
+        result.incomplete = f"the audit is {status}: a stage failed"  # type: ignore[attr-defined]
+    return result
 
 
 def assemble(spec: AuditSpec, aid: str, pieces: dict[str, Any]) -> AuditResult:
@@ -70,7 +90,7 @@ def assemble(spec: AuditSpec, aid: str, pieces: dict[str, Any]) -> AuditResult:
         id=aid,
         created=pieces.get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds"),
         finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        status="partial" if errors else "complete",
+        status=audit_status(errors),
         spec=spec.model_dump(mode="json"),
         model=ident["model"],
         dataset=ident["dataset"],
@@ -86,7 +106,7 @@ def assemble(spec: AuditSpec, aid: str, pieces: dict[str, Any]) -> AuditResult:
         strategies=ins.get("strategies", {}),
         generative=gen,
         findings=findings,
-        gates=gate(findings, expectations, spec.fail_on),
+        gates=gate(findings, expectations, spec.fail_on, audit_status(errors)),
         artifacts=artifacts,
         timings=pieces.get("timings", {}),
         errors=errors,

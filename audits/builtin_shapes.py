@@ -129,7 +129,7 @@ def generate(folder: Path, opts: ShapesOptions, progress: bool = True) -> tuple[
 
     box = opts.patch_box()
     rows = []
-    for i in tqdm(range(opts.n), desc="builtin:shapes", unit="img", disable=not progress):
+    for i in tqdm(range(opts.n), desc="builtin:shapes", unit="img", disable=None if progress else True):
         cls = opts.classes[labels[i]]
         img, mask = _draw(rng, opts.size, cls, box)
         if patched[i] and box is not None:

@@ -23,6 +23,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from imaudit import paths
+from imaudit.audits.spec import ImageLimits
 from imaudit.audits.images import IMAGE_EXTENSIONS, ImageDataset, UnreadableImage, load_image, probe_image
 from imaudit.errors import RefError
 from imaudit.io import atomic_dir
@@ -88,8 +89,14 @@ def sort_splits(names: Iterable[str]) -> list[str]:
     return [s for s in SPLIT_ORDER if s in names] + sorted(names - set(SPLIT_ORDER))
 
 
-def load_dataset(ref: str, *, cache: Path | None = None, progress: bool = True) -> DatasetBundle:
-    """Resolve a dataset ref into a DatasetBundle (RefError, one line, when it points at nothing)."""
+def load_dataset(
+    ref: str, *, cache: Path | None = None, progress: bool = True, limits: ImageLimits | None = None
+) -> DatasetBundle:
+    """Resolve a dataset ref into a DatasetBundle (RefError, one line, when it points at nothing).
+
+    ``progress`` shows a bar where stderr is a terminal; ``limits`` bound the
+    size and dimensions of the files read (default ImageLimits()).
+    """
     scheme, sep, rest = str(ref).partition(":")
     loaders = {"folder": _load_folder, "csv": _load_csv, "builtin": _load_builtin}
     if not sep or scheme not in loaders:
@@ -98,12 +105,12 @@ def load_dataset(ref: str, *, cache: Path | None = None, progress: bool = True) 
         )
     if not rest.strip():
         raise RefError(f"dataset ref {ref!r} names nothing after '{scheme}:'")
-    return loaders[scheme](ref, rest.strip(), cache=cache, progress=progress)
+    return loaders[scheme](ref, rest.strip(), cache=cache, progress=progress, limits=limits)
 
 
 # --- folder: ---------------------------------------------------------------------------------
 
-def _load_folder(ref: str, rest: str, *, cache: Path | None, progress: bool) -> DatasetBundle:
+def _load_folder(ref: str, rest: str, *, cache: Path | None, progress: bool, limits: ImageLimits | None) -> DatasetBundle:
     root = Path(rest).expanduser().resolve()
     if not root.exists():
         raise RefError(f"{ref}: no such folder {root}")
@@ -129,7 +136,7 @@ def _load_folder(ref: str, rest: str, *, cache: Path | None, progress: bool) -> 
             for f in _image_files(cdir, recursive=True):
                 candidates.append({"path": str(f), "label": cdir.name, "split": split, "mask": None})
 
-    manifest, excluded = probe_files(candidates, progress=progress, desc=ref)
+    manifest, excluded = probe_files(candidates, progress=progress, desc=ref, limits=limits)
     split_method = "folders"
     if not split_layout:
         manifest["split"] = auto_split(manifest)
@@ -178,7 +185,7 @@ def _split_name(name: str) -> str:
 
 # --- csv: ------------------------------------------------------------------------------------
 
-def _load_csv(ref: str, rest: str, *, cache: Path | None, progress: bool) -> DatasetBundle:
+def _load_csv(ref: str, rest: str, *, cache: Path | None, progress: bool, limits: ImageLimits | None) -> DatasetBundle:
     csv_path = Path(rest).expanduser().resolve()
     if not csv_path.is_file():
         raise RefError(f"{ref}: no such file {csv_path}")
@@ -211,7 +218,7 @@ def _load_csv(ref: str, rest: str, *, cache: Path | None, progress: bool) -> Dat
         candidates.append({**record, "path": str((base / path).resolve()), "mask": mask_path})
 
     classes = sorted({str(lbl).strip() for lbl in table["label"] if str(lbl).strip()})
-    manifest, bad = probe_files(candidates, progress=progress, desc=ref)
+    manifest, bad = probe_files(candidates, progress=progress, desc=ref, limits=limits)
     bundle = _bundle(ref, classes, manifest, excluded + bad, base, "csv")
     if missing_masks:
         bundle.meta["missing_masks"] = missing_masks
@@ -220,7 +227,7 @@ def _load_csv(ref: str, rest: str, *, cache: Path | None, progress: bool) -> Dat
 
 # --- builtin: --------------------------------------------------------------------------------
 
-def _load_builtin(ref: str, rest: str, *, cache: Path | None, progress: bool) -> DatasetBundle:
+def _load_builtin(ref: str, rest: str, *, cache: Path | None, progress: bool, limits: ImageLimits | None) -> DatasetBundle:
     from imaudit.audits import builtin_digits, builtin_shapes
 
     name, _, query = rest.partition("?")
@@ -267,14 +274,16 @@ def _cached_build(final: Path, build) -> Path:
 
 # --- shared ----------------------------------------------------------------------------------
 
-def probe_files(candidates: list[dict], progress: bool = True, desc: str = "hashing") -> tuple[pd.DataFrame, list[dict]]:
-    """Hash and decode candidate files in a thread pool: (readable rows, excluded files).
+def probe_files(
+    candidates: list[dict], progress: bool = True, desc: str = "hashing", limits: ImageLimits | None = None
+) -> tuple[pd.DataFrame, list[dict]]:
+    """Check, hash and decode candidate files in a thread pool: (readable rows, excluded files).
 
     Threads suit this: reading is I/O and PIL decoders release the GIL.
     """
     def probe(c: dict) -> dict:
         try:
-            return {**c, **probe_image(c["path"])}
+            return {**c, **probe_image(c["path"], limits)}
         except UnreadableImage as e:
             return {**c, "error": e.reason}
         except OSError as e:
@@ -288,7 +297,7 @@ def probe_files(candidates: list[dict], progress: bool = True, desc: str = "hash
                 total=len(candidates),
                 desc=desc,
                 unit="file",
-                disable=not progress or len(candidates) < PROGRESS_MIN_FILES,
+                disable=True if not progress or len(candidates) < PROGRESS_MIN_FILES else None,
             )
         )
     good = [r for r in results if "error" not in r]

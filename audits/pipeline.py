@@ -22,7 +22,7 @@ import torch
 
 from imaudit.audits.device import resolve_device
 from imaudit.audits.result import DatasetIdentity, Finding, ModelIdentity
-from imaudit.audits.spec import AuditSpec
+from imaudit.audits.spec import AuditSpec, ImageLimits
 from imaudit.errors import BadInputError
 from imaudit.io import atomic_write_json
 
@@ -32,10 +32,10 @@ EVAL_SPLITS = ("val", "test")
 # --- cached loaders -------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=4)
-def _dataset(ref: str):
+def _dataset(ref: str, limits: ImageLimits):
     from imaudit.audits.data import load_dataset
 
-    return load_dataset(ref)
+    return load_dataset(ref, limits=limits)
 
 
 @functools.lru_cache(maxsize=4)
@@ -61,13 +61,19 @@ def dataset_ref(spec: AuditSpec) -> str:
 
 
 def get_dataset(spec: AuditSpec):
-    return _dataset(dataset_ref(spec))
+    return _dataset(dataset_ref(spec), spec.limits)
 
 
 def get_model(spec: AuditSpec):
     """The audited model; timm: refs get one output per dataset class."""
-    n = len(get_dataset(spec).classes) if spec.model.startswith("timm:") else None
-    return _model(spec.model, spec.arch, spec.input_size, n)
+    if spec.model.startswith("timm:"):
+        return _model(spec.model, spec.arch, spec.input_size, len(get_dataset(spec).classes))
+    return load_model_only(spec)
+
+
+def load_model_only(spec: AuditSpec):
+    """A model whose class count is its own (every ref but timm:), loaded without the dataset."""
+    return _model(spec.model, spec.arch, spec.input_size, None)
 
 
 def class_order(model_classes: list[str] | None, data_classes: list[str], model_ref: str, n_out: int) -> list[int] | None:
@@ -86,25 +92,6 @@ def class_order(model_classes: list[str] | None, data_classes: list[str], model_
         missing = sorted(set(data_classes) - set(model_classes))[:5]
         raise BadInputError(f"model {model_ref} classes do not match the dataset's (e.g. missing {missing})")
     return [list(model_classes).index(c) for c in data_classes]
-
-
-def preflight(spec: AuditSpec) -> None:
-    """Resolve the refs and check model, dataset and methods fit, before any flow starts.
-
-    Bad input then fails with one line before Prefect logs a failed run; the
-    loaded model and dataset stay cached for the flow's first stage.
-    """
-    if spec.methods:
-        from imaudit.audits.explain.registry import list_methods
-
-        unknown = [m for m in spec.methods if m not in list_methods()]
-        if unknown:
-            raise BadInputError(f"--methods: unknown {', '.join(unknown)}; known: {', '.join(list_methods())}")
-    from imaudit.models import parse_ref
-
-    parse_ref(spec.model)  # a malformed model ref fails before the dataset is read
-    ds, model = get_dataset(spec), get_model(spec)
-    class_order(model.classes, ds.classes, spec.model, model.num_classes)
 
 
 # --- stages ---------------------------------------------------------------------------------

@@ -104,7 +104,7 @@ def infer_logits(
         multiprocessing_context=ctx,
     )
     out: list[torch.Tensor] = []
-    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False, unit="batch"):
+    for batch in tqdm(loader, desc=desc, disable=None if progress else True, leave=False, unit="batch"):
         x = to_device(batch[0], device)
         with autocast(device):
             logits = module(x)

@@ -130,6 +130,24 @@ class QualitySettings(BaseModel):
     strategies: bool = True
 
 
+class ImageLimits(BaseModel):
+    """What a dataset image file may be; checked before it is read or decoded.
+
+    ``max_file_mb`` is checked from the file system before any byte is read,
+    ``max_pixels`` from the image header before any pixel is decoded; a file
+    over either is left out of the audit and listed with the reason. The
+    defaults fit every camera photo (medium-format bodies reach about 102 MP)
+    and bound memory: one decode needs at most ``max_pixels`` x 4 bytes (480 MB),
+    images over 16 MP are decoded one at a time, so checking a dataset stays
+    under about 1 GB whatever its files claim to be.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_file_mb: float = Field(default=1024.0, gt=0, description="Largest image file read, in MiB")
+    max_pixels: int = Field(default=120_000_000, gt=0, description="Largest image decoded, width x height")
+
+
 class AuditSpec(BaseModel):
     """What to audit and how. Defaults give a useful audit on a laptop CPU."""
 
@@ -160,6 +178,7 @@ class AuditSpec(BaseModel):
     task_runner: Literal["sequential", "dask"] = "sequential"
     dask_address: str | None = None
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    limits: ImageLimits = Field(default_factory=ImageLimits, description="Image file size and dimension limits")
     quality: QualitySettings = Field(default_factory=QualitySettings)
     counterfactuals: int = Field(
         default=0, ge=0, description="Misclassified val images to explain with GAN counterfactuals (0: off)"

@@ -207,7 +207,7 @@ def bench_methods(work: Workload, methods: list[str], peaks: Peaks, settings: di
     sanity = QualitySettings().sanity_methods if sanity_methods is None else sanity_methods
     rows: list[MethodRow] = []
     maps_by: dict[str, np.ndarray] = {}
-    for m in tqdm(methods, desc="methods", disable=not progress, leave=False):
+    for m in tqdm(methods, desc="methods", disable=None if progress else True, leave=False):
         row, maps = bench_method(work.head(method_images(m, len(work.images))), m, peaks, settings.get(m))
         rows.append(row)
         if row.images:

@@ -51,7 +51,7 @@ def _guarded(stage: str, errors: list[dict[str, Any]], fn: Callable[[], Any]) ->
     try:
         return fn()
     except Exception as e:  # noqa: BLE001 - a failed stage is a result: recorded, the audit goes on
-        get_run_logger().warning("stage %s failed: %s: %s", stage, type(e).__name__, e)
+        get_run_logger().warning("stage %s failed: %s: %s", stage, type(e).__name__, e, exc_info=True)
         errors.append({"stage": stage, "error": f"{type(e).__name__}: {e}"})
         return None
 
@@ -89,7 +89,10 @@ def audit(spec: AuditSpec) -> str:
         progress.info("predict ...")
         pred = _guarded("predict", errors, lambda: _predict(spec, work, cache))
         timings["predict"] = round(time.perf_counter() - t0, 3)
-        progress.info("predict done in %.1fs (chunks %s)", timings["predict"], cache.get("predict"))
+        if pred is None:
+            progress.info("predict failed after %.1fs: %s", timings["predict"], errors[-1]["error"] if errors else "?")
+        else:
+            progress.info("predict done in %.1fs (chunks %s)", timings["predict"], cache.get("predict"))
         if pred is not None:
             pieces["artifacts"] = dict(pred["files"])
             pieces["prediction_gate"] = timed("check_outputs", t.check_outputs, spec, work)
@@ -109,10 +112,19 @@ def audit(spec: AuditSpec) -> str:
                 pieces["generative"] = timed("counterfactuals", gt.counterfactuals, spec, work)
         result = assemble(spec, aid, pieces).model_copy(update={"cache": cache})
         rt.write_report(result, work)
-    rt.refresh_index(store)
+    _refresh_index(store, log)
     rt.publish_artifact(result, final)
     log.info("verdict %s; report at %s", result.fit.verdict, final / "report.html")
     return str(final)
+
+
+def _refresh_index(store: Path, log: Any) -> None:
+    """Rebuild the store's index.html; the audit is already written, so a failure is reported, not fatal."""
+    try:
+        rt.refresh_index(store)
+    except Exception as e:  # noqa: BLE001 - e.g. a corrupt review database: said on the console and in the log
+        log.warning("index.html not refreshed: %s: %s", type(e).__name__, e, exc_info=True)
+        progress.warning("index.html not refreshed (%s: %s); the audit itself is complete", type(e).__name__, e)
 
 
 def _parallel(spec: AuditSpec) -> bool:

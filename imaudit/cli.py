@@ -1,14 +1,15 @@
 """The `imaudit` command line.
 
-Exit codes: 0 the command ran (for `audit`: the audit ran), 1 `--fail-on`
-gates failed, 2 bad input (one line on stderr naming the problem, no
-traceback).
+Exit codes, for every command (imaudit.exits maps them in one place):
+0 done and passed; 1 done and a gate failed; 2 bad input (one line naming the
+ref, file or field); 3 could not complete (one line saying what, and where
+the log is). Never a traceback on the console.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -17,14 +18,18 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# Prefect's temporary API server gives up after 20 s by default; a busy machine needs more.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.markup import escape  # noqa: E402
 
-from imaudit.errors import BadInputError  # noqa: E402
+from imaudit.errors import BadInputError, IncompleteError  # noqa: E402
+from imaudit.exits import ExitCode, ExitCodeGroup  # noqa: E402
 
 app = typer.Typer(
+    cls=ExitCodeGroup,
     help="Audits for image classifiers: metrics, fit, calibration, explanations, shortcuts and reviewable reports.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -38,22 +43,41 @@ err = Console(stderr=True, soft_wrap=True)
 
 
 def _quiet_prefect(verbose: bool) -> None:
-    """Prefect's per-task logs only with --verbose; stage progress lines always (on stderr)."""
-    import logging
+    """Prefect's own logs on the console only with --verbose (always in the run log); stage lines always.
 
-    from rich.logging import RichHandler
-
+    Stage lines go to stderr; progress bars only where stderr is a terminal.
+    """
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    # Prefect's console handler would print task tracebacks; without -v they belong in the run log only.
+    console_level = "INFO" if verbose else "CRITICAL"
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", console_level)
+    for handler in logging.getLogger().handlers:  # Prefect already imported (tests, bench): same effect
+        if type(handler).__name__ == "PrefectConsoleHandler":
+            handler.setLevel(console_level)
     progress = logging.getLogger("imaudit.progress")
-    if not progress.handlers:
-        handler = RichHandler(console=err, show_time=False, show_path=False, show_level=False, markup=False)
+    if not any(isinstance(h, _StageLines) for h in progress.handlers):
+        handler = _StageLines()
         handler.setFormatter(logging.Formatter("%(message)s"))
         progress.addHandler(handler)
         progress.setLevel(logging.INFO)
         progress.propagate = False
 
 
-def _fail(msg: str, code: int = 2) -> None:
+class _StageLines(logging.Handler):
+    """Stage lines on stderr, one per record, unpadded (they end up in CI logs as often as on terminals)."""
+
+    def emit(self, record: "logging.LogRecord") -> None:
+        err.print(escape(self.format(record)), highlight=False)
+
+
+def _start_prefect() -> None:
+    """Start Prefect's API before the flow, visibly, bound to this process (imaudit.flows.prefect_api)."""
+    from imaudit.flows.prefect_api import start_api
+
+    start_api(lambda line: err.print(escape(line), highlight=False))
+
+
+def _fail(msg: str, code: int = ExitCode.BAD_INPUT) -> None:
     err.print(f"[red]imaudit: error:[/red] {escape(msg)}", highlight=False)
     raise typer.Exit(code)
 
@@ -73,7 +97,15 @@ def _summary(folder: Path) -> int:
         out.print(f"  [{colour}]{f.severity:7s}[/{colour}] {escape(f.code)}: {escape(f.message)}", highlight=False)
     gate = "passed" if r.gates.passed else "FAILED"
     out.print(f"gates {gate}; report: {escape(str(folder / 'report.html'))}", highlight=False)
-    return 0 if r.gates.passed else 1
+    return _audit_exit(r, folder)
+
+
+def _audit_exit(r, folder: Path) -> int:
+    """3 (raised) when a required stage failed, 1 when the gate failed (a partial audit always does), else 0."""
+    if r.status == "failed":
+        failed = "; ".join(f"{e.get('stage')}: {e.get('error')}" for e in r.errors) or "a required stage failed"
+        raise IncompleteError(f"audit incomplete, required stage failed ({failed}); partial report: {folder / 'report.html'}")
+    return ExitCode.OK if r.gates.passed else ExitCode.GATE_FAILED
 
 
 @app.command()
@@ -97,10 +129,16 @@ def audit(
     dask_address: Annotated[Optional[str], typer.Option(help="Dask scheduler address (default: a local cluster)")] = None,
     counterfactuals: Annotated[int, typer.Option(help="misclassified val images to explain with GAN counterfactuals (needs 'imaudit generative train')")] = 0,
     generator: Annotated[Optional[Path], typer.Option(help="pretrained generator checkpoint for counterfactuals")] = None,
+    max_image_mb: Annotated[Optional[float], typer.Option(help="image files larger than this (MiB) are left out unread (default 1024)")] = None,
+    max_image_pixels: Annotated[Optional[int], typer.Option(help="images with more pixels than this are left out undecoded (default 120000000)")] = None,
     config: Annotated[Optional[Path], typer.Option(help="JSON/YAML file with AuditSpec fields (options given here win)")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's logs")] = False,
 ) -> None:
-    """Audit a model on a labelled image set and write audit.json + report.html."""
+    """Audit a model on a labelled image set and write audit.json + report.html.
+
+    Exit codes: 0 completed and passed its gate; 1 completed and a gate failed
+    (--fail-on, or a partial audit); 2 bad input; 3 could not complete.
+    """
     _quiet_prefect(verbose)
     from pydantic import ValidationError
 
@@ -116,22 +154,23 @@ def audit(
     fields.update({k: v for k, v in given.items() if v is not None})
     if methods is not None:
         fields["methods"] = methods
+    limits = {"max_file_mb": max_image_mb, "max_pixels": max_image_pixels}
+    if any(v is not None for v in limits.values()):
+        fields["limits"] = {**fields.get("limits", {}), **{k: v for k, v in limits.items() if v is not None}}
+    if method_samples:
+        fields["method_samples"] = {**fields.get("method_samples", {}), **_parse_pairs(method_samples, "--method-samples")}
     try:
-        if method_samples:
-            fields["method_samples"] = {**fields.get("method_samples", {}), **_parse_pairs(method_samples, "--method-samples")}
         spec = AuditSpec.model_validate(fields)
-        from imaudit.audits.pipeline import preflight
-        from imaudit.flows.audit import run_audit
-
-        preflight(spec)
-
-        folder = run_audit(spec)
     except ValidationError as e:
         first = e.errors()[0]
-        _fail(f"--{'.'.join(str(p) for p in first['loc']).replace('_', '-')}: {first['msg']}")
-    except BadInputError as e:
-        _fail(str(e))
-    raise typer.Exit(_summary(folder))
+        raise BadInputError(f"--{'.'.join(str(p) for p in first['loc']).replace('_', '-')}: {first['msg']}") from None
+    from imaudit.audits.preflight import preflight
+
+    preflight(spec)  # cheap-first: bad input answers before Prefect starts
+    _start_prefect()
+    from imaudit.flows.audit import run_audit
+
+    raise typer.Exit(_summary(run_audit(spec)))
 
 
 def _parse_pairs(text: str, option: str) -> dict[str, int]:
@@ -149,8 +188,15 @@ def _read_config(path: Path) -> dict:
     import json
 
     if not path.is_file():
-        raise BadInputError(f"--config {path}: no such file")
-    text = path.read_text(encoding="utf-8")
+        raise BadInputError(f"--config {path}: {'not a file' if path.exists() else 'no such file'}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise BadInputError(f"--config {path}: not a UTF-8 text file (byte {e.start}); expected JSON or YAML") from None
+    except OSError as e:
+        raise BadInputError(f"--config {path}: cannot read ({e.strerror or e})") from None
+    if "\x00" in text:
+        raise BadInputError(f"--config {path}: binary file (NUL bytes); expected JSON or YAML")
     try:
         if path.suffix in (".yaml", ".yml"):
             import yaml
@@ -178,11 +224,9 @@ def demo(
     _quiet_prefect(verbose)
     from imaudit.flows.demo import run_demo
 
-    try:
-        folder = run_demo(epochs=epochs, methods=methods, samples=samples, out=out_dir, retrain=retrain, console=out)
-    except BadInputError as e:
-        _fail(str(e))
-    _summary(folder)
+    _start_prefect()
+    folder = run_demo(epochs=epochs, methods=methods, samples=samples, out=out_dir, retrain=retrain, console=out)
+    raise typer.Exit(_summary(folder))
 
 
 # --- commands added by other modules: keep each in its own block below -------------------------
@@ -205,23 +249,20 @@ def release(
     """Register a checkpoint as NAME@VERSION (sha256, manifest) and emit imaudit.model.released.
 
     Exits 2 on bad input, including NAME@VERSION already released with another
-    checkpoint; exits 1 when the release was registered but the event could not be sent.
+    checkpoint; exits 3 when the release was registered but the event could not be sent.
     """
     from imaudit.flows.release import emit_release_event, read_request, release_model
 
     given = {"name": name, "version": version, "arch": arch, "checkpoint": checkpoint, "dataset": dataset,
              "history": history, "input_size": input_size, "classes": classes}
-    try:
-        rel, new = release_model(read_request(manifest, given))
-    except BadInputError as e:
-        _fail(str(e))
+    rel, new = release_model(read_request(manifest, given))
     state = "released" if new else "already released (same checkpoint)"
     out.print(f"{state} {rel.ref}: {rel.arch}, sha256 {rel.sha256[:12]}, dataset {rel.dataset}", highlight=False)
     if not emit:
         return
     sent = emit_release_event(rel)
     if not sent.sent:
-        _fail(f"{rel.ref} is registered but not announced: {sent.detail}", code=1)
+        raise IncompleteError(f"{rel.ref} is registered but not announced: {sent.detail}")
     out.print(sent.detail, highlight=False)
 
 # [serve / compare commands]
@@ -284,10 +325,7 @@ def bench(
     cfg = BenchConfig.make(quick=quick, model=model, image_size=image_size, images=images, device=device,
                            methods=names, audits=audits)
     console = out if out.is_terminal else Console(width=180)
-    try:
-        report = run_bench(cfg, console)
-    except BadInputError as e:
-        _fail(str(e))
+    report = run_bench(cfg, console)
     if out_file is not None:
         out.print(f"measurements: {write_json(report, out_file)}", highlight=False)
 
@@ -308,22 +346,15 @@ def generative_train(
     """Train a class-conditional GAN for counterfactuals and in-fill (stored by dataset digest)."""
     from imaudit.audits.generative import generative_cli_train
 
-    try:
-        generative_cli_train(
-            dataset, epochs, image_size, checkpoint=checkpoint, seed=seed, max_images=max_images,
-            device=device, force=force, echo=lambda s: out.print(s, highlight=False),
-        )
-    except BadInputError as e:
-        _fail(str(e))
+    generative_cli_train(
+        dataset, epochs, image_size, checkpoint=checkpoint, seed=seed, max_images=max_images,
+        device=device, force=force, echo=lambda s: out.print(s, highlight=False),
+    )
 
 
 def main() -> None:
-    """Console-script entry point: bad input exits 2 with one line, never a traceback."""
-    try:
-        app()
-    except BadInputError as e:
-        err.print(f"[red]imaudit: error:[/red] {escape(str(e))}", highlight=False)
-        sys.exit(2)
+    """Console-script entry point (exit codes: imaudit.exits)."""
+    app()
 
 
 if __name__ == "__main__":

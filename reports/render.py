@@ -61,7 +61,9 @@ def overall_verdict(r: AuditResult) -> dict[str, Any]:
     counts = {s: 0 for s in ("error", "warning", "info")}
     for f in r.findings:
         counts[f.severity] = counts.get(f.severity, 0) + 1
-    if not r.gates.passed or counts["error"]:
+    if r.status == "failed":
+        state, headline = "fail", "Incomplete: a required stage failed"
+    elif not r.gates.passed or counts["error"]:
         state, headline = "fail", ("Gates failed" if not r.gates.passed else "Errors found")
     elif counts["warning"] or r.fit.verdict in ("overfitting", "underfitting") or r.status == "partial":
         state, headline = "warn", "Needs attention"

@@ -262,7 +262,7 @@ def counterfactuals(
         out_dir.mkdir(parents=True, exist_ok=True)
     items: list[dict[str, Any]] = []
     failures: list[dict[str, Any]] = []
-    for a in tqdm(range(0, n, batch_size), desc="counterfactuals", disable=not progress, leave=False):
+    for a in tqdm(range(0, n, batch_size), desc="counterfactuals", disable=None if progress else True, leave=False):
         b = min(n, a + batch_size)
         try:
             batch = find_counterfactuals(

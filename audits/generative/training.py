@@ -50,7 +50,7 @@ def load_train_images(
     workers = default_workers(torch.device("cpu")) if len(rows) >= 2000 else 0
     loader = DataLoader(ds, batch_size=256, num_workers=workers)
     xs, ys = [], []
-    for x, y, _ in tqdm(loader, desc="loading train images", disable=not progress, leave=False):
+    for x, y, _ in tqdm(loader, desc="loading train images", disable=None if progress else True, leave=False):
         xs.append(x)
         ys.append(torch.as_tensor(y))
     images, labels = torch.cat(xs), torch.cat(ys).long()

@@ -1,0 +1,86 @@
+"""Preflight: bad input is refused cheap-first, before Prefect starts and before any image is decoded.
+
+Order, cheapest first:
+1. what needs no library: the output folder, files named by the options
+   (a ``file:`` checkpoint, ``--generator``) and local dataset paths exist;
+   a mistyped ``--model file:...`` answers before torch is even imported;
+2. the options that need torch: methods known, the device present;
+3. the model side: ref syntax, checkpoint contents, architecture (a bad
+   ``--model`` never waits for a dataset to be hashed);
+4. the dataset: listing, then per file its size and image header before any
+   pixel is decoded (audits/images);
+5. whether model and data fit together (outputs vs classes).
+The loaded model and dataset stay cached for the flow's first stage.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from imaudit import paths
+from imaudit.audits.spec import AuditSpec
+from imaudit.errors import BadInputError, RefError
+
+
+def _local_path(ref: str, kinds: tuple[str, ...]) -> Path | None:
+    """The local path of a ``KIND:PATH`` ref of one of ``kinds`` (None for other refs and URLs)."""
+    kind, sep, value = ref.partition(":")
+    if not sep or kind not in kinds or "://" in value or not value.strip():
+        return None
+    return Path(value.strip().partition("?")[0]).expanduser()
+
+
+def check_files(spec: AuditSpec) -> None:
+    """Step 1: the output folder is usable and every local file or folder named exists."""
+    paths.check_folder(Path(spec.out) if spec.out else paths.report_store(), "--out")
+    ckpt = _local_path(spec.model, ("file",))
+    if ckpt is not None and not ckpt.is_file():
+        raise RefError(f"--model {spec.model}: {'not a file' if ckpt.exists() else 'no such file'} {ckpt}")
+    if spec.generator is not None and not Path(spec.generator).is_file():
+        raise BadInputError(f"--generator {spec.generator}: no such file")
+    data = _local_path(spec.dataset or "", ("folder", "csv"))
+    if data is not None and not data.exists():
+        raise RefError(f"--dataset {spec.dataset}: no such {'file' if spec.dataset.startswith('csv:') else 'folder'} {data}")
+
+
+def check_options(spec: AuditSpec) -> None:
+    """Step 2: methods known and the device present (imports torch, touches no model or data)."""
+    from imaudit.audits.device import resolve_device
+
+    if spec.methods:
+        from imaudit.audits.explain.registry import list_methods
+
+        unknown = [m for m in spec.methods if m not in list_methods()]
+        if unknown:
+            raise BadInputError(f"--methods: unknown {', '.join(unknown)}; known: {', '.join(list_methods())}")
+    resolve_device(spec.device)  # --device cuda without CUDA: bad input now, not a failed predict later
+
+
+def check_model(spec: AuditSpec) -> None:
+    """Step 3: the model side alone; every ref but ``timm:`` is loaded (and cached) now.
+
+    A ``timm:`` ref takes its class count from the dataset, so here only its
+    architecture name is checked.
+    """
+    from imaudit.audits import pipeline
+    from imaudit.models import parse_ref
+    from imaudit.models.archs import check_arch
+
+    kind, value = parse_ref(spec.model)
+    if kind == "timm":
+        check_arch(value)
+        if spec.arch and spec.arch != value:
+            raise BadInputError(f"--arch {spec.arch} conflicts with {spec.model}, whose architecture is {value}")
+        return
+    pipeline.load_model_only(spec)
+
+
+def preflight(spec: AuditSpec) -> None:
+    """Check everything an audit needs, cheapest first; BadInputError (one line) at the first problem."""
+    check_files(spec)
+    from imaudit.audits import pipeline
+
+    check_options(spec)
+    check_model(spec)
+    ds, model = pipeline.get_dataset(spec), pipeline.get_model(spec)
+    pipeline.class_order(model.classes, ds.classes, spec.model, model.num_classes)
