@@ -9,6 +9,7 @@ from typing import Any
 
 from imaudit.audits.result import SEVERITY_RANK, AuditResult, Finding, GateResult
 from imaudit.audits.spec import AuditSpec
+from imaudit.io import text_safe_tree
 
 
 def audit_id(spec: AuditSpec, now: datetime | None = None) -> str:
@@ -112,4 +113,5 @@ def assemble(spec: AuditSpec, aid: str, pieces: dict[str, Any]) -> AuditResult:
         errors=errors,
     )
     result.findings = result.sorted_findings()
-    return result
+    # Evidence can quote file paths that are not UTF-8; audit.json and the report must still be writable.
+    return AuditResult.model_validate(text_safe_tree(result.model_dump(mode="json", by_alias=True)))

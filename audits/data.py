@@ -23,10 +23,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from imaudit import paths
-from imaudit.audits.spec import ImageLimits
 from imaudit.audits.images import IMAGE_EXTENSIONS, ImageDataset, UnreadableImage, load_image, probe_image
+from imaudit.audits.spec import ImageLimits
 from imaudit.errors import RefError
-from imaudit.io import atomic_dir
+from imaudit.io import atomic_dir, text_safe, text_safe_tree
 
 __all__ = [
     "MANIFEST_COLUMNS",
@@ -336,8 +336,12 @@ def _bundle(
     rows = rows.copy()
     if not ids_given:
         rows["id"] = _unique_ids(rows, root)
-    rows["label"] = rows["label"].astype(str)
-    rows["split"] = rows["split"].astype(str)
+    # Names are text (ids, labels, splits, classes, the excluded list): file names that were not
+    # UTF-8 are escaped here, once; the path and mask columns keep the originals that open the files.
+    for col in ("id", "label", "split"):
+        rows[col] = rows[col].astype(str).map(text_safe)
+    classes = [text_safe(str(c)) for c in classes]
+    excluded = [text_safe_tree(e) for e in excluded]
     order = {s: i for i, s in enumerate(sort_splits(rows["split"].unique()))}
     rows = rows.assign(_o=rows["split"].map(order)).sort_values(["_o", "id"], kind="stable").drop(columns="_o")
     manifest = rows[MANIFEST_COLUMNS].reset_index(drop=True)

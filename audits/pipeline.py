@@ -24,7 +24,7 @@ from imaudit.audits.device import resolve_device
 from imaudit.audits.result import DatasetIdentity, Finding, ModelIdentity
 from imaudit.audits.spec import AuditSpec, ImageLimits
 from imaudit.errors import BadInputError
-from imaudit.io import atomic_write_json
+from imaudit.io import atomic_write_json, text_safe
 
 EVAL_SPLITS = ("val", "test")
 
@@ -99,11 +99,16 @@ def class_order(model_classes: list[str] | None, data_classes: list[str], model_
 def identify(spec: AuditSpec, work: Path) -> dict[str, Any]:
     """Load model and dataset, check they fit, write manifest.csv; return their identities."""
     t0 = time.perf_counter()
+    from imaudit.audits.degenerate import require_classes
+
     ds = get_dataset(spec)
+    require_classes(ds)
     model = get_model(spec)
     class_order(model.classes, ds.classes, spec.model, model.num_classes)
     work.mkdir(parents=True, exist_ok=True)
-    ds.manifest.to_csv(work / "manifest.csv", index=False)
+    # File paths that are not UTF-8 are written with \\x escapes (the manifest is for people and tools).
+    ds.manifest.assign(**{c: ds.manifest[c].map(lambda p: text_safe(p) if isinstance(p, str) else p)
+                          for c in ("path", "mask")}).to_csv(work / "manifest.csv", index=False)
     counts = {
         split: {c: int(n) for c, n in grp["label"].value_counts().reindex(ds.classes, fill_value=0).items()}
         for split, grp in ds.manifest.groupby("split", sort=False)
@@ -139,7 +144,11 @@ def check_data(spec: AuditSpec, work: Path) -> dict[str, Any]:
     """Great Expectations suite over the manifest -> expectations, summary, findings."""
     from imaudit.audits.expect import check_manifest
 
-    rep = check_manifest(get_dataset(spec), spec.thresholds.data)
+    from imaudit.audits import degenerate
+
+    ds = get_dataset(spec)
+    rep = check_manifest(ds, spec.thresholds.data)
+    rep.findings += degenerate.findings(ds, spec)
     return _gate_dict(rep)
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from imaudit import paths
 from imaudit.audits.spec import AuditSpec
 from imaudit.errors import BadInputError, RefError
+from imaudit.io import text_safe
 
 
 def _local_path(ref: str, kinds: tuple[str, ...]) -> Path | None:
@@ -32,6 +33,13 @@ def _local_path(ref: str, kinds: tuple[str, ...]) -> Path | None:
 
 def check_files(spec: AuditSpec) -> None:
     """Step 1: the output folder is usable and every local file or folder named exists."""
+    for option, value in (("--model", spec.model), ("--dataset", spec.dataset), ("--out", spec.out),
+                          ("--generator", spec.generator), ("--arch", spec.arch)):
+        if value is not None and text_safe(str(value)) != str(value):
+            raise BadInputError(
+                f"{option} {text_safe(str(value))}: holds bytes that are not UTF-8; rename it or link it under a "
+                "UTF-8 name (names inside a dataset may be anything)"
+            )
     paths.check_folder(Path(spec.out) if spec.out else paths.report_store(), "--out")
     ckpt = _local_path(spec.model, ("file",))
     if ckpt is not None and not ckpt.is_file():
@@ -82,5 +90,9 @@ def preflight(spec: AuditSpec) -> None:
 
     check_options(spec)
     check_model(spec)
-    ds, model = pipeline.get_dataset(spec), pipeline.get_model(spec)
+    from imaudit.audits.degenerate import require_classes
+
+    ds = pipeline.get_dataset(spec)
+    require_classes(ds)  # before a timm: model is built with one output per class
+    model = pipeline.get_model(spec)
     pipeline.class_order(model.classes, ds.classes, spec.model, model.num_classes)

@@ -50,11 +50,13 @@ class CalibrationThresholds(BaseModel):
 
 
 class DataThresholds(BaseModel):
-    """Data-gate limits: class imbalance is max/min class count in a split."""
+    """Data-gate limits: class imbalance is max/min class count in a split; a class with
+    fewer than ``min_class_images`` images in the evaluated split is a ``tiny-class``."""
 
     model_config = ConfigDict(extra="forbid")
 
     imbalance_ratio: float = 10.0
+    min_class_images: int = Field(default=5, ge=1)
 
 
 class ExplanationThresholds(BaseModel):

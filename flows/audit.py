@@ -22,7 +22,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.states import State
 
-from imaudit import paths
+from imaudit import interrupts, paths
 from imaudit.audits.assemble import assemble, audit_id
 from imaudit.audits.spec import AuditSpec
 from imaudit.flows.chunked import finish_chunks, run_chunks, start_chunks
@@ -70,6 +70,7 @@ def audit(spec: AuditSpec) -> str:
     cache: dict[str, dict[str, int]] = {}
 
     def timed(name: str, fn, *args, required: bool = False) -> Any:
+        interrupts.raise_if_received()  # an interrupt swallowed mid-stage still stops the audit here
         progress.info("%s ...", name)
         t0 = time.perf_counter()
         if required:
@@ -86,6 +87,7 @@ def audit(spec: AuditSpec) -> str:
         log.info("auditing %s (%s) on %s", spec.model, ident["model"]["arch"], ident["dataset"]["ref"])
         pieces["data_gate"] = timed("check_data", t.check_data, spec, work)
         t0 = time.perf_counter()
+        interrupts.raise_if_received()
         progress.info("predict ...")
         pred = _guarded("predict", errors, lambda: _predict(spec, work, cache))
         timings["predict"] = round(time.perf_counter() - t0, 3)
@@ -100,6 +102,7 @@ def audit(spec: AuditSpec) -> str:
             sample = timed("choose_sample", t.choose_sample, spec, work)
             if sample is not None and spec.methods:
                 t0 = time.perf_counter()
+                interrupts.raise_if_received()
                 progress.info("explain with %s ...", ", ".join(spec.methods))
                 records = _explain_all(spec, work, errors, cache)
                 timings["explain"] = round(time.perf_counter() - t0, 3)
@@ -110,6 +113,7 @@ def audit(spec: AuditSpec) -> str:
                     pieces["insights"] = timed("insights", t.insights, spec, work, records)
             if spec.counterfactuals:
                 pieces["generative"] = timed("counterfactuals", gt.counterfactuals, spec, work)
+        interrupts.raise_if_received()  # last chance before the report is written and renamed into place
         result = assemble(spec, aid, pieces).model_copy(update={"cache": cache})
         rt.write_report(result, work)
     _refresh_index(store, log)

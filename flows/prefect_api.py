@@ -12,7 +12,7 @@ server"). ``start_api`` starts that same server up front instead, so that it
 - runs in its own session and is stopped by this process on exit (Prefect's
   own atexit hook), on SIGINT and on SIGTERM (the CLI turns both into
   exceptions that unwind to a normal exit);
-- dies with this process even on SIGKILL (imaudit.procs: PR_SET_PDEATHSIG).
+- dies with this process even on SIGKILL (imaudit.tethered: PR_SET_PDEATHSIG).
 Prefect keeps one such server per process (``SubprocessASGIServer()`` with
 no port is a per-process singleton), so its client finds and uses this one.
 """
@@ -30,7 +30,7 @@ from prefect.server.api.server import SubprocessASGIServer
 from prefect.settings import PREFECT_API_URL, get_current_settings
 
 from imaudit.errors import PrefectStartError
-from imaudit.procs import bound_command
+from imaudit.tethered import tethered_command
 
 STARTUP_TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 DEFAULT_STARTUP_TIMEOUT_S = 180
@@ -54,7 +54,7 @@ class BoundServer(SubprocessASGIServer):
             "PREFECT__SERVER_FINAL": "1",
             **get_current_settings().to_environment_variables(exclude_unset=True),
         }
-        return subprocess.Popen(bound_command(args), env=env, start_new_session=True)
+        return subprocess.Popen(tethered_command(args), env=env, start_new_session=True)
 
 
 def startup_timeout() -> int:

@@ -14,17 +14,15 @@ never a traceback. New commands get this by being on the app.
 
 from __future__ import annotations
 
-import contextlib
 import signal
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from enum import IntEnum
 from typing import Any
 
 import typer
 from typer.core import TyperGroup
 
-from imaudit import runlog
+from imaudit import interrupts, runlog
 from imaudit.errors import BadInputError, IncompleteError, Terminated
 
 
@@ -58,39 +56,18 @@ def exit_for(exc: BaseException, say: Callable[[str], None] = _say_error) -> typ
     """The exit for an exception a command raised (None: let typer handle it, e.g. usage errors)."""
     if isinstance(exc, (typer.Exit, typer.TyperException, typer.Abort)):
         return None
+    sig = interrupts.received()
+    if sig is not None or isinstance(exc, KeyboardInterrupt):  # whatever exception the interrupt became
+        name = "SIGTERM" if sig == signal.SIGTERM or isinstance(exc, Terminated) else "SIGINT (Ctrl-C)"
+        return _incomplete(f"interrupted by {name}; partial results were removed", exc, say)
     if isinstance(exc, BadInputError):
         say(_one_line(str(exc)))
         return typer.Exit(ExitCode.BAD_INPUT)
-    if isinstance(exc, Terminated):
-        return _incomplete("interrupted by SIGTERM; partial results were removed", exc, say)
-    if isinstance(exc, KeyboardInterrupt):
-        return _incomplete("interrupted by SIGINT (Ctrl-C); partial results were removed", exc, say)
     if isinstance(exc, IncompleteError):
         return _incomplete(str(exc), exc, say)
     if isinstance(exc, Exception):
         return _incomplete(f"crashed: {type(exc).__name__}: {exc}", exc, say)
     return None  # SystemExit, GeneratorExit: not ours to reinterpret
-
-
-@contextlib.contextmanager
-def sigterm_raises() -> Iterator[None]:
-    """While inside, SIGTERM raises Terminated in the main thread (like Ctrl-C's KeyboardInterrupt).
-
-    Python's default for SIGTERM is to die on the spot, skipping every cleanup
-    (temp folders, the Prefect server's stop); as an exception it unwinds.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise Terminated()
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 class ExitCodeGroup(TyperGroup):
@@ -99,12 +76,13 @@ class ExitCodeGroup(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         runlog.start("imaudit")
         try:
-            with sigterm_raises():
-                return super().invoke(ctx)
-        except BaseException as e:  # noqa: BLE001 - every exception becomes an exit code; tracebacks go to the log
-            mapped = exit_for(e)
-            if mapped is None:
-                raise
-            raise mapped from None
+            with interrupts.watch():
+                try:
+                    return super().invoke(ctx)
+                except BaseException as e:  # noqa: BLE001 - every exception becomes an exit code; tracebacks go to the log
+                    mapped = exit_for(e)
+                    if mapped is None:
+                        raise
+                    raise mapped from None
         finally:
             runlog.finish()

@@ -14,6 +14,29 @@ from pathlib import Path
 from typing import Any
 
 
+def text_safe(text: str) -> str:
+    """``text`` writable as UTF-8: bytes of a file name that were not UTF-8 become ``\\xNN``.
+
+    Python keeps such bytes as lone surrogates (surrogateescape), which no
+    UTF-8 writer (JSON, CSV, HTML, a hash) accepts; names shown or stored use
+    this form, while the original string still opens the file.
+    """
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def text_safe_tree(obj: Any) -> Any:
+    """``text_safe`` on every string (keys too) in nested dicts, lists and tuples."""
+    if isinstance(obj, str):
+        return text_safe(obj)
+    if isinstance(obj, dict):
+        return {text_safe_tree(k): text_safe_tree(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [text_safe_tree(v) for v in obj]
+    return obj
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file's bytes."""
     h = hashlib.sha256()

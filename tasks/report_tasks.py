@@ -8,6 +8,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
 from imaudit.audits.result import AuditResult
+from imaudit.tasks.chunk_cache import retry_on_io
 
 
 @task(name="write-report")
@@ -19,7 +20,7 @@ def write_report(result: AuditResult, work: Path) -> str:
     return str(render_report(result, work))
 
 
-@task(name="refresh-index", retries=2, retry_delay_seconds=[1, 5])
+@task(name="refresh-index", retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=retry_on_io)
 def refresh_index(store: Path) -> str:
     """Rebuild the store's index.html from the audits on disk.
 

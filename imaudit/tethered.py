@@ -1,6 +1,6 @@
 """Child processes that cannot outlive their parent.
 
-``bound_command(args)`` turns a command line into one that runs in a new
+``tethered_command(args)`` turns a command line into one that runs in a new
 session (Ctrl-C at a terminal reaches the parent only, which then stops the
 child itself) and that the kernel SIGKILLs when the parent dies, however it
 died (Linux ``PR_SET_PDEATHSIG``; elsewhere the child is only in its own
@@ -20,9 +20,9 @@ import sys
 _PR_SET_PDEATHSIG = 1
 
 
-def bound_command(args: list[str]) -> list[str]:
+def tethered_command(args: list[str]) -> list[str]:
     """``args`` behind the launcher that ties it to this process (run it with start_new_session=True)."""
-    return [sys.executable, "-m", "imaudit.procs", str(os.getpid()), *args]
+    return [sys.executable, "-m", "imaudit.tethered", str(os.getpid()), *args]
 
 
 def _arm_parent_death_signal(sig: int = signal.SIGKILL) -> bool:
