@@ -1,8 +1,8 @@
-"""Dataset sources: a dataset ref becomes one manifest (pandas) plus a torch Dataset.
+"""Datasets: a dataset ref becomes one manifest (pandas) plus a torch Dataset.
 
-Refs: ``folder:PATH`` (class folders, under split folders or not), ``csv:PATH``
-(columns path,label,split[,mask]), ``builtin:digits`` and
-``builtin:shapes[?options]`` (generated once into the cache). Every readable
+The ref's scheme picks a source from ``imaudit.audits.sources`` (one module
+per scheme: folder, csv, builtin, ...); this module holds what every source
+shares: probing and hashing files, split names, ids, the digest. Every readable
 image becomes a manifest row; files with an image extension that cannot be
 decoded are left out and listed in ``excluded`` with the reason, so the audit
 goes on and the data gate reports them.
@@ -24,9 +24,10 @@ from tqdm.auto import tqdm
 
 from imaudit import paths
 from imaudit.audits.images import IMAGE_EXTENSIONS, ImageDataset, UnreadableImage, load_image, probe_image
+from imaudit.audits.sources import SOURCES, LoadContext, usage
 from imaudit.audits.spec import ImageLimits
 from imaudit.errors import RefError
-from imaudit.io import atomic_dir, text_safe, text_safe_tree
+from imaudit.io import text_safe, text_safe_tree
 
 __all__ = [
     "MANIFEST_COLUMNS",
@@ -35,6 +36,8 @@ __all__ = [
     "load_dataset",
     "load_image",
     "dataset_digest",
+    "make_bundle",
+    "probe_files",
 ]
 
 MANIFEST_COLUMNS = ["id", "path", "label", "split", "sha256", "width", "height", "mode", "mask"]
@@ -94,57 +97,18 @@ def load_dataset(
 ) -> DatasetBundle:
     """Resolve a dataset ref into a DatasetBundle (RefError, one line, when it points at nothing).
 
+    The scheme before the first ':' picks a source from ``imaudit.audits.sources``.
     ``progress`` shows a bar where stderr is a terminal; ``limits`` bound the
     size and dimensions of the files read (default ImageLimits()).
     """
     scheme, sep, rest = str(ref).partition(":")
-    loaders = {"folder": _load_folder, "csv": _load_csv, "builtin": _load_builtin}
-    if not sep or scheme not in loaders:
-        raise RefError(
-            f"unknown dataset ref {ref!r}: use folder:PATH, csv:PATH, builtin:digits or builtin:shapes[?options]"
-        )
+    if not sep or scheme not in SOURCES:
+        raise RefError(f"unknown dataset ref {ref!r}: use {usage()}")
     if not rest.strip():
         raise RefError(f"dataset ref {ref!r} names nothing after '{scheme}:'")
-    return loaders[scheme](ref, rest.strip(), cache=cache, progress=progress, limits=limits)
-
-
-# --- folder: ---------------------------------------------------------------------------------
-
-def _load_folder(ref: str, rest: str, *, cache: Path | None, progress: bool, limits: ImageLimits | None) -> DatasetBundle:
-    root = Path(rest).expanduser().resolve()
-    if not root.exists():
-        raise RefError(f"{ref}: no such folder {root}")
-    if not root.is_dir():
-        raise RefError(f"{ref}: {root} is not a folder")
-    subdirs = _subdirs(root)
-    if not subdirs:
-        raise RefError(f"{ref}: {root} has no class folders (expected {root}/CLASS/*.png or {root}/train/CLASS/*.png)")
-    split_layout = any(_split_name(d.name) in SPLIT_ORDER for d in subdirs)
-
-    candidates: list[dict] = []
-    stray: list[dict] = []
-    classes: set[str] = set()
-    for f in _image_files(root, recursive=False):
-        stray.append({"path": str(f), "reason": "image outside a class folder", "split": None, "label": None})
-    groups = [(_split_name(d.name), d) for d in subdirs] if split_layout else [(None, root)]
-    for split, base in groups:
-        if split_layout:
-            for f in _image_files(base, recursive=False):
-                stray.append({"path": str(f), "reason": "image outside a class folder", "split": split, "label": None})
-        for cdir in _subdirs(base):
-            classes.add(cdir.name)
-            for f in _image_files(cdir, recursive=True):
-                candidates.append({"path": str(f), "label": cdir.name, "split": split, "mask": None})
-
-    manifest, excluded = probe_files(candidates, progress=progress, desc=ref, limits=limits)
-    split_method = "folders"
-    if not split_layout:
-        manifest["split"] = auto_split(manifest)
-        split_method = (
-            f"auto: no split folders, so a stratified {1 - AUTO_VAL_FRACTION:.0%}/{AUTO_VAL_FRACTION:.0%} "
-            f"train/val split by file hash (seed {AUTO_SPLIT_SEED})"
-        )
-    return _bundle(ref, sorted(classes), manifest, excluded + stray, root, split_method)
+    ctx = LoadContext(cache=Path(cache) if cache is not None else paths.cache_dir(), progress=progress,
+                      limits=limits or ImageLimits())
+    return SOURCES.get(scheme)().load(ref, rest.strip(), ctx)
 
 
 def auto_split(manifest: pd.DataFrame, val_fraction: float = AUTO_VAL_FRACTION, seed: int = AUTO_SPLIT_SEED) -> pd.Series:
@@ -166,11 +130,7 @@ def auto_split(manifest: pd.DataFrame, val_fraction: float = AUTO_VAL_FRACTION, 
     return split
 
 
-def _subdirs(folder: Path) -> list[Path]:
-    return sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
-
-
-def _image_files(folder: Path, recursive: bool) -> list[Path]:
+def image_files(folder: Path, recursive: bool) -> list[Path]:
     """Files with an image extension (others, e.g. README.txt, are not data and are ignored)."""
     found = folder.rglob("*") if recursive else folder.iterdir()
     return sorted(
@@ -179,97 +139,9 @@ def _image_files(folder: Path, recursive: bool) -> list[Path]:
     )
 
 
-def _split_name(name: str) -> str:
+def split_name(name: str) -> str:
+    """A split's canonical name: "validation", "valid" and "dev" are "val", and so on."""
     return SPLIT_ALIASES.get(name.lower(), name.lower())
-
-
-# --- csv: ------------------------------------------------------------------------------------
-
-def _load_csv(ref: str, rest: str, *, cache: Path | None, progress: bool, limits: ImageLimits | None) -> DatasetBundle:
-    csv_path = Path(rest).expanduser().resolve()
-    if not csv_path.is_file():
-        raise RefError(f"{ref}: no such file {csv_path}")
-    try:
-        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise RefError(f"{ref}: cannot read {csv_path} as CSV ({str(e).splitlines()[0]})") from None
-    table.columns = [c.strip().lower() for c in table.columns]
-    for col in ("path", "label", "split"):
-        if col not in table.columns:
-            raise RefError(f"{ref}: {csv_path} has no column {col!r} (columns: {', '.join(table.columns)})")
-
-    base = csv_path.parent
-    candidates, excluded, missing_masks = [], [], []
-    for row in table.itertuples(index=False):
-        path, label, split = str(row.path).strip(), str(row.label).strip(), _split_name(str(row.split).strip())
-        mask = str(getattr(row, "mask", "") or "").strip()
-        record = {"path": str(base / path) if path else "", "split": split or None, "label": label or None}
-        problem = (
-            "no path" if not path else "no label" if not label else "no split" if not split
-            else "file not found" if not (base / path).is_file() else None
-        )
-        if problem:
-            excluded.append({**record, "reason": problem})
-            continue
-        mask_path = str((base / mask).resolve()) if mask else None
-        if mask_path and not Path(mask_path).is_file():
-            missing_masks.append({"path": mask_path, "image": record["path"]})
-            mask_path = None
-        candidates.append({**record, "path": str((base / path).resolve()), "mask": mask_path})
-
-    classes = sorted({str(lbl).strip() for lbl in table["label"] if str(lbl).strip()})
-    manifest, bad = probe_files(candidates, progress=progress, desc=ref, limits=limits)
-    bundle = _bundle(ref, classes, manifest, excluded + bad, base, "csv")
-    if missing_masks:
-        bundle.meta["missing_masks"] = missing_masks
-    return bundle
-
-
-# --- builtin: --------------------------------------------------------------------------------
-
-def _load_builtin(ref: str, rest: str, *, cache: Path | None, progress: bool, limits: ImageLimits | None) -> DatasetBundle:
-    from imaudit.audits import builtin_digits, builtin_shapes
-
-    name, _, query = rest.partition("?")
-    cache_root = Path(cache) if cache is not None else paths.cache_dir()
-    if name == "digits":
-        if query:
-            raise RefError(f"{ref}: builtin:digits takes no options (got {query!r})")
-        folder = _cached_build(
-            cache_root / "builtin" / builtin_digits.VERSION,
-            lambda tmp: (builtin_digits.generate(tmp, progress=progress), {"generator": builtin_digits.VERSION}),
-        )
-    elif name == "shapes":
-        opts = builtin_shapes.parse_options(query, ref)
-        folder = _cached_build(
-            cache_root / "builtin" / opts.key(), lambda tmp: builtin_shapes.generate(tmp, opts, progress=progress)
-        )
-    else:
-        raise RefError(f"unknown builtin dataset {ref!r}: use builtin:digits or builtin:shapes[?options]")
-
-    rows = pd.read_csv(folder / "manifest.csv", dtype={"label": str, "split": str, "path": str, "mask": str})
-    meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-    rows["id"] = rows["path"]
-    for col in ("path", "mask"):
-        rows[col] = [str(folder / p) if isinstance(p, str) and p else None for p in rows[col]]
-    if meta.get("shortcut"):
-        meta["shortcut"]["ids"] = rows.loc[rows["shortcut"].astype(bool), "id"].tolist()
-    classes = sorted(rows["label"].unique()) if name == "digits" else sorted(meta["options"]["classes"])
-    return _bundle(ref, classes, rows, [], folder, "generated", meta=meta, ids_given=True)
-
-
-def _cached_build(final: Path, build) -> Path:
-    """Generate a builtin set once: build into a temp folder, then rename into place.
-
-    A set that another process finished first wins and is reused (it is identical).
-    """
-    if (final / "manifest.csv").is_file():
-        return final
-    with atomic_dir(final, replace=False) as tmp:
-        rows, meta = build(tmp)
-        rows.to_csv(tmp / "manifest.csv", index=False)
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    return final
 
 
 # --- shared ----------------------------------------------------------------------------------
@@ -319,7 +191,7 @@ def dataset_digest(manifest: pd.DataFrame, classes: list[str]) -> str:
     return h.hexdigest()
 
 
-def _bundle(
+def make_bundle(
     ref: str,
     classes: list[str],
     rows: pd.DataFrame,
@@ -329,7 +201,11 @@ def _bundle(
     meta: dict | None = None,
     ids_given: bool = False,
 ) -> DatasetBundle:
-    """Give rows stable ids, order and types, and wrap them in a DatasetBundle."""
+    """Give rows stable ids, order and types, and wrap them in a DatasetBundle.
+
+    Every source ends here, so ids, split order, dtypes and the digest are the
+    same whatever the data came from.
+    """
     if rows.empty:
         first = f" (e.g. {excluded[0]['path']}: {excluded[0]['reason']})" if excluded else ""
         raise RefError(f"{ref}: no readable images found{first}")

@@ -46,17 +46,17 @@ def _model(ref: str, arch: str | None, input_size: int | None, num_classes: int 
 
 
 def dataset_ref(spec: AuditSpec) -> str:
-    """The spec's dataset, or the release's own dataset for release: refs."""
+    """The spec's dataset, or the dataset the model names for itself (a release's own data)."""
     if spec.dataset:
         return spec.dataset
-    if spec.model.startswith("release:"):
-        from imaudit.models.registry import Registry
+    from imaudit.models import model_source
 
-        name, _, version = spec.model[len("release:"):].partition("@")
-        manifest = Registry().get(name, version or "latest")
-        if manifest.dataset:
-            return manifest.dataset
-        raise BadInputError(f"release {manifest.name}@{manifest.version} names no dataset; pass --dataset")
+    source, value = model_source(spec.model)
+    own = source.dataset(value)
+    if own:
+        return own
+    if spec.model.startswith("release:"):
+        raise BadInputError(f"release {spec.model[len('release:'):]} names no dataset; pass --dataset")
     raise BadInputError("no dataset: pass --dataset REF (folder:PATH, csv:PATH, builtin:digits, builtin:shapes)")
 
 
@@ -65,14 +65,18 @@ def get_dataset(spec: AuditSpec):
 
 
 def get_model(spec: AuditSpec):
-    """The audited model; timm: refs get one output per dataset class."""
-    if spec.model.startswith("timm:"):
+    """The audited model; sources with random weights (timm:) get one output per dataset class."""
+    from imaudit.models import model_source
+
+    source, value = model_source(spec.model)
+    if source.sized_by_dataset(value):
         return _model(spec.model, spec.arch, spec.input_size, len(get_dataset(spec).classes))
     return load_model_only(spec)
 
 
 def load_model_only(spec: AuditSpec):
-    """A model whose class count is its own (every ref but timm:), loaded without the dataset."""
+    """A model whose class count is its own weights' (every source not sized by the dataset),
+    loaded without reading the dataset."""
     return _model(spec.model, spec.arch, spec.input_size, None)
 
 

@@ -65,17 +65,17 @@ def check_options(spec: AuditSpec) -> None:
 
 
 def check_model(spec: AuditSpec) -> None:
-    """Step 3: the model side alone; every ref but ``timm:`` is loaded (and cached) now.
+    """Step 3: the model side alone; every model whose head is its own is loaded (and cached) now.
 
-    A ``timm:`` ref takes its class count from the dataset, so here only its
-    architecture name is checked.
+    A source sized by the dataset (``timm:`` random weights) takes its class
+    count from the data, so here only its architecture name is checked.
     """
     from imaudit.audits import pipeline
-    from imaudit.models import parse_ref
+    from imaudit.models import model_source
     from imaudit.models.archs import check_arch
 
-    kind, value = parse_ref(spec.model)
-    if kind == "timm":
+    source, value = model_source(spec.model)
+    if source.sized_by_dataset(value):
         check_arch(value)
         if spec.arch and spec.arch != value:
             raise BadInputError(f"--arch {spec.arch} conflicts with {spec.model}, whose architecture is {value}")

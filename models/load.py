@@ -1,9 +1,8 @@
 """load_model(ref): one entry point for every model source.
 
-Refs: ``timm:NAME`` (seeded random weights), ``hf-hub:ORG/NAME`` (timm hub
-weights from the Hugging Face cache), ``file:PATH`` (a checkpoint), and
-``release:NAME@VERSION`` (a registry release, digest-verified; VERSION may
-be ``latest``, and ``release:NAME`` means latest).
+A ref is ``KIND:VALUE``; the kind picks a source from ``imaudit.models.sources``
+(timm, hf-hub, file, release, ...). This module holds what sources share:
+argument checks and turning a checkpoint file into a LoadedModel.
 Input size precedence: explicit argument > release manifest / checkpoint
 metadata > timm's default.
 """
@@ -14,44 +13,47 @@ from pathlib import Path
 from typing import Any
 
 import timm
-from torch import nn
 
 from imaudit.errors import BadInputError, CheckpointError, RefError
 from imaudit.io import sha256_file
 from imaudit.models.archs import check_arch, classifier_key, create_arch, data_config
 from imaudit.models.checkpoint import fit_state_dict, read_checkpoint
 from imaudit.models.history import check_history
-from imaudit.models.hub import hub_classes, load_hub_model
-from imaudit.models.loaded import LoadedModel, model_digest
-from imaudit.models.registry import Registry
-
-KINDS = ("timm", "hf-hub", "file", "release")
+from imaudit.models.loaded import LoadedModel
+from imaudit.models.sources import MODEL_SOURCES, LoadRequest, ModelSource
 
 
 def parse_ref(ref: str) -> tuple[str, str]:
     """Split 'KIND:VALUE'; RefError with a hint when the kind is missing or unknown."""
     kind, sep, value = (ref or "").partition(":")
-    if sep and kind in KINDS and value:
+    if sep and value and kind in MODEL_SOURCES:
         return kind, value
     hint = ""
     if ref and Path(ref).expanduser().is_file():
         hint = f" (did you mean file:{ref}?)"
     elif ref and timm.is_model(ref):
         hint = f" (did you mean timm:{ref}?)"
-    raise RefError(f"model ref '{ref}' must look like {', '.join(k + ':...' for k in KINDS)}{hint}")
+    forms = ", ".join(MODEL_SOURCES.get(k).usage for k in MODEL_SOURCES.names())
+    raise RefError(f"model ref '{ref}' must look like {forms}{hint}")
 
 
-def _check_args(input_size: int | None, num_classes: int | None, classes: list[str] | None) -> None:
+def model_source(ref: str) -> tuple[ModelSource, str]:
+    """The source that loads ``ref`` and the ref's value (the part after ``KIND:``)."""
+    kind, value = parse_ref(ref)
+    return MODEL_SOURCES.get(kind)(), value
+
+
+def _check_request(request: LoadRequest) -> LoadRequest:
+    input_size, num_classes, classes = request.input_size, request.num_classes, request.classes
     if input_size is not None and (not isinstance(input_size, int) or input_size <= 0):
         raise BadInputError(f"input_size must be a positive integer, got {input_size!r}")
     if num_classes is not None and (not isinstance(num_classes, int) or num_classes <= 0):
         raise BadInputError(f"num_classes must be a positive integer, got {num_classes!r}")
     if classes is not None and num_classes is not None and len(classes) != num_classes:
         raise BadInputError(f"classes: {len(classes)} names given but num_classes={num_classes}")
-
-
-def _model_classes(module: nn.Module) -> int:
-    return int(module.num_classes)
+    if classes is not None and num_classes is None:
+        return LoadRequest(arch=request.arch, input_size=input_size, num_classes=len(classes), classes=classes)
+    return request
 
 
 def load_model(ref: str, *, arch: str | None = None, input_size: int | None = None,
@@ -62,63 +64,29 @@ def load_model(ref: str, *, arch: str | None = None, input_size: int | None = No
     overrides the data config's input size; ``num_classes`` and ``classes`` are
     checked against what the weights say.
     """
-    kind, value = parse_ref(ref)
-    _check_args(input_size, num_classes, classes)
-    if classes is not None and num_classes is None:
-        num_classes = len(classes)
-    if kind == "timm":
-        return _load_timm(ref, value, arch=arch, input_size=input_size, num_classes=num_classes, classes=classes)
-    if kind == "hf-hub":
-        return _load_hub(ref, value, arch=arch, input_size=input_size, num_classes=num_classes, classes=classes)
-    if kind == "file":
-        loaded, _ = load_checkpoint_file(Path(value).expanduser(), arch=arch, input_size=input_size,
-                                         num_classes=num_classes, classes=classes, ref=ref)
-        return loaded
-    return _load_release(value, arch=arch, input_size=input_size, num_classes=num_classes, classes=classes)
+    source, value = model_source(ref)
+    request = _check_request(LoadRequest(arch=arch, input_size=input_size, num_classes=num_classes, classes=classes))
+    return source.load(ref, value, request)
 
 
-def _same_arch(given: str | None, actual: str, ref: str) -> None:
+def same_arch(given: str | None, actual: str, ref: str) -> None:
+    """Refuse an ``--arch`` that contradicts the architecture the ref itself names."""
     if given is not None and given != actual:
         raise BadInputError(f"--arch {given} conflicts with {ref}, whose architecture is {actual}")
 
 
-def _load_timm(ref: str, name: str, *, arch: str | None, input_size: int | None,
-               num_classes: int | None, classes: list[str] | None) -> LoadedModel:
-    check_arch(name)
-    _same_arch(arch, name, ref)
-    module = create_arch(name, num_classes=num_classes, input_size=input_size)
-    return LoadedModel(module=module, ref=ref, arch=name, digest=model_digest(module),
-                       num_classes=_model_classes(module), classes=classes,
-                       data_config=data_config(module, input_size))
-
-
-def _load_hub(ref: str, repo: str, *, arch: str | None, input_size: int | None,
-              num_classes: int | None, classes: list[str] | None) -> LoadedModel:
-    module, digest = load_hub_model(repo, input_size=input_size)
-    name = module.pretrained_cfg.get("architecture") or type(module).__name__
-    _same_arch(arch, name, ref)
-    n = _model_classes(module)
-    if num_classes is not None and num_classes != n:
-        raise CheckpointError(f"{ref} has {n} classes but {num_classes} were asked for (timm architecture {name})")
-    names = classes if classes is not None else hub_classes(module)
-    if names is not None and len(names) != n:
-        raise CheckpointError(f"{ref}: {len(names)} class names for {n} outputs (timm architecture {name})")
-    return LoadedModel(module=module, ref=ref, arch=name, digest=digest, num_classes=n, classes=names,
-                       data_config=data_config(module, input_size))
-
-
-def load_checkpoint_file(path: Path, *, arch: str | None = None, input_size: int | None = None,
-                         num_classes: int | None = None, classes: list[str] | None = None,
+def load_checkpoint_file(path: Path, request: LoadRequest | None = None,
                          ref: str | None = None) -> tuple[LoadedModel, dict[str, Any]]:
     """Load a checkpoint file into its timm architecture; also return the file's metadata.
 
     The class count comes from the classifier weight's first dimension; any
-    disagreement with the metadata, ``num_classes`` or ``classes`` is a
-    CheckpointError naming the checkpoint and the architecture.
+    disagreement with the metadata or the request's ``num_classes`` or
+    ``classes`` is a CheckpointError naming the checkpoint and the architecture.
     """
+    request = request or LoadRequest()
     ckpt = read_checkpoint(path)
     meta = ckpt.meta
-    arch = arch or meta.get("arch")
+    arch = request.arch or meta.get("arch")
     if not arch:
         raise CheckpointError(f"checkpoint {path} has no architecture metadata; pass --arch NAME (a timm architecture)")
     check_arch(arch, f" (for checkpoint {ckpt.name})")
@@ -133,49 +101,19 @@ def load_checkpoint_file(path: Path, *, arch: str | None = None, input_size: int
         if n is not None and meta["num_classes"] != n:
             raise CheckpointError(f"{where}: metadata says {meta['num_classes']} classes but {key} has {n} rows")
         n = meta["num_classes"]
-    if num_classes is not None and n is not None and num_classes != n:
+    if request.num_classes is not None and n is not None and request.num_classes != n:
         shape = f" ({key} {list(weight.shape)})" if weight is not None else ""
-        raise CheckpointError(f"{where}: the checkpoint has {n} classes{shape} but {num_classes} were asked for")
-    n = n if n is not None else num_classes
-    names = classes if classes is not None else meta.get("classes")
+        raise CheckpointError(f"{where}: the checkpoint has {n} classes{shape} but {request.num_classes} were asked for")
+    n = n if n is not None else request.num_classes
+    names = request.classes if request.classes is not None else meta.get("classes")
     if names is not None and n is not None and len(names) != n:
         raise CheckpointError(f"{where}: {len(names)} class names for {n} classes")
 
-    size = input_size if input_size is not None else meta.get("input_size")
+    size = request.input_size if request.input_size is not None else meta.get("input_size")
     module = create_arch(arch, num_classes=n, input_size=size)
     fit_state_dict(module, ckpt, arch)
     history = check_history(meta["history"], f"checkpoint {ckpt.name} history") if meta.get("history") else None
     loaded = LoadedModel(module=module, ref=ref or f"file:{path}", arch=arch, digest=sha256_file(path),
-                         num_classes=_model_classes(module), classes=names,
+                         num_classes=int(module.num_classes), classes=names,
                          data_config=data_config(module, size), history=history)
     return loaded, meta
-
-
-def _load_release(value: str, *, arch: str | None, input_size: int | None,
-                  num_classes: int | None, classes: list[str] | None) -> LoadedModel:
-    name, sep, version = value.partition("@")
-    version = version if sep else "latest"  # release:NAME means the latest version
-    if not name or not version:
-        raise RefError(f"release ref 'release:{value}' must be release:NAME@VERSION (VERSION may be 'latest')")
-    registry = Registry()
-    manifest = registry.get(name, version)
-    _same_arch(arch, manifest.arch, manifest.ref)
-    path = registry.checkpoint_path(manifest)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} of release {manifest.ref} is missing")
-    actual = sha256_file(path)
-    if actual != manifest.sha256:
-        raise CheckpointError(f"checkpoint {path} of {manifest.ref} has sha256 {actual[:12]}… but its manifest "
-                              f"says {manifest.sha256[:12]}…; refusing to load a changed release")
-    if num_classes is not None and num_classes != manifest.num_classes:
-        raise CheckpointError(f"release {manifest.ref} ({manifest.arch}) has {manifest.num_classes} classes "
-                              f"but {num_classes} were asked for")
-    loaded, _ = load_checkpoint_file(
-        path, arch=manifest.arch, num_classes=manifest.num_classes,
-        input_size=input_size if input_size is not None else manifest.input_size,
-        classes=classes if classes is not None else manifest.classes, ref=manifest.ref,
-    )
-    loaded.release = manifest
-    if manifest.history is not None:
-        loaded.history = manifest.history
-    return loaded

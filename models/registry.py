@@ -19,6 +19,8 @@ from imaudit import paths
 from imaudit.errors import BadInputError, RefError
 from imaudit.io import atomic_dir, atomic_write_json, sha256_file
 from imaudit.models.history import check_history
+from imaudit.models.load import load_checkpoint_file
+from imaudit.models.sources import LoadRequest
 
 MANIFEST = "manifest.json"
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
@@ -123,9 +125,6 @@ class Registry:
 
         Classes, input size and history default to the checkpoint's metadata.
         """
-        # Imported here: load.py resolves release: refs through this module.
-        from imaudit.models.load import load_checkpoint_file
-
         _check_part(name, "name")
         _check_part(version, "version")
         if version == "latest":
@@ -136,7 +135,7 @@ class Registry:
         existing = self._existing(name, version, sha256_file(checkpoint))
         if existing is not None:
             return existing
-        loaded, meta = load_checkpoint_file(checkpoint, arch=arch, input_size=input_size, classes=classes)
+        loaded, meta = load_checkpoint_file(checkpoint, LoadRequest(arch=arch, input_size=input_size, classes=classes))
         if history is not None:
             history = check_history(history, "release history")
         manifest = ReleaseManifest(

@@ -1,0 +1,61 @@
+"""Model sources: one module per model ref kind, registered in ``MODEL_SOURCES``.
+
+A model ref is ``KIND:VALUE``; ``load_model`` (imaudit.models.load) looks the
+kind up here and hands VALUE and the caller's ``LoadRequest`` to the source,
+which returns a ``LoadedModel``. Adding a source is one file in this folder:
+
+    @MODEL_SOURCES.register("onnx")
+    class OnnxSource(ModelSource):
+        usage = "onnx:PATH"
+        def load(self, ref, value, request): ...
+
+What belongs here: finding weights and building the module. What does not:
+the data config (archs.data_config), checkpoint parsing (checkpoint.py) and
+the release registry's storage (registry.py), which sources share.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+from imaudit.registry import Registry
+
+if TYPE_CHECKING:
+    from imaudit.models.loaded import LoadedModel
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """What the caller asks of a model besides its ref.
+
+    ``arch`` names the timm architecture of a bare state_dict; ``input_size``
+    overrides the data config's; ``num_classes`` and ``classes`` are checked
+    against what the weights say (and size the head of random weights).
+    """
+
+    arch: str | None = None
+    input_size: int | None = None
+    num_classes: int | None = None
+    classes: list[str] | None = None
+
+
+class ModelSource:
+    """One model ref kind. Subclasses set ``usage`` (shown in errors and --help) and ``load``."""
+
+    usage: ClassVar[str] = ""
+
+    def load(self, ref: str, value: str, request: LoadRequest) -> LoadedModel:
+        """Build the model ``ref`` names (``value`` is the part after ``KIND:``)."""
+        raise NotImplementedError
+
+    def sized_by_dataset(self, value: str) -> bool:
+        """Whether the model's head is made to fit the dataset (random weights), not read from weights."""
+        return False
+
+    def dataset(self, value: str) -> str | None:
+        """The dataset ref the model names for itself (a release's own data), if any."""
+        return None
+
+
+MODEL_SOURCES: Registry[type[ModelSource]] = Registry("model source", package="imaudit.models.sources")

@@ -1,0 +1,31 @@
+"""hf-hub:ORG/NAME — timm weights from the Hugging Face Hub, through its local cache."""
+
+from __future__ import annotations
+
+from imaudit.errors import CheckpointError
+from imaudit.models.archs import data_config
+from imaudit.models.hub import hub_classes, load_hub_model
+from imaudit.models.load import same_arch
+from imaudit.models.loaded import LoadedModel
+from imaudit.models.sources import MODEL_SOURCES, LoadRequest, ModelSource
+
+
+@MODEL_SOURCES.register("hf-hub")
+class HubSource(ModelSource):
+    """Architecture, weights and label names from the repo's config.json; offline when cached."""
+
+    usage = "hf-hub:ORG/NAME"
+
+    def load(self, ref: str, value: str, request: LoadRequest) -> LoadedModel:
+        module, digest = load_hub_model(value, input_size=request.input_size)
+        name = module.pretrained_cfg.get("architecture") or type(module).__name__
+        same_arch(request.arch, name, ref)
+        n = int(module.num_classes)
+        if request.num_classes is not None and request.num_classes != n:
+            raise CheckpointError(f"{ref} has {n} classes but {request.num_classes} were asked for "
+                                  f"(timm architecture {name})")
+        names = request.classes if request.classes is not None else hub_classes(module)
+        if names is not None and len(names) != n:
+            raise CheckpointError(f"{ref}: {len(names)} class names for {n} outputs (timm architecture {name})")
+        return LoadedModel(module=module, ref=ref, arch=name, digest=digest, num_classes=n, classes=names,
+                           data_config=data_config(module, request.input_size))
