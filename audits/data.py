@@ -93,13 +93,15 @@ def sort_splits(names: Iterable[str]) -> list[str]:
 
 
 def load_dataset(
-    ref: str, *, cache: Path | None = None, progress: bool = True, limits: ImageLimits | None = None
+    ref: str, *, cache: Path | None = None, progress: bool = True, limits: ImageLimits | None = None,
+    roots: tuple[Path, ...] = (),
 ) -> DatasetBundle:
     """Resolve a dataset ref into a DatasetBundle (RefError, one line, when it points at nothing).
 
     The scheme before the first ':' picks a source from ``imaudit.audits.sources``.
     ``progress`` shows a bar where stderr is a terminal; ``limits`` bound the
-    size and dimensions of the files read (default ImageLimits()).
+    size and dimensions of the files read (default ImageLimits()); ``roots`` are
+    folders besides the dataset's own that its files may lie in (a CSV's entries).
     """
     scheme, sep, rest = str(ref).partition(":")
     if not sep or scheme not in SOURCES:
@@ -107,7 +109,7 @@ def load_dataset(
     if not rest.strip():
         raise RefError(f"dataset ref {ref!r} names nothing after '{scheme}:'")
     ctx = LoadContext(cache=Path(cache) if cache is not None else paths.cache_dir(), progress=progress,
-                      limits=limits or ImageLimits())
+                      limits=limits or ImageLimits(), roots=tuple(Path(r) for r in roots))
     return SOURCES.get(scheme)().load(ref, rest.strip(), ctx)
 
 

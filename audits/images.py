@@ -105,6 +105,22 @@ def probe_image(path: str | Path, limits: ImageLimits | None = None) -> dict[str
         raise UnreadableImage(f"cannot decode image ({type(e).__name__}: {text})") from None
 
 
+def mask_unusable(path: str | Path, limits: ImageLimits) -> str | None:
+    """Why a mask file cannot serve (missing, too big, not an image), from its size and header only; or None."""
+    path = Path(path)
+    if not path.is_file():
+        return "mask file not found"
+    try:
+        check_file_size(path, limits)
+        with Image.open(path) as im:
+            check_dimensions(im, limits)
+    except UnreadableImage as e:
+        return f"mask {e.reason}"
+    except (OSError, SyntaxError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as e:
+        return f"mask is not a readable image ({type(e).__name__})"
+    return None
+
+
 def load_image(path: str | Path, expect_size: tuple[int, int] | None = None) -> Image.Image:
     """Open an image as RGB whatever its mode, upright per its EXIF orientation.
 

@@ -32,10 +32,10 @@ EVAL_SPLITS = ("val", "test")
 # --- cached loaders -------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=4)
-def _dataset(ref: str, limits: ImageLimits):
+def _dataset(ref: str, limits: ImageLimits, roots: tuple[Path, ...] = ()):
     from imaudit.audits.data import load_dataset
 
-    return load_dataset(ref, limits=limits)
+    return load_dataset(ref, limits=limits, roots=roots)
 
 
 @functools.lru_cache(maxsize=4)
@@ -61,7 +61,7 @@ def dataset_ref(spec: AuditSpec) -> str:
 
 
 def get_dataset(spec: AuditSpec):
-    return _dataset(dataset_ref(spec), spec.limits)
+    return _dataset(dataset_ref(spec), spec.limits, tuple(spec.allowed_roots))
 
 
 def get_model(spec: AuditSpec):
@@ -134,6 +134,7 @@ def identify(spec: AuditSpec, work: Path) -> dict[str, Any]:
         counts=counts,
         n_images=int(len(ds.manifest)),
         excluded=ds.excluded,
+        dropped_masks=ds.meta.get("dropped_masks", []),
         has_masks=bool(ds.has_masks),
     )
     return {

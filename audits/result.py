@@ -55,6 +55,9 @@ class DatasetIdentity(BaseModel):
     counts: dict[str, dict[str, int]] = Field(default_factory=dict, description="split -> class -> images")
     n_images: int = 0
     excluded: list[dict[str, Any]] = Field(default_factory=list, description="files left out, with the reason")
+    dropped_masks: list[dict[str, Any]] = Field(
+        default_factory=list, description="masks not used (their images stay, maskless), with the reason"
+    )
     has_masks: bool = False
 
 

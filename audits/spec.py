@@ -181,6 +181,10 @@ class AuditSpec(BaseModel):
     dask_address: str | None = None
     thresholds: Thresholds = Field(default_factory=Thresholds)
     limits: ImageLimits = Field(default_factory=ImageLimits, description="Image file size and dimension limits")
+    allowed_roots: list[Path] = Field(
+        default_factory=list,
+        description="Folders besides a CSV dataset's own that its image and mask paths may point into",
+    )
     quality: QualitySettings = Field(default_factory=QualitySettings)
     counterfactuals: int = Field(
         default=0, ge=0, description="Misclassified val images to explain with GAN counterfactuals (0: off)"

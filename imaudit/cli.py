@@ -129,6 +129,7 @@ def audit(
     dask_address: Annotated[Optional[str], typer.Option(help="Dask scheduler address (default: a local cluster)")] = None,
     counterfactuals: Annotated[int, typer.Option(help="misclassified val images to explain with GAN counterfactuals (needs 'imaudit generative train')")] = 0,
     generator: Annotated[Optional[Path], typer.Option(help="pretrained generator checkpoint for counterfactuals")] = None,
+    allowed_root: Annotated[Optional[list[Path]], typer.Option(help="a folder besides a CSV dataset's own that its image and mask paths may point into (repeatable)")] = None,
     max_image_mb: Annotated[Optional[float], typer.Option(help="image files larger than this (MiB) are left out unread (default 1024)")] = None,
     max_image_pixels: Annotated[Optional[int], typer.Option(help="images with more pixels than this are left out undecoded (default 120000000)")] = None,
     config: Annotated[Optional[Path], typer.Option(help="JSON/YAML file with AuditSpec fields (options given here win)")] = None,
@@ -154,6 +155,8 @@ def audit(
     fields.update({k: v for k, v in given.items() if v is not None})
     if methods is not None:
         fields["methods"] = methods
+    if allowed_root:
+        fields["allowed_roots"] = [*fields.get("allowed_roots", []), *allowed_root]
     limits = {"max_file_mb": max_image_mb, "max_pixels": max_image_pixels}
     if any(v is not None for v in limits.values()):
         fields["limits"] = {**fields.get("limits", {}), **{k: v for k, v in limits.items() if v is not None}}

@@ -31,11 +31,14 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class LoadContext:
     """What every source may need besides its ref: the cache root, whether to draw progress bars
-    (at a terminal only) and the size/dimension limits files are checked against before reading."""
+    (at a terminal only), the size/dimension limits files are checked against before reading, and
+    further allowed roots."""
 
     cache: Path
     progress: bool = True
     limits: ImageLimits = field(default_factory=ImageLimits)
+    # Folders besides a dataset's own that the files it names may lie in (--allowed-root).
+    roots: tuple[Path, ...] = ()
 
 
 class DatasetSource:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from imaudit.audits.confine import outside
 from imaudit.audits.data import (
     AUTO_SPLIT_SEED,
     AUTO_VAL_FRACTION,
@@ -40,6 +41,7 @@ def load_folder(ref: str, root: Path, ctx: LoadContext) -> DatasetBundle:
         raise RefError(f"{ref}: {root} has no class folders (expected {root}/CLASS/*.png or {root}/train/CLASS/*.png)")
     split_layout = any(split_name(d.name) in SPLIT_ORDER for d in subdirs)
 
+    roots = [root, *ctx.roots]
     candidates: list[dict] = []
     stray: list[dict] = []
     classes: set[str] = set()
@@ -53,7 +55,11 @@ def load_folder(ref: str, root: Path, ctx: LoadContext) -> DatasetBundle:
         for cdir in _subdirs(base):
             classes.add(cdir.name)
             for f in image_files(cdir, recursive=True):
-                candidates.append({"path": str(f), "label": cdir.name, "split": split, "mask": None})
+                where = outside(f, roots)  # a symlink out of the folder is not followed
+                if where:
+                    stray.append({"path": str(f), "reason": where, "split": split, "label": cdir.name})
+                else:
+                    candidates.append({"path": str(f), "label": cdir.name, "split": split, "mask": None})
 
     manifest, excluded = probe_files(candidates, progress=ctx.progress, desc=ref, limits=ctx.limits)
     split_method = "folders"

@@ -273,3 +273,82 @@ def test_prefect_that_cannot_start_exits_3_and_leaves_nothing(tmp_path):
     assert "starting Prefect" in err and "could not complete: Prefect could not start" in err and "(log: " in err
     assert "Traceback" not in err
     wait_for(lambda: not tree.alive(), 60, f"the server to go: {tree.alive()}")
+
+
+# --- datasets confined to their folder; events confined to the deployment's roots ---------------
+
+def _csv_dataset(tmp_path: Path) -> tuple[Path, Path]:
+    """A CSV dataset in data/ whose rows also point outside it, three ways; returns (csv, outside folder)."""
+    data, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    small_images(data, {"a": 4, "b": 4})
+    small_images(elsewhere, {"a": 1}, seed=7)
+    secret = elsewhere / "a" / "img0.png"
+    (data / "a" / "link.png").symlink_to(secret)  # a link inside the folder pointing out of it
+    (data / "mask_ok.png").write_bytes((data / "a" / "img0.png").read_bytes())
+    (data / "mask_bad.png").write_text("not an image")
+    rows = ["path,label,split,mask"]
+    rows += [f"{c}/img{i}.png,{c},{'train' if i < 3 else 'val'}," for c in "ab" for i in range(4)]
+    rows[1] = rows[1].rstrip(",") + ",mask_ok.png"
+    rows[2] = rows[2].rstrip(",") + ",mask_bad.png"
+    rows[3] = rows[3].rstrip(",") + f",{secret}"  # an absolute mask path out of the folder
+    rows += ["../elsewhere/a/img0.png,a,train,", f"{secret},a,train,", "a/link.png,a,train,",
+             "../../../../../../etc/passwd,b,val,"]
+    csv = data / "data.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    return csv, elsewhere
+
+
+def test_csv_paths_stay_inside_the_csv_folder(tmp_path):
+    from imaudit.audits.data import load_dataset
+
+    csv, elsewhere = _csv_dataset(tmp_path)
+    ds = load_dataset(f"csv:{csv}", progress=False)
+    assert len(ds.manifest) == 8  # the eight images inside data/
+    outside = {e["path"]: e["reason"] for e in ds.excluded}
+    assert len(outside) == 4 and all("outside the dataset's folder" in r for r in outside.values()), outside
+    assert any("a link to" in r for p, r in outside.items() if p.endswith("link.png"))
+    masks = {Path(m["path"]).name: m["reason"] for m in ds.meta["dropped_masks"]}
+    assert "outside the dataset's folder" in masks["img0.png"] and "not a readable image" in masks["mask_bad.png"]
+    kept = ds.manifest.set_index("id")["mask"]
+    assert kept["a/img0.png"].endswith("mask_ok.png")  # a good mask is used
+    assert kept["a/img1.png"] is None and kept["a/img2.png"] is None  # a bad one costs its own image its mask only
+    allowed = load_dataset(f"csv:{csv}", progress=False, roots=(elsewhere,))
+    assert len(allowed.manifest) == 8 + 3 and len(allowed.excluded) == 1  # /etc/passwd stays out
+
+
+def test_a_mask_that_breaks_later_affects_its_own_image_only(tmp_path):
+    from imaudit.audits.data import load_dataset
+    from imaudit.audits.images import ImageDataset
+
+    csv, _ = _csv_dataset(tmp_path)
+    ds = load_dataset(f"csv:{csv}", progress=False)
+    (csv.parent / "mask_ok.png").write_bytes(b"corrupted after the dataset was checked")
+    items = ImageDataset(ds.manifest, ds.classes, return_mask=True, mask_size=16)
+    masks = [items[i][3] for i in range(len(items))]
+    assert len(masks) == 8 and all(float(m.sum()) == 0 for m in masks)
+
+
+def test_event_datasets_must_lie_under_the_deployment_roots(tmp_path, monkeypatch):
+    from imaudit.audits.confine import ROOTS_ENV, event_refs
+    from imaudit.errors import BadInputError
+    from imaudit.flows.on_release import on_release
+
+    root = tmp_path / "datasets"
+    (root / "digits").mkdir(parents=True)
+    (root / "escape").symlink_to(tmp_path)
+    ok = [("release:m@1", None), ("release:m@1", "builtin:digits"), ("release:m@1", f"folder:{root / 'digits'}")]
+    for ref, ds in ok:
+        assert event_refs(ref, ds, [root]) == (ref, ds)
+    refused = [("file:/etc/passwd", None), ("release:m@1", "folder:/etc"), ("release:m@1", f"csv:{root}/../x.csv"),
+               ("release:m@1", f"folder:{root / 'escape'}"), ("release:m@1", "folder:s3://bucket/x")]
+    for ref, ds in refused:
+        with pytest.raises(BadInputError):
+            event_refs(ref, ds, [root])
+    with pytest.raises(BadInputError, match="configures no dataset_roots"):
+        event_refs("release:m@1", f"folder:{root / 'digits'}", [])
+    # The deployed flow applies it before anything else runs (parameter, else the worker's environment).
+    with pytest.raises(BadInputError, match="not under the deployment's dataset_roots"):
+        on_release.fn("release:m@1", "folder:/etc", None, [str(root)])
+    monkeypatch.setenv(ROOTS_ENV, str(root))
+    with pytest.raises(BadInputError, match="not under"):
+        on_release.fn("release:m@1", "csv:/etc/passwd", None, None)
