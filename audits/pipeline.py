@@ -142,6 +142,8 @@ def identify(spec: AuditSpec, work: Path) -> dict[str, Any]:
         "dataset": did.model_dump(mode="json"),
         "history": model.history,
         "seconds": time.perf_counter() - t0,
+        # A generated (builtin) set's cache use: reused after verification, or generated (again).
+        "cache": {"builtin": ds.meta["cache"]} if ds.meta.get("cache") else {},
     }
 
 

@@ -84,6 +84,7 @@ def audit(spec: AuditSpec) -> str:
     with atomic_dir(final) as work:
         ident = timed("identify", t.identify, spec, work, required=True)
         pieces["identity"] = ident
+        cache.update(ident.get("cache", {}))
         log.info("auditing %s (%s) on %s", spec.model, ident["model"]["arch"], ident["dataset"]["ref"])
         pieces["data_gate"] = timed("check_data", t.check_data, spec, work)
         t0 = time.perf_counter()

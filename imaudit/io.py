@@ -68,6 +68,66 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
+SUM_SUFFIX = ".sum"
+
+
+def fingerprint(path: str | Path) -> dict[str, Any]:
+    """A file's size and sha256: what a cache records to know the file later."""
+    return {"size": Path(path).stat().st_size, "sha256": sha256_file(path)}
+
+
+def check_fingerprint(path: str | Path, expected: dict[str, Any]) -> str | None:
+    """Why the file is not the one ``expected`` records (missing, other size, other checksum), or None.
+
+    The size is compared first, so a truncated file costs a stat, not a hash.
+    """
+    try:
+        size = Path(path).stat().st_size
+    except FileNotFoundError:
+        return "missing"
+    if size != expected.get("size"):
+        return f"{size} bytes, recorded {expected.get('size')}"
+    if sha256_file(path) != expected.get("sha256"):
+        return "checksum differs from the recorded one"
+    return None
+
+
+def write_verified(path: str | Path, data: bytes) -> Path:
+    """Write a cache file atomically, then its ``.sum`` (size + sha256) beside it.
+
+    The sum is written last: a writer killed in between leaves a file without a
+    sum, which ``read_verified`` does not trust.
+    """
+    path = atomic_write_bytes(path, data)
+    atomic_write_text(Path(f"{path}{SUM_SUFFIX}"), json.dumps({"size": len(data), "sha256": sha256_bytes(data)}))
+    return path
+
+
+def read_verified(path: str | Path) -> tuple[bytes | None, str | None]:
+    """``(data, None)`` when the cache file matches its ``.sum``; ``(None, None)`` when there is no such
+    entry; ``(None, reason)`` when one was there but did not verify (it is removed, to be recomputed)."""
+    path = Path(path)
+    sum_path = Path(f"{path}{SUM_SUFFIX}")
+    if not path.exists() and not sum_path.exists():
+        return None, None
+    try:
+        expected = json.loads(sum_path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
+    except (OSError, ValueError) as e:
+        problem = f"unreadable ({type(e).__name__})"
+    else:
+        if not isinstance(expected, dict) or len(data) != expected.get("size"):
+            problem = f"{len(data)} bytes, recorded {expected.get('size') if isinstance(expected, dict) else '?'}"
+        elif sha256_bytes(data) != expected.get("sha256"):
+            problem = "checksum differs from the recorded one"
+        else:
+            return data, None
+    for p in (path, sum_path):
+        with contextlib.suppress(OSError):
+            p.unlink()
+    return None, problem
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 

@@ -20,7 +20,7 @@ from urllib.parse import quote
 from imaudit import paths
 from imaudit.audits import chunks
 from imaudit.audits.result import SEVERITY_RANK, AuditResult
-from imaudit.io import atomic_write_bytes, atomic_write_text
+from imaudit.io import atomic_write_bytes, atomic_write_text, read_verified, write_verified
 from imaudit.reports import figures as figs
 from imaudit.reports.store import safe_file
 from imaudit.reports.templating import num, render
@@ -141,12 +141,13 @@ class ReportContext:
         if self.redraw or not path.is_file():
             cached = _figure_cache(name, key) if key is not None else None
             try:
-                if cached is not None and cached.is_file():
-                    png = cached.read_bytes()
-                else:
+                png, problem = read_verified(cached) if cached is not None else (None, None)
+                if problem:  # a damaged cache entry is never shown: redrawn and rewritten
+                    log.warning("cached figure %s did not verify (%s); redrawn", cached, problem)
+                if png is None:
                     png = draw()
                     if cached is not None:
-                        atomic_write_bytes(cached, png)
+                        write_verified(cached, png)
                 atomic_write_bytes(path, png)
             except Exception as exc:  # a bad grid must not sink the whole report
                 log.warning("figure %s failed: %s", name, exc)

@@ -352,3 +352,28 @@ def test_event_datasets_must_lie_under_the_deployment_roots(tmp_path, monkeypatc
     monkeypatch.setenv(ROOTS_ENV, str(root))
     with pytest.raises(BadInputError, match="not under"):
         on_release.fn("release:m@1", "csv:/etc/passwd", None, None)
+
+
+# --- caches that verify themselves -----------------------------------------------------------------
+
+def test_damaged_builtin_set_and_figure_cache_entries_are_rebuilt_not_trusted(tmp_path):
+    from imaudit.audits.data import load_dataset
+    from imaudit.io import read_verified, write_verified
+
+    ref = "builtin:shapes?n=12&size=16&seed=3"
+    first = load_dataset(ref, cache=tmp_path, progress=False)
+    assert first.meta["cache"] == {"reused": 0, "computed": 1}
+    assert load_dataset(ref, cache=tmp_path, progress=False).meta["cache"] == {"reused": 1, "computed": 0}
+    victim = Path(first.manifest["path"].iloc[0])
+    victim.write_bytes(victim.read_bytes()[:40])  # truncated in place
+    again = load_dataset(ref, cache=tmp_path, progress=False)
+    assert again.meta["cache"]["computed"] == 1 and "bytes, recorded" in again.meta["cache"]["rejected"]
+    assert again.digest == first.digest and len(victim.read_bytes()) > 40  # generated again, identical
+
+    entry = tmp_path / "figure.png"
+    write_verified(entry, b"\x89PNG figure bytes")
+    assert read_verified(entry) == (b"\x89PNG figure bytes", None)
+    entry.write_bytes(b"\x89PNG figure bytez")  # same size, other content
+    data, problem = read_verified(entry)
+    assert data is None and "checksum" in problem and not entry.exists()  # removed, to be drawn again
+    assert read_verified(entry) == (None, None)
