@@ -7,8 +7,9 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from imaudit.audits.result import SEVERITY_RANK, AuditResult, Finding, GateResult
+from imaudit.audits.result import SEVERITY_RANK, AuditResult, Finding, GateResult, MethodRecord
 from imaudit.audits.spec import AuditSpec
+from imaudit.audits.stages.records import StageOutputs
 from imaudit.io import text_safe_tree
 
 
@@ -52,24 +53,22 @@ def gate(
     return result
 
 
-def assemble(spec: AuditSpec, aid: str, pieces: dict[str, Any]) -> AuditResult:
+def assemble(spec: AuditSpec, aid: str, out: StageOutputs) -> AuditResult:
     """Combine what the stages produced; missing pieces (failed stages) stay empty."""
-    ident = pieces["identity"]
     findings: list[Finding] = []
     expectations: list[dict[str, Any]] = []
     data_checks: dict[str, Any] = {}
-    for key in ("data_gate", "prediction_gate"):
-        g = pieces.get(key)
-        if g:
-            data_checks[g["suite"]] = {"expectations": g["expectations"], "summary": g["summary"]}
-            expectations += g["expectations"]
-            findings += [Finding.model_validate(f) for f in g["findings"]]
-    diag = pieces.get("diagnosis") or {}
-    findings += [Finding.model_validate(f) for f in diag.get("findings", [])]
-    ins = pieces.get("insights") or {}
-    findings += [Finding.model_validate(f) for f in ins.get("findings", [])]
-    gen = pieces.get("generative")
-    errors = list(pieces.get("errors", []))
+    for g in (out.data_gate, out.prediction_gate):
+        if g is not None:
+            data_checks[g.suite] = {"expectations": g.expectations, "summary": g.summary}
+            expectations += g.expectations
+            findings += g.findings
+    diag, ins = out.diagnosis, out.insights
+    if diag is not None:
+        findings += diag.findings
+    if ins is not None:
+        findings += ins.findings
+    errors = [e.model_dump() for e in out.errors]
     for err in errors:
         findings.append(
             Finding(
@@ -79,38 +78,40 @@ def assemble(spec: AuditSpec, aid: str, pieces: dict[str, Any]) -> AuditResult:
                 evidence=err,
             )
         )
-    explanations = dict(pieces.get("explanations", {}))
-    for name, rec in (ins.get("method_quality") or {}).items():
+    explanations: dict[str, MethodRecord] = dict(out.explanations)
+    for name, rec in (ins.method_quality if ins is not None else {}).items():
         if name in explanations:
-            explanations[name] = {**explanations[name], "quality": rec}
-    artifacts = dict(pieces.get("artifacts", {}))
-    if pieces.get("gallery"):
-        artifacts["gallery"] = pieces["gallery"].get("gallery", [])
-        artifacts["views"] = pieces["gallery"].get("views")
+            explanations[name] = explanations[name].model_copy(update={"quality": rec})
+    artifacts: dict[str, Any] = dict(out.prediction.files) if out.prediction is not None else {}
+    if out.gallery is not None:
+        artifacts["gallery"] = [item.model_dump() for item in out.gallery.items]
+        artifacts["views"] = out.gallery.views
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     result = AuditResult(
         id=aid,
-        created=pieces.get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created=now,
+        finished=now,
         status=audit_status(errors),
         spec=spec.model_dump(mode="json"),
-        model=ident["model"],
-        dataset=ident["dataset"],
-        metrics=diag.get("metrics", {}),
-        per_class=diag.get("per_class", {}),
-        confusion=diag.get("confusion", {}),
-        calibration=diag.get("calibration", {}),
-        fit=diag.get("fit") or {"verdict": "unknown"},
+        model=out.identity.model,
+        dataset=out.identity.dataset,
+        metrics=diag.metrics if diag is not None else {},
+        per_class=diag.per_class if diag is not None else {},
+        confusion=diag.confusion if diag is not None else {},
+        calibration=diag.calibration if diag is not None else {},
+        fit=diag.fit if diag is not None else {"verdict": "unknown"},
         data_checks=data_checks,
         explanations=explanations,
-        global_importance=ins.get("global_importance", {}),
-        quality=ins.get("quality", {}),
-        strategies=ins.get("strategies", {}),
-        generative=gen,
+        global_importance=ins.global_importance if ins is not None else {},
+        quality=ins.quality if ins is not None else {},
+        strategies=ins.strategies if ins is not None else {},
+        generative=out.generative,
         findings=findings,
         gates=gate(findings, expectations, spec.fail_on, audit_status(errors)),
         artifacts=artifacts,
-        timings=pieces.get("timings", {}),
+        timings=out.timings,
         errors=errors,
+        cache={stage: stats.model_dump() for stage, stats in out.cache.items()},
     )
     result.findings = result.sorted_findings()
     # Evidence can quote file paths that are not UTF-8; audit.json and the report must still be writable.

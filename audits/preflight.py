@@ -70,7 +70,7 @@ def check_model(spec: AuditSpec) -> None:
     A source sized by the dataset (``timm:`` random weights) takes its class
     count from the data, so here only its architecture name is checked.
     """
-    from imaudit.audits import pipeline
+    from imaudit.audits.stages import inputs
     from imaudit.models import model_source
     from imaudit.models.archs import check_arch
 
@@ -80,19 +80,17 @@ def check_model(spec: AuditSpec) -> None:
         if spec.arch and spec.arch != value:
             raise BadInputError(f"--arch {spec.arch} conflicts with {spec.model}, whose architecture is {value}")
         return
-    pipeline.load_model_only(spec)
+    inputs.model_only(spec)
 
 
 def preflight(spec: AuditSpec) -> None:
     """Check everything an audit needs, cheapest first; BadInputError (one line) at the first problem."""
     check_files(spec)
-    from imaudit.audits import pipeline
+    from imaudit.audits.stages import inputs
 
     check_options(spec)
     check_model(spec)
     from imaudit.audits.degenerate import require_classes
 
-    ds = pipeline.get_dataset(spec)
-    require_classes(ds)  # before a timm: model is built with one output per class
-    model = pipeline.get_model(spec)
-    pipeline.class_order(model.classes, ds.classes, spec.model, model.num_classes)
+    require_classes(inputs.dataset(spec))  # before a timm: model is built with one output per class
+    inputs.check_fit(spec)

@@ -168,3 +168,8 @@ def finite_json(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [finite_json(v) for v in obj]
     return obj
+
+
+def jsonable(obj: Any) -> Any:
+    """Plain JSON values of ``obj`` (tuples as lists, other objects by their str), e.g. timm's data config."""
+    return json.loads(json.dumps(obj, default=lambda o: list(o) if isinstance(o, tuple) else str(o)))

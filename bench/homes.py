@@ -12,6 +12,7 @@ from pathlib import Path
 from imaudit import paths
 from imaudit.audits.data import load_dataset
 from imaudit.audits.spec import AuditSpec
+from imaudit.audits.stages import inputs
 from imaudit.bench.methods import method_images
 from imaudit.bench.workload import DATASET
 
@@ -50,13 +51,10 @@ def temp_home(prefix: str = "imaudit-bench-") -> Iterator[Path]:
 def forget_loaded() -> None:
     """Drop the per-process model/dataset caches of the audit stages, so each audit loads its own.
 
-    Uses the stage module's lru_cache handles: every timed audit then pays the
-    same loading work a new process would (imports excepted).
+    Every timed audit then pays the same loading work a new process would
+    (imports excepted).
     """
-    from imaudit.audits import pipeline
-
-    pipeline._dataset.cache_clear()  # noqa: SLF001 - the only handle on the stage loaders' cache
-    pipeline._model.cache_clear()  # noqa: SLF001
+    inputs.forget()
 
 
 def bench_audit_spec(model: str, image_size: int, methods: list[str], samples: int, device: str,

@@ -1,7 +1,7 @@
 """Prefect's overhead: the audit flow against calling the same stage functions directly.
 
 ``run_direct`` does what ``imaudit.flows.audit.audit`` does, stage for stage
-(imaudit.audits.pipeline), with plain calls instead of tasks: no task runs,
+(imaudit.audits.stages), with plain calls instead of tasks: no task runs,
 no result persistence, no Prefect cache lookups, no artifact. Both run cold
 (empty chunk cache, models loaded afresh) on the same spec; the ratio
 flow / direct is the price of orchestration. The flow runs in this process
@@ -16,11 +16,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imaudit import paths
-from imaudit.audits import pipeline
 from imaudit.audits.assemble import assemble, audit_id
 from imaudit.audits.spec import AuditSpec
+from imaudit.audits.stages import (
+    check_data,
+    check_outputs,
+    diagnose,
+    explain,
+    gallery,
+    identify,
+    insights,
+    predict,
+    sample,
+)
+from imaudit.audits.stages.records import StageOutputs
 from imaudit.bench.homes import forget_loaded, temp_home
 from imaudit.io import atomic_dir
+from imaudit.reports.index import build_index
+from imaudit.reports.render import render_report
 
 
 @dataclass
@@ -35,27 +48,20 @@ class OverheadRow:
 
 def run_direct(spec: AuditSpec) -> Path:
     """The audit flow's stages as plain function calls; returns the report folder."""
-    from imaudit.reports.index import build_index
-    from imaudit.reports.render import render_report
-
     store = Path(spec.out or paths.report_store())
     aid = audit_id(spec)
-    pieces: dict = {"errors": [], "timings": {}}
     with atomic_dir(store / aid) as work:
-        ident = pipeline.identify(spec, work)
-        pieces["identity"] = ident
-        pieces["data_gate"] = pipeline.check_data(spec, work)
-        pred = pipeline.predict(spec, work, progress=False)
-        pieces["artifacts"] = dict(pred["files"])
-        pieces["prediction_gate"] = pipeline.check_outputs(spec, work)
-        pieces["diagnosis"] = pipeline.diagnose(spec, work, ident.get("history"))
-        pipeline.choose_sample(spec, work)
-        records = {m: pipeline.explain(spec, work, m) for m in spec.methods}
-        pieces["explanations"] = records
-        pieces["gallery"] = pipeline.gallery(spec, work, records)
-        if records:
-            pieces["insights"] = pipeline.insights(spec, work, records)
-        result = assemble(spec, aid, pieces)
+        out = StageOutputs(identity=identify.run(spec, work))
+        out.data_gate = check_data.run(spec, work)
+        out.prediction = predict.run(spec, work, progress=False)
+        out.prediction_gate = check_outputs.run(spec, work)
+        out.diagnosis = diagnose.run(spec, work, out.identity.history)
+        out.sample = sample.run(spec, work)
+        out.explanations = {m: explain.run(spec, work, m) for m in spec.methods}
+        out.gallery = gallery.run(spec, work, out.explanations)
+        if out.explanations:
+            out.insights = insights.run(spec, work, out.explanations)
+        result = assemble(spec, aid, out)
         result.write(work)
         render_report(result, work)
     build_index(store)

@@ -4,11 +4,18 @@ Everything is written into a temporary folder beside the final one and
 renamed at the end, so a failed or killed audit never leaves half a report;
 two audits never share a folder (ids carry a random suffix). A stage that
 fails after the inputs loaded is recorded in audit.json and the report
-(status "partial"); bad inputs fail the flow with BadInputError.
+(status "partial", or "failed" for identify/predict/diagnose: the gate fails
+either way); bad inputs fail the flow with BadInputError. An interrupt
+(SIGINT/SIGTERM) stops the audit at the latest at the next stage, even if
+the exception it raised was swallowed on the way (imaudit.interrupts).
 
-Prediction and explanation run as cached chunk tasks: re-auditing an
-unchanged model on unchanged data reuses them, and a killed audit resumes
-from the chunks it finished. ``cache`` in audit.json counts them.
+The stages are imaudit.audits.stages, each called through its task
+(imaudit.tasks.audit_tasks); what they return is collected in a typed
+StageOutputs and assembled into the AuditResult. Prediction and explanation
+run as one task per chunk whose result is a content-addressed file (the
+cache): re-auditing an unchanged model on unchanged data reuses them, and a
+killed audit resumes from the chunks it finished. ``cache`` in audit.json
+counts them.
 """
 
 from __future__ import annotations
@@ -17,14 +24,17 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from prefect import flow, get_run_logger
-from prefect.states import State
+from pydantic import ValidationError
 
 from imaudit import interrupts, paths
 from imaudit.audits.assemble import assemble, audit_id
+from imaudit.audits.result import MethodRecord
 from imaudit.audits.spec import AuditSpec
+from imaudit.audits.stages.records import ChunkStats, PredictionOutcome, StageError, StageOutputs
+from imaudit.errors import BadInputError
 from imaudit.flows.chunked import finish_chunks, run_chunks, start_chunks
 from imaudit.io import atomic_dir, sweep_stale_tmp
 from imaudit.tasks import audit_tasks as t
@@ -34,26 +44,39 @@ from imaudit.tasks import report_tasks as rt
 FLOW_TIMEOUT_S = 6 * 3600
 # Stage-level progress for people at a terminal (the CLI shows it; Prefect's run logs have the detail).
 progress = logging.getLogger("imaudit.progress")
+R = TypeVar("R")
 
 
-def _outcome(state: State, stage: str, errors: list[dict[str, Any]]) -> Any:
-    """A stage's result, or None with the failure recorded in ``errors``."""
-    if state.is_completed():
-        return state.result()
-    exc = state.result(raise_on_failure=False)
-    msg = f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else (state.message or "failed")
-    errors.append({"stage": stage, "error": msg})
-    return None
+class _Stages:
+    """Runs the audit's stages for the flow: times each, and records a failure instead of raising it."""
 
+    def __init__(self) -> None:
+        self.errors: list[StageError] = []
+        self.timings: dict[str, float] = {}
 
-def _guarded(stage: str, errors: list[dict[str, Any]], fn: Callable[[], Any]) -> Any:
-    """Run a multi-task stage; a failure is recorded in ``errors`` (and logged), not raised."""
-    try:
-        return fn()
-    except Exception as e:  # noqa: BLE001 - a failed stage is a result: recorded, the audit goes on
-        get_run_logger().warning("stage %s failed: %s: %s", stage, type(e).__name__, e, exc_info=True)
-        errors.append({"stage": stage, "error": f"{type(e).__name__}: {e}"})
-        return None
+    def run(self, name: str, fn: Callable[[], R], *, required: bool = False, timed: bool = True) -> R | None:
+        """``fn()`` (a task call or a multi-task stage); a failure is recorded in ``errors`` and gives None.
+
+        A required stage (identify) raises instead: without its inputs there is no audit.
+        ``timed=False`` for the steps of a stage (one method's explanation), which the stage times.
+        """
+        interrupts.raise_if_received()  # an interrupt swallowed inside the last stage still stops the audit here
+        if timed:
+            progress.info("%s ...", name)
+        t0 = time.perf_counter()
+        try:
+            result = fn()
+        except Exception as e:  # noqa: BLE001 - a failed stage is a result: recorded, the audit goes on
+            if required:
+                raise
+            get_run_logger().warning("stage %s failed: %s: %s", name, type(e).__name__, e, exc_info=True)
+            self.errors.append(StageError(stage=name, error=f"{type(e).__name__}: {e}"))
+            result = None
+        if timed:
+            self.timings[name] = round(time.perf_counter() - t0, 3)
+            failed = f" (failed: {self.errors[-1].error})" if result is None and self.errors else ""
+            progress.info("%s done in %.1fs%s", name, self.timings[name], failed)
+        return result
 
 
 @flow(name="imaudit-audit", log_prints=True, timeout_seconds=FLOW_TIMEOUT_S, validate_parameters=True)
@@ -65,57 +88,30 @@ def audit(spec: AuditSpec) -> str:
     final = store / aid
     # Temp folders of audits killed earlier; anything older than the flow timeout is dead.
     sweep_stale_tmp(store, FLOW_TIMEOUT_S)
-    pieces: dict[str, Any] = {"errors": [], "timings": {}}
-    errors, timings = pieces["errors"], pieces["timings"]
-    cache: dict[str, dict[str, int]] = {}
-
-    def timed(name: str, fn, *args, required: bool = False) -> Any:
-        interrupts.raise_if_received()  # an interrupt swallowed mid-stage still stops the audit here
-        progress.info("%s ...", name)
-        t0 = time.perf_counter()
-        if required:
-            out = fn(*args)
-        else:
-            out = _outcome(fn(*args, return_state=True), name, errors)
-        timings[name] = round(time.perf_counter() - t0, 3)
-        progress.info("%s done in %.1fs%s", name, timings[name], "" if out is not None or required else " (failed)")
-        return out
-
     with atomic_dir(final) as work:
-        ident = timed("identify", t.identify, spec, work, required=True)
-        pieces["identity"] = ident
-        cache.update(ident.get("cache", {}))
-        log.info("auditing %s (%s) on %s", spec.model, ident["model"]["arch"], ident["dataset"]["ref"])
-        pieces["data_gate"] = timed("check_data", t.check_data, spec, work)
-        t0 = time.perf_counter()
-        interrupts.raise_if_received()
-        progress.info("predict ...")
-        pred = _guarded("predict", errors, lambda: _predict(spec, work, cache))
-        timings["predict"] = round(time.perf_counter() - t0, 3)
-        if pred is None:
-            progress.info("predict failed after %.1fs: %s", timings["predict"], errors[-1]["error"] if errors else "?")
-        else:
-            progress.info("predict done in %.1fs (chunks %s)", timings["predict"], cache.get("predict"))
-        if pred is not None:
-            pieces["artifacts"] = dict(pred["files"])
-            pieces["prediction_gate"] = timed("check_outputs", t.check_outputs, spec, work)
-            pieces["diagnosis"] = timed("diagnose", t.diagnose, spec, work, ident.get("history"))
-            sample = timed("choose_sample", t.choose_sample, spec, work)
-            if sample is not None and spec.methods:
-                t0 = time.perf_counter()
-                interrupts.raise_if_received()
-                progress.info("explain with %s ...", ", ".join(spec.methods))
-                records = _explain_all(spec, work, errors, cache)
-                timings["explain"] = round(time.perf_counter() - t0, 3)
-                progress.info("explain done in %.1fs", timings["explain"])
-                pieces["explanations"] = records
-                pieces["gallery"] = timed("gallery", t.gallery, spec, work, records)
-                if records:
-                    pieces["insights"] = timed("insights", t.insights, spec, work, records)
+        stages = _Stages()
+        identity = stages.run("identify", lambda: t.identify(spec, work), required=True)
+        out = StageOutputs(identity=identity, errors=stages.errors, timings=stages.timings)
+        if identity.cache is not None:
+            out.cache["builtin"] = identity.cache
+        log.info("auditing %s (%s) on %s", spec.model, out.identity.model.arch, out.identity.dataset.ref)
+        out.data_gate = stages.run("check_data", lambda: t.check_data(spec, work))
+        out.prediction = stages.run("predict", lambda: _predict(spec, work, out.cache))
+        if out.prediction is not None:
+            out.prediction_gate = stages.run("check_outputs", lambda: t.check_outputs(spec, work))
+            out.diagnosis = stages.run("diagnose", lambda: t.diagnose(spec, work, out.identity.history))
+            out.sample = stages.run("choose_sample", lambda: t.choose_sample(spec, work))
+            if out.sample is not None and spec.methods:
+                out.explanations = stages.run("explain", lambda: _explain_all(spec, work, stages, out.cache)) or {}
+                out.gallery = stages.run("gallery", lambda: t.gallery(spec, work, out.explanations))
+                if out.explanations:
+                    out.insights = stages.run("insights", lambda: t.insights(spec, work, out.explanations))
+                    if out.insights is not None and out.insights.cache is not None:
+                        out.cache["insights"] = out.insights.cache
             if spec.counterfactuals:
-                pieces["generative"] = timed("counterfactuals", gt.counterfactuals, spec, work)
+                out.generative = stages.run("counterfactuals", lambda: gt.counterfactuals(spec, work))
         interrupts.raise_if_received()  # last chance before the report is written and renamed into place
-        result = assemble(spec, aid, pieces).model_copy(update={"cache": cache})
+        result = assemble(spec, aid, out)
         rt.write_report(result, work)
     _refresh_index(store, log)
     rt.publish_artifact(result, final)
@@ -136,34 +132,35 @@ def _parallel(spec: AuditSpec) -> bool:
     return spec.task_runner == "dask"
 
 
-def _predict(spec: AuditSpec, work: Path, cache: dict) -> dict[str, Any]:
-    """Plan, run (cached) and assemble the prediction chunks."""
-    chunks = t.plan_predict(spec)
-    run = run_chunks(t.predict_chunk, chunks, lambda c: (spec, c), _parallel(spec))
-    cache["predict"] = run.stats()
-    return t.assemble_predictions(spec, work, run.paths)
+def _predict(spec: AuditSpec, work: Path, cache: dict[str, ChunkStats]) -> PredictionOutcome:
+    """Plan, run (or reuse) and assemble the prediction chunks."""
+    results = run_chunks(t.predict_chunk, t.plan_predict(spec), lambda c: (spec, c), _parallel(spec))
+    cache["predict"] = ChunkStats.of(results)
+    return t.assemble_predictions(spec, work, results)
 
 
-def _explain_all(spec: AuditSpec, work: Path, errors: list, cache: dict) -> dict[str, dict]:
-    """Every method's chunks (all submitted at once on Dask), then one record per method."""
-    records: dict[str, dict] = {}
-    plans: dict[str, list] = {}
-    for m in spec.methods:
-        plan = _outcome(t.plan_explain(spec, work, m, return_state=True), f"explain:{m}", errors)
-        if plan is not None:
-            plans[m] = plan
+def _explain_all(spec: AuditSpec, work: Path, stages: _Stages, cache: dict[str, ChunkStats]) -> dict[str, MethodRecord]:
+    """Every method's chunks (all submitted at once on Dask), then one record per method.
+
+    A method that fails is recorded under ``explain:<method>``; the others go on.
+    """
+    def step(m: str, fn: Callable[[], R]) -> R | None:
+        return stages.run(f"explain:{m}", fn, timed=False)
+
+    plans = {m: p for m in spec.methods if (p := step(m, lambda m=m: t.plan_explain(spec, work, m))) is not None}
     # Start every method's chunks before collecting any, so Dask workers take them all.
     pending = {
-        m: _guarded(f"explain:{m}", errors, lambda m=m, plan=plan: start_chunks(
-            t.explain_chunk, plan, lambda c: (spec, work, m, c), _parallel(spec)))
-        for m, plan in plans.items()
+        m: p for m, plan in plans.items()
+        if (p := step(m, lambda m=m, plan=plan: start_chunks(
+            t.explain_chunk, plan, lambda c, m=m: (spec, work, m, c), _parallel(spec)))) is not None
     }
+    records: dict[str, MethodRecord] = {}
     for m, started in pending.items():
-        run = None if started is None else _guarded(f"explain:{m}", errors, lambda s=started: finish_chunks(s))
-        if run is None:
+        results = step(m, lambda s=started: finish_chunks(s))
+        if results is None:
             continue
-        cache[f"explain:{m}"] = run.stats()
-        rec = _outcome(t.assemble_explanation(spec, work, m, run.paths, return_state=True), f"explain:{m}", errors)
+        cache[f"explain:{m}"] = ChunkStats.of(results)
+        rec = step(m, lambda m=m, r=results: t.assemble_explanation(spec, work, m, r))
         if rec is not None:
             records[m] = rec
     return records
@@ -171,7 +168,7 @@ def _explain_all(spec: AuditSpec, work: Path, errors: list, cache: dict) -> dict
 
 def task_runner(spec: AuditSpec) -> Any:
     """The Dask task runner for ``spec``: its scheduler address, or a local cluster of 2 worker processes."""
-    from prefect_dask import DaskTaskRunner
+    from prefect_dask import DaskTaskRunner  # lazy: dask starts slowly and only Dask audits need it
 
     if spec.dask_address:
         return DaskTaskRunner(address=spec.dask_address)
@@ -192,10 +189,6 @@ def run_audit(spec: AuditSpec) -> Path:
 
 def audit_spec(ref: str, dataset: str | None, overrides: dict[str, Any] | None = None) -> AuditSpec:
     """The AuditSpec of a deployment's run: model and dataset plus the deployment's other fields."""
-    from pydantic import ValidationError
-
-    from imaudit.errors import BadInputError
-
     fields = {**(overrides or {}), "model": ref, "dataset": dataset}
     try:
         return AuditSpec.model_validate(fields)

@@ -4,6 +4,10 @@ Exit codes, for every command (imaudit.exits maps them in one place):
 0 done and passed; 1 done and a gate failed; 2 bad input (one line naming the
 ref, file or field); 3 could not complete (one line saying what, and where
 the log is). Never a traceback on the console.
+
+Each command imports what it runs inside its function (torch, Prefect, the
+engine): `imaudit --help` and one-line errors stay fast. These imports are for
+start-up time only; nothing here has an import cycle to dodge.
 """
 
 from __future__ import annotations

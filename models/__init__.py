@@ -1,6 +1,10 @@
 """Model sources (one module each under sources/: timm, hf-hub, file, release) and the release registry.
 
-Never imports prefect: flows and tasks call into here, not the other way.
+What belongs here: turning a model ref into a LoadedModel (module, digest,
+classes, timm data config), checkpoint files, the release registry, the small
+training loop the demo and tests use. What does not: anything about auditing a
+model (audits/), Prefect (never imported here: flows and tasks call into this
+package, not the other way).
 """
 
 from imaudit.models.checkpoint import read_checkpoint, save_checkpoint

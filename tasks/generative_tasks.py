@@ -7,18 +7,18 @@ from typing import Any
 
 from prefect import task
 
-from imaudit.audits import pipeline
+from imaudit.audits.generative import train_generator as train
 from imaudit.audits.spec import AuditSpec
+from imaudit.audits.stages import counterfactuals as counterfactuals_stage
+from imaudit.tasks.policies import COMPUTE
 
 
-@task(name="counterfactuals")
+@task(name="counterfactuals", **COMPUTE)
 def counterfactuals(spec: AuditSpec, work: Path) -> dict[str, Any] | None:
-    return pipeline.counterfactuals(spec, work)
+    return counterfactuals_stage.run(spec, work)
 
 
-@task(name="train-generator")
+@task(name="train-generator", **COMPUTE)
 def train_generator(dataset: str, epochs: int = 30, image_size: int = 32, seed: int = 0) -> str:
     """Train (or reuse) the class-conditional GAN for ``dataset``; returns the artifact folder."""
-    from imaudit.audits.generative import train_generator as train
-
     return str(train(dataset, epochs=epochs, image_size=image_size, seed=seed, progress=False).path)

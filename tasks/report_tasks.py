@@ -4,40 +4,36 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from filelock import FileLock
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
 from imaudit.audits.result import AuditResult
-from imaudit.tasks.chunk_cache import retry_on_io
+from imaudit.reports import index, render
+from imaudit.tasks.policies import COMPUTE, IO
 
 
-@task(name="write-report")
+@task(name="write-report", **COMPUTE)
 def write_report(result: AuditResult, work: Path) -> str:
     """audit.json and report.html into the (still temporary) audit folder."""
-    from imaudit.reports.render import render_report
-
     result.write(work)
-    return str(render_report(result, work))
+    return str(render.render_report(result, work))
 
 
-@task(name="refresh-index", retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=retry_on_io)
+@task(name="refresh-index", **IO)
 def refresh_index(store: Path) -> str:
     """Rebuild the store's index.html from the audits on disk.
 
     build_index writes atomically; the lock makes concurrent audits finishing
     together rebuild one after another, so the last rebuild sees every audit.
     """
-    from filelock import FileLock
-
-    from imaudit.reports.index import build_index
-
     store = Path(store)
     store.mkdir(parents=True, exist_ok=True)
     with FileLock(str(store / ".index.lock"), timeout=300):
-        return str(build_index(store))
+        return str(index.build_index(store))
 
 
-@task(name="publish-artifact")
+@task(name="publish-artifact", **COMPUTE)
 def publish_artifact(result: AuditResult, folder: Path) -> None:
     """A markdown artifact in Prefect's UI with the verdict, gates and the report's path."""
     lines = [

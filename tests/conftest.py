@@ -11,6 +11,9 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# Prefect's temporary API server gets 20 s to start; on a loaded shared machine that is not
+# always enough (seen with 8 test runs at once), and a timeout there says nothing about imaudit.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 if "PREFECT_HOME" not in os.environ:
     # Each test process gets its own Prefect home: two xdist workers writing one
     # ~/.prefect SQLite database can hit "database is locked". The folder must

@@ -4,6 +4,7 @@
 """
 
 from imaudit.audits.explain.base import Explainer, Explanation
+from imaudit.audits.explain.overlay import safe_name
 from imaudit.audits.explain.registry import (
     create_explainer,
     list_methods,
@@ -33,6 +34,7 @@ __all__ = [
     "method_defaults",
     "register",
     "render_overlays",
+    "safe_name",
     "save_maps",
     "select_sample",
     "typical_samples",

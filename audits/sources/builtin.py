@@ -70,7 +70,7 @@ def _cached_build(final: Path, build: Callable[[Path], tuple[pd.DataFrame, dict]
     if (final / "manifest.csv").is_file():
         rebuilt = _verify(final)
         if rebuilt is None:
-            return final, {"reused": 1, "computed": 0}
+            return final, {"total": 1, "reused": 1, "computed": 0, "rejected": 0}
         log.warning("cached builtin set %s did not verify (%s); generating it again", final, rebuilt)
     with atomic_dir(final, replace=rebuilt is not None) as tmp:
         rows, meta = build(tmp)
@@ -78,9 +78,9 @@ def _cached_build(final: Path, build: Callable[[Path], tuple[pd.DataFrame, dict]
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
         files = {p.relative_to(tmp).as_posix(): fingerprint(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         (tmp / FILES).write_text(json.dumps(files), encoding="utf-8")
-    record = {"reused": 0, "computed": 1}
+    record: dict = {"total": 1, "reused": 0, "computed": 1, "rejected": int(rebuilt is not None)}
     if rebuilt is not None:
-        record["rejected"] = rebuilt
+        record["reason"] = rebuilt
     return final, record
 
 

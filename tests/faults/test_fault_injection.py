@@ -40,14 +40,14 @@ def invoke(*args: str):
 def no_dataset_work(monkeypatch):
     """Fail the test if any dataset file is read or any model weights are built."""
     import imaudit.audits.data as data
-    import imaudit.audits.pipeline as pipeline
+    from imaudit.audits.stages import inputs
 
     def forbidden(*a, **k):
         raise AssertionError("dataset or model work before the bad input was refused")
 
+    inputs.forget()
     monkeypatch.setattr(data, "probe_files", forbidden)
-    monkeypatch.setattr(pipeline, "_model", forbidden)
-    pipeline._dataset.cache_clear()
+    monkeypatch.setattr(inputs, "_model", forbidden)
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
@@ -103,12 +103,12 @@ def test_one_class_and_non_utf8_refs_are_bad_input(tmp_path):
 # --- a failed stage never reads as passed ------------------------------------------------------
 
 def test_forced_predict_failure_exits_3_and_nothing_says_passed(tmp_path, monkeypatch):
-    import imaudit.audits.stage_chunks as stage_chunks
+    from imaudit.audits.stages import predict
 
     def broken(*a, **k):
         raise RuntimeError("injected: GPU fell off the bus")
 
-    monkeypatch.setattr(stage_chunks, "predict_chunk", broken)
+    monkeypatch.setattr(predict, "chunk", broken)
     monkeypatch.setenv("IMAUDIT_CACHE", str(tmp_path / "cache"))  # no cached chunk may answer for the broken stage
     store = tmp_path / "store"
     r = invoke("audit", "--model", "timm:test_resnet", "--dataset", SHAPES, "--input-size", "32", "--methods", "",
@@ -131,16 +131,42 @@ def test_forced_predict_failure_exits_3_and_nothing_says_passed(tmp_path, monkey
 
 def test_partial_audit_fails_the_gate_without_fail_on():
     from imaudit.audits.assemble import assemble, audit_status
+    from imaudit.audits.result import DatasetIdentity, ModelIdentity
     from imaudit.audits.spec import AuditSpec
+    from imaudit.audits.stages.records import Identity, StageError, StageOutputs
 
-    ident = {"model": {"ref": "timm:x", "digest": "d", "arch": "x", "num_classes": 2},
-             "dataset": {"ref": "builtin:shapes", "digest": "e", "classes": ["a", "b"]}}
+    ident = Identity(model=ModelIdentity(ref="timm:x", digest="d", arch="x", num_classes=2),
+                     dataset=DatasetIdentity(ref="builtin:shapes", digest="e", classes=["a", "b"]))
     spec = AuditSpec(model="timm:x", dataset="builtin:shapes")
-    for errors, status in (([], "complete"), ([{"stage": "insights", "error": "x"}], "partial"),
-                           ([{"stage": "diagnose", "error": "x"}], "failed")):
-        r = assemble(spec, "id", {"identity": ident, "errors": errors})
-        assert audit_status(errors) == r.status == status
+    for errors, status in (([], "complete"), ([StageError(stage="insights", error="x")], "partial"),
+                           ([StageError(stage="diagnose", error="x")], "failed")):
+        r = assemble(spec, "id", StageOutputs(identity=ident, errors=errors))
+        assert audit_status([e.model_dump() for e in errors]) == r.status == status
         assert r.gates.passed is (status == "complete"), status
+
+
+def test_truncated_and_corrupted_chunk_files_are_recomputed_not_trusted(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMAUDIT_CACHE", str(tmp_path / "cache"))
+    store = tmp_path / "store"
+    args = ["audit", "--model", "timm:test_resnet", "--dataset", "builtin:shapes?n=36&size=32", "--input-size", "32",
+            "--methods", "saliency", "--samples", "4", "--out", str(store)]
+    assert invoke(*args).exit_code == 0
+    chunk_dir = tmp_path / "cache" / "chunks"
+    npy, npz = next(chunk_dir.glob("*.npy")), next(chunk_dir.glob("*.npz"))
+    npy.write_bytes(npy.read_bytes()[:-100])  # truncated: a killed copy, a full disk
+    data = bytearray(npz.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte, same size: only the checksum can tell
+    npz.write_bytes(bytes(data))
+    r = invoke(*args)
+    assert r.exit_code == 0, r.output
+    first, second = (json.loads(p.read_text()) for p in sorted(store.glob("*/audit.json"), key=lambda p: p.stat().st_mtime))
+    assert second["cache"]["predict"] == {"total": 1, "reused": 0, "computed": 1, "rejected": 1}
+    assert second["cache"]["explain:saliency"] == {"total": 1, "reused": 0, "computed": 1, "rejected": 1}
+    assert second["metrics"] == first["metrics"] and second["explanations"]["saliency"]["count"] == 4
+    assert second["cache"]["insights"]["reused"] == 1  # the same maps again: the verified insights entry
+    assert invoke(*args).exit_code == 0  # and a third audit reuses the recomputed chunks
+    third = max(store.glob("*/audit.json"), key=lambda p: p.stat().st_mtime)
+    assert json.loads(third.read_text())["cache"]["predict"]["reused"] == 1
 
 
 # --- hostile files, non-UTF-8 names, a broken review database: the audit goes on -----------------
@@ -362,12 +388,12 @@ def test_damaged_builtin_set_and_figure_cache_entries_are_rebuilt_not_trusted(tm
 
     ref = "builtin:shapes?n=12&size=16&seed=3"
     first = load_dataset(ref, cache=tmp_path, progress=False)
-    assert first.meta["cache"] == {"reused": 0, "computed": 1}
-    assert load_dataset(ref, cache=tmp_path, progress=False).meta["cache"] == {"reused": 1, "computed": 0}
+    assert first.meta["cache"] == {"total": 1, "reused": 0, "computed": 1, "rejected": 0}
+    assert load_dataset(ref, cache=tmp_path, progress=False).meta["cache"]["reused"] == 1
     victim = Path(first.manifest["path"].iloc[0])
     victim.write_bytes(victim.read_bytes()[:40])  # truncated in place
     again = load_dataset(ref, cache=tmp_path, progress=False)
-    assert again.meta["cache"]["computed"] == 1 and "bytes, recorded" in again.meta["cache"]["rejected"]
+    assert again.meta["cache"]["rejected"] == 1 and "bytes, recorded" in again.meta["cache"]["reason"]
     assert again.digest == first.digest and len(victim.read_bytes()) > 40  # generated again, identical
 
     entry = tmp_path / "figure.png"

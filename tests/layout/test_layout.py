@@ -50,6 +50,12 @@ def test_the_card_folders_are_at_the_top_level() -> None:
                     "exits.py", "runlog.py", "interrupts.py", "tethered.py"}, core
 
 
+@pytest.mark.parametrize("folder", sorted(set(PACKAGE_DIR.values())))
+def test_each_top_level_folder_says_what_belongs_there(folder: str) -> None:
+    doc = ast.get_docstring(ast.parse((REPO / folder / "__init__.py").read_text(encoding="utf-8")))
+    assert doc and "belongs" in doc and "does not" in doc, f"{folder}/__init__.py: say what belongs there and what does not"
+
+
 def test_package_list_matches_the_folders() -> None:
     found = set()
     for name, folder in PACKAGE_DIR.items():
@@ -76,15 +82,37 @@ def test_no_bare_imports_of_top_level_folders() -> None:
     assert not offenders, "import these as imaudit.<folder>: " + ", ".join(offenders)
 
 
+def _is_type_checking(node: ast.AST) -> bool:
+    """``if TYPE_CHECKING:``: imports for annotations only, never executed."""
+    test = getattr(node, "test", None)
+    return isinstance(node, ast.If) and (
+        (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING")
+        or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+    )
+
+
+def _runtime_nodes(tree: ast.Module, include_local: bool) -> list[ast.AST]:
+    """Statements that can import at run time: module level only, or everywhere (functions too)."""
+    out: list[ast.AST] = []
+    todo: list[ast.AST] = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if _is_type_checking(node):
+            continue
+        out.append(node)
+        if include_local or isinstance(node, (ast.If, ast.Try, ast.With)):
+            todo.extend(ast.iter_child_nodes(node))
+    return out
+
+
 def _import_graph(include_local: bool) -> dict[str, set[str]]:
-    """imaudit module -> imaudit modules it imports (module level, or everywhere)."""
+    """imaudit module -> imaudit modules it imports (module level, or anywhere, function-local too)."""
     files = {m: p for p in _python_files() if (m := _module_name(p))}
     graph: dict[str, set[str]] = {m: set() for m in files}
     for mod, path in files.items():
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        nodes = ast.walk(tree) if include_local else tree.body
         pkg = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
-        for node in nodes:
+        for node in _runtime_nodes(tree, include_local):
             targets: list[str] = []
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
@@ -93,8 +121,6 @@ def _import_graph(include_local: bool) -> dict[str, set[str]]:
                 if node.level:
                     base = ".".join(pkg.split(".")[: len(pkg.split(".")) - node.level + 1] + ([base] if base else []))
                 targets = [base] + [f"{base}.{a.name}" for a in node.names]
-            elif isinstance(node, ast.If) and not include_local:
-                continue
             for t in targets:
                 if t in files and t != mod:
                     graph[mod].add(t)
@@ -139,8 +165,40 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
-def test_module_level_imports_have_no_cycles() -> None:
-    assert _cycles(_import_graph(include_local=False)) == []
+def test_imports_have_no_cycles() -> None:
+    """No cycle among imaudit modules, counting imports inside functions too.
+
+    A function-local import cannot hide a cycle: where one module needs
+    another at run time, the dependency is real and must point one way.
+    """
+    assert _cycles(_import_graph(include_local=True)) == []
+
+
+def test_the_cycle_check_sees_function_local_imports() -> None:
+    """The graph follows imports inside functions (and skips TYPE_CHECKING blocks), so the test above can fail."""
+    tree = ast.parse(
+        "import os\n"
+        "if TYPE_CHECKING:\n    import typing_only\n"
+        "try:\n    import guarded\nexcept ImportError:\n    pass\n"
+        "def f():\n    import local\n"
+    )
+    names = lambda local: sorted(a.name for n in _runtime_nodes(tree, local) if isinstance(n, ast.Import) for a in n.names)  # noqa: E731
+    assert names(False) == ["guarded", "os"]
+    assert names(True) == ["guarded", "local", "os"]
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_stage_modules_import_only_earlier_stages() -> None:
+    """audits/stages: each stage imports only stages before it (its inputs), never a later one."""
+    order = ["inputs", "records", "identify", "check_data", "predict", "check_outputs", "diagnose", "sample",
+             "explain", "gallery", "insights", "counterfactuals"]
+    stages = {p.stem for p in (REPO / "audits" / "stages").glob("*.py") if p.stem != "__init__"}
+    assert stages == set(order), "add the new stage to this order (and to audits/stages/__init__.py)"
+    graph = _import_graph(include_local=True)
+    prefix = "imaudit.audits.stages."
+    for i, name in enumerate(order):
+        later = {prefix + m for m in order[i + 1:]}
+        assert not graph[prefix + name] & later, f"{name} imports a later stage: {graph[prefix + name] & later}"
 
 
 @pytest.mark.slow

@@ -36,40 +36,25 @@ def tiny_checkpoint(folder: Path, seed: int = 0) -> Path:
     return path
 
 
-def audit_numbers(folder: Path) -> dict[str, Any]:
-    """The parts of audit.json that describe the model and data (not when or how fast it ran)."""
-    d = json.loads((Path(folder) / "audit.json").read_text())
-    return {
-        "model": d["model"]["digest"],
-        "dataset": d["dataset"]["digest"],
-        "metrics": d["metrics"],
-        "per_class": d["per_class"],
-        "confusion": d["confusion"],
-        "calibration": d["calibration"],
-        "fit": d["fit"],
-        "findings": sorted((f["code"], f["severity"]) for f in d["findings"]),
-        "global_importance": {m: g.get("grid") for m, g in d["global_importance"].items()},
-        "explained": {m: (e["count"], len(e.get("failures", []))) for m, e in d["explanations"].items()},
-        "status": d["status"],
-    }
+def same_numbers(a: Path, b: Path, rel: float = 0.0, ignore: frozenset[str] = frozenset()) -> list[str]:
+    """Every number (and string) of two audits' audit.json that differs, run details aside.
 
-
-def assert_close(a: Any, b: Any, path: str = "", rel: float = 1e-4, abs_: float = 1e-6) -> None:
-    """Equal structure and values; floats within float32 rounding of one another.
-
-    Dask workers run torch with one thread, the sequential run with several:
-    float sums may differ in their last bits, nothing more.
+    scripts/same_numbers.py, the check a refactor runs on the demo audit. ``rel``
+    0 asks for identical numbers; Dask workers run torch with one thread and the
+    sequential run with several, so their float sums may differ in the last bits
+    (rel 1e-4 then).
     """
-    if isinstance(a, dict):
-        assert isinstance(b, dict) and sorted(a) == sorted(b), f"{path}: keys {sorted(a)} != {sorted(b)}"
-        for k in a:
-            assert_close(a[k], b[k], f"{path}.{k}", rel, abs_)
-    elif isinstance(a, (list, tuple)):
-        assert isinstance(b, (list, tuple)) and len(a) == len(b), f"{path}: lengths differ"
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_close(x, y, f"{path}[{i}]", rel, abs_)
-    elif isinstance(a, float) or isinstance(b, float):
-        assert a is not None and b is not None, f"{path}: {a} != {b}"
-        assert abs(a - b) <= abs_ + rel * max(abs(a), abs(b)), f"{path}: {a} != {b}"
-    else:
-        assert a == b, f"{path}: {a!r} != {b!r}"
+    return _script.differences(_script.load(a), _script.load(b), rel=rel, abs_=1e-6 if rel else 0.0, ignore=ignore)
+
+
+def _load_script():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "same_numbers.py"
+    spec = importlib.util.spec_from_file_location("same_numbers", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+_script = _load_script()

@@ -11,8 +11,9 @@ import pytest
 from orch_helpers import DATASET, FAST
 
 from imaudit import paths
-from imaudit.audits import chunks, pipeline, stage_chunks
+from imaudit.audits import chunks
 from imaudit.audits.spec import AuditSpec
+from imaudit.audits.stages import explain, identify, predict, sample
 
 SHAS = [f"{i:064x}" for i in range(10)]
 CFG = {"input_size": [3, 32, 32], "mean": [0.5] * 3, "std": [0.5] * 3}
@@ -76,20 +77,20 @@ def _spec(**kw) -> AuditSpec:
 def test_engine_predict_reuses_finished_chunks_and_recomputes_missing(tmp_path, monkeypatch):
     monkeypatch.setenv("IMAUDIT_CACHE", str(tmp_path / "cache"))
     spec, work = _spec(), tmp_path / "work"
-    pipeline.identify(spec, work)
-    first = pipeline.predict(spec, work, progress=False)
-    assert first["chunks"] == {"total": 3, "computed": 3}
+    identify.run(spec, work)
+    first = predict.run(spec, work, progress=False)
+    assert first.chunks.model_dump() == {"total": 3, "reused": 0, "computed": 3}
     logits = np.load(work / "logits.npy")
 
-    assert pipeline.predict(spec, work, progress=False)["chunks"] == {"total": 3, "computed": 0}
-    Path(stage_chunks.predict_plan(spec)[1].path).unlink()
-    assert pipeline.predict(spec, work, progress=False)["chunks"] == {"total": 3, "computed": 1}
+    assert predict.run(spec, work, progress=False).chunks.model_dump() == {"total": 3, "reused": 3, "computed": 0}
+    Path(predict.plan(spec)[1].path).unlink()
+    assert predict.run(spec, work, progress=False).chunks.model_dump() == {"total": 3, "reused": 2, "computed": 1}
     np.testing.assert_array_equal(np.load(work / "logits.npy"), logits)
 
     # One chunk holding everything gives the same logits: chunking changes nothing but the work units.
     one = tmp_path / "one"
-    pipeline.identify(spec, one)
-    pipeline.predict(_spec(chunk_size=1000), one, progress=False)
+    identify.run(spec, one)
+    predict.run(_spec(chunk_size=1000), one, progress=False)
     np.testing.assert_allclose(np.load(one / "logits.npy"), logits, rtol=1e-5, atol=1e-6)
 
 
@@ -100,13 +101,13 @@ def test_engine_explain_merges_chunks_like_one_batch(tmp_path, monkeypatch):
     maps = {}
     for size in (2, 16):
         spec, work = _spec(chunk_size=size), tmp_path / f"w{size}"
-        pipeline.identify(spec, work)
-        pipeline.predict(spec, work, progress=False)
-        pipeline.choose_sample(spec, work)
-        assert len(stage_chunks.explain_plan(spec, work, "saliency")) == (2 if size == 2 else 1)
-        rec = pipeline.explain(spec, work, "saliency")
-        assert rec["count"] == 4 and rec["maps_path"] and len(rec["overlays"]) == 4
-        maps[size] = load_maps(work / rec["maps_path"])
+        identify.run(spec, work)
+        predict.run(spec, work, progress=False)
+        sample.run(spec, work)
+        assert len(explain.plan(spec, work, "saliency")) == (2 if size == 2 else 1)
+        rec = explain.run(spec, work, "saliency")
+        assert rec.count == 4 and rec.maps_path and len(rec.model_extra["overlays"]) == 4
+        maps[size] = load_maps(work / rec.maps_path)
     assert maps[2]["ids"] == maps[16]["ids"]
     np.testing.assert_allclose(maps[2]["maps"], maps[16]["maps"], rtol=1e-5, atol=1e-7)
     np.testing.assert_array_equal(maps[2]["targets"], maps[16]["targets"])

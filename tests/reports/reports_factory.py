@@ -152,7 +152,7 @@ def make_result(
     extra["strategies"] = {METHODS[0]: {"size": 16, "classes": {classes[0]: {"count": 4, "k": 2, "clusters": [
         {"size": 3, "ids": ["img000", "img003", "img006"], "mean_map": _grid(seed + 40), "exemplar_ids": ["img000", "img003"]},
         {"size": 1, "ids": ["img009"], "mean_map": _grid(seed + 41), "exemplar_ids": ["img009"]}]}}, "skipped": []}}
-    # The shapes insights.run_insights writes: per-check detail plus agreement().
+    # The shapes the insights stage (audits/stages/insights.py) writes: per-check detail plus agreement().
     extra["quality"] = {
         "faithfulness": {METHODS[0]: {"deletion_auc": 0.2, "random_deletion_auc": 0.45, "per_image": [],
                                       "curves": {"x": [0, 0.5, 1], "deletion": [0.9, 0.3, 0.1], "insertion": [0.1, 0.6, 0.9],

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from imaudit.audits import insights as ins
-from imaudit.audits import pipeline
-from imaudit.audits.result import finite_json
 from imaudit.audits.spec import AuditSpec
+from imaudit.audits.stages import explain, identify, insights, predict, sample
 
 pytestmark = pytest.mark.slow
 
@@ -15,17 +13,18 @@ pytestmark = pytest.mark.slow
 def test_insights_are_reused_for_the_same_maps_and_settings(tmp_path, monkeypatch):
     spec = AuditSpec(model="timm:test_resnet", dataset="builtin:shapes?n=60&size=32", input_size=32,
                      methods=["saliency"], samples=6)
-    pipeline.identify(spec, tmp_path)
-    pipeline.predict(spec, tmp_path, progress=False)
-    pipeline.choose_sample(spec, tmp_path)
-    records = {"saliency": pipeline.explain(spec, tmp_path, "saliency")}
+    identify.run(spec, tmp_path)
+    predict.run(spec, tmp_path, progress=False)
+    sample.run(spec, tmp_path)
+    records = {"saliency": explain.run(spec, tmp_path, "saliency")}
     calls = []
-    real = ins.run_insights
-    monkeypatch.setattr(ins, "run_insights", lambda *a, **k: calls.append(1) or real(*a, **k))
-    first = pipeline.insights(spec, tmp_path, records)
-    second = pipeline.insights(spec, tmp_path, records)
+    real = insights.compute
+    monkeypatch.setattr(insights, "compute", lambda *a, **k: calls.append(1) or real(*a, **k))
+    first = insights.run(spec, tmp_path, records)
+    second = insights.run(spec, tmp_path, records)
     assert len(calls) == 1
-    assert second == finite_json(pipeline._jsonable(first))
+    assert second.model_dump(mode="json") == first.model_dump(mode="json")
+    assert first.global_importance["saliency"]["grid"] and first.quality["faithfulness"]["saliency"]
     other = spec.model_copy(update={"quality": spec.quality.model_copy(update={"deletion_steps": 8})})
-    pipeline.insights(other, tmp_path, records)
+    insights.run(other, tmp_path, records)
     assert len(calls) == 2

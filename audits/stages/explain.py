@@ -1,0 +1,180 @@
+"""Stage explain: one method over the audit's sample, chunk by chunk; the one entry point for explaining.
+
+Like predict, three steps the flow runs as separate tasks: ``plan`` keys the
+chunks of ``samples_for(method)`` sample images, ``chunk`` explains one chunk
+(imaudit.audits.explain.explain_method) into its content-addressed .npz under
+the chunk cache (or finds it there), ``assemble`` merges the chunks into the
+method's maps (explanations/<method>.npz), overlays and its audit.json record.
+``run`` does all three in-process.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from imaudit.audits import chunks
+from imaudit.audits.device import resolve_device
+from imaudit.audits.explain import (
+    Explanation,
+    create_explainer,
+    denormalize,
+    explain_method,
+    render_overlays,
+    save_maps,
+)
+from imaudit.audits.result import MethodRecord
+from imaudit.audits.spec import AuditSpec
+from imaudit.audits.stages import inputs, sample
+from imaudit.audits.stages.predict import chunk_config
+from imaudit.audits.stages.records import ChunkResult
+
+
+def _target_column(spec: AuditSpec) -> str:
+    """The explained class: the prediction (default) or the true label."""
+    return "pred" if spec.target == "pred" else "y"
+
+
+def _rows(spec: AuditSpec, work: Path, method: str) -> pd.DataFrame:
+    """The sample rows ``method`` explains: the first samples_for(method) of sample.csv."""
+    return sample.rows(work).head(spec.samples_for(method))
+
+
+def _settings(spec: AuditSpec, method: str) -> dict[str, Any]:
+    """What an explanation chunk's result depends on besides model and images."""
+    return {
+        "method": method,
+        "settings": spec.method_settings.get(method) or {},
+        "seed": spec.seed,
+        "target": spec.target,
+        "device": resolve_device(spec.device).type,
+    }
+
+
+def plan(spec: AuditSpec, work: Path, method: str) -> list[chunks.Chunk]:
+    """The explanation chunks of one method over the audit's sample, keyed for caching."""
+    rows = _rows(spec, work, method)
+    sha = inputs.dataset(spec).manifest.set_index("id").loc[rows["id"], "sha256"].astype(str).tolist()
+    return chunks.plan(
+        f"explain:{method}",
+        sha,
+        spec.chunk_size,
+        model_digest=inputs.model(spec).digest,
+        config=chunk_config(spec),
+        settings=_settings(spec, method),
+        # Ids name the maps and targets pick the explained class: both belong to the result.
+        per_image={"id": rows["id"].astype(str).tolist(), "target": rows[_target_column(spec)].astype(int).tolist()},
+        suffix=".npz",
+    )
+
+
+def _images(spec: AuditSpec, work: Path, method: str, start: int, stop: int) -> tuple[torch.Tensor, pd.DataFrame]:
+    """Model-ready images of rows [start, stop) of ``method``'s share of the sample."""
+    x, rows, _ = sample.tensors(spec, work, start, min(stop, spec.samples_for(method)), masks=False)
+    return x, rows
+
+
+def chunk(spec: AuditSpec, work: Path, method: str, c: chunks.Chunk) -> ChunkResult:
+    """Explain one chunk of the sample; maps, failures and the record into its content-addressed .npz."""
+    c = chunks.Chunk.model_validate(c)
+    reusable, rejected = chunks.lookup(c)
+    if reusable:
+        return ChunkResult(path=c.path, computed=False, n=c.size)
+    model = inputs.model(spec)
+    x, rows = _images(spec, work, method, c.start, c.stop)
+    expl, record = explain_method(
+        model.module,
+        x,
+        torch.tensor(rows[_target_column(spec)].to_numpy(), dtype=torch.long),  # a copy: pandas arrays are read-only
+        rows["id"].astype(str).tolist(),
+        method,
+        settings=spec.method_settings.get(method),
+        device=resolve_device(spec.device),
+        mean=model.data_config.get("mean"),
+        std=model.data_config.get("std"),
+        seed=spec.seed,
+    )
+    # Settle torch's re-entrant state between methods (Captum hooks).
+    model.module.zero_grad(set_to_none=True)
+    arrays: dict[str, np.ndarray] = {
+        "maps": np.asarray(expl.maps, dtype=np.float32),
+        "ids": np.asarray(expl.ids, dtype=str),
+        "index": np.asarray(expl.extras.get("index", []), dtype=np.int64) + c.start,
+        "record": np.asarray(json.dumps(record.model_dump(mode="json"))),
+        "failures": np.asarray(json.dumps(expl.failures)),
+    }
+    if expl.channel_maps is not None:
+        arrays["channel_maps"] = np.asarray(expl.channel_maps, dtype=np.float32)
+    for key, val in expl.extras.items():
+        if isinstance(val, np.ndarray) and len(val) == len(expl.ids):
+            arrays[f"extra_{key}"] = val
+    chunks.save_arrays(c.path, arrays)
+    return ChunkResult(path=c.path, computed=True, n=c.size, rejected=rejected)
+
+
+def _merge(parts: list[dict[str, np.ndarray]]) -> Explanation:
+    """One Explanation from chunk files, in chunk order."""
+    h, w = parts[0]["maps"].shape[-2:]
+    chans = [p["channel_maps"] for p in parts if "channel_maps" in p]
+    extras: dict[str, Any] = {"index": [int(i) for p in parts for i in p["index"]]}
+    for key in {k for p in parts for k in p if k.startswith("extra_")}:
+        if all(key in p for p in parts):
+            extras[key[len("extra_"):]] = np.concatenate([p[key] for p in parts])
+    return Explanation(
+        maps=np.concatenate([p["maps"] for p in parts]) if parts else np.zeros((0, h, w), np.float32),
+        ids=[str(i) for p in parts for i in p["ids"]],
+        failures=[f for p in parts for f in json.loads(str(p["failures"]))],
+        channel_maps=np.concatenate(chans) if chans and len(chans) == len(parts) else None,
+        extras=extras,
+    )
+
+
+def assemble(spec: AuditSpec, work: Path, method: str, results: list[ChunkResult]) -> MethodRecord:
+    """Merge a method's chunks: maps npz, overlays and the audit.json record."""
+    if not results:
+        return MethodRecord(applicable=False, reason="no evaluation images to explain")
+    parts = [chunks.load_arrays(r.path) for r in results]
+    recs = [MethodRecord.model_validate(json.loads(str(p["record"]))) for p in parts]
+    if not recs[0].applicable:
+        return recs[0]
+    expl = _merge(parts)
+    seconds = sum(r.seconds for r in recs)
+    record = recs[0].model_copy(
+        update={
+            "count": len(expl.ids),
+            "seconds": round(seconds, 4),
+            "per_image_rate": (len(expl.ids) / seconds) if seconds > 0 and expl.ids else None,
+            "failures": expl.failures,
+        }
+    )
+    model = inputs.model(spec)
+    mean, std = model.data_config.get("mean"), model.data_config.get("std")
+    if len(parts) > 1 and getattr(recs[0], "details", None):
+        # Method summaries (e.g. IG completeness) are over all images, not per chunk.
+        explainer = create_explainer(method, model.module, mean=mean, std=std, seed=spec.seed,
+                                     **(spec.method_settings.get(method) or {}))
+        record.details = {**recs[0].details, **explainer._summarise(expl.extras)}  # type: ignore[attr-defined]
+    if expl.ids:
+        rel = Path("explanations") / f"{method}.npz"
+        (work / "explanations").mkdir(parents=True, exist_ok=True)
+        keep = _rows(spec, work, method).set_index("id").loc[expl.ids]
+        save_maps(expl, work / rel, targets=keep[_target_column(spec)].to_numpy(), labels=keep["y"].to_numpy(),
+                  preds=keep["pred"].to_numpy())
+        record.maps_path = rel.as_posix()
+        x, rows = _images(spec, work, method, 0, spec.samples_for(method))
+        ids = rows["id"].astype(str).tolist()
+        pixels = denormalize(x[[ids.index(i) for i in expl.ids]], mean, std)
+        overlays = render_overlays(pixels, expl.maps, expl.ids, work / "explanations" / "overlays", method)
+        record.overlays = {k: (Path("explanations") / "overlays" / v).as_posix() for k, v in overlays.items()}  # type: ignore[attr-defined]
+        record.target = spec.target  # type: ignore[attr-defined]
+    return record
+
+
+def run(spec: AuditSpec, work: Path, method: str) -> MethodRecord:
+    """Plan, compute (or reuse) and assemble every chunk of ``method`` in this process."""
+    return assemble(spec, work, method, [chunk(spec, work, method, c) for c in plan(spec, work, method)])
