@@ -81,11 +81,6 @@ def _start_prefect() -> None:
     start_api(lambda line: err.print(escape(line), highlight=False))
 
 
-def _fail(msg: str, code: int = ExitCode.BAD_INPUT) -> None:
-    err.print(f"[red]imaudit: error:[/red] {escape(msg)}", highlight=False)
-    raise typer.Exit(code)
-
-
 def _summary(folder: Path) -> int:
     """Print an audit's verdict and findings; return the gate exit code (0 pass, 1 fail)."""
     from imaudit.audits.result import AuditResult
@@ -231,6 +226,10 @@ def demo(
     _quiet_prefect(verbose)
     from imaudit.flows.demo import run_demo
 
+    if out_dir is not None:
+        from imaudit import paths
+
+        paths.check_folder(out_dir, "--out")
     _start_prefect()
     folder = run_demo(epochs=epochs, methods=methods, samples=samples, out=out_dir, retrain=retrain, console=out)
     raise typer.Exit(_summary(folder))
@@ -304,6 +303,8 @@ def compare(
     from imaudit.reports.store import resolve_audit
 
     folder = Path(store or paths.report_store())
+    if out_file is not None and Path(out_file).is_dir():
+        raise BadInputError(f"--out {out_file} is a folder; expected the path of compare.html")
     fa, fb = resolve_audit(a, folder), resolve_audit(b, folder)
     path = render_compare(fa, fb, out_file or (fb / "compare.html"))
     out.print(f"comparison: {path}", highlight=False)
