@@ -105,10 +105,13 @@ def write_verified(path: str | Path, data: bytes) -> Path:
 
 def read_verified(path: str | Path) -> tuple[bytes | None, str | None]:
     """``(data, None)`` when the cache file matches its ``.sum``; ``(None, None)`` when there is no such
-    entry; ``(None, reason)`` when one was there but did not verify (it is removed, to be recomputed)."""
+    file; ``(None, reason)`` when one was there but did not verify, its sum included (it is removed, to
+    be recomputed)."""
     path = Path(path)
     sum_path = Path(f"{path}{SUM_SUFFIX}")
-    if not path.exists() and not sum_path.exists():
+    if not path.exists():  # no entry (a sum left without its file is dropped)
+        with contextlib.suppress(OSError):
+            sum_path.unlink()
         return None, None
     try:
         expected = json.loads(sum_path.read_text(encoding="utf-8"))
