@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import io
 import json
 import logging
@@ -83,21 +84,18 @@ def content_digest(image_sha256s: Sequence[str], config: Mapping[str, Any]) -> s
 
 @functools.lru_cache(maxsize=8)
 def source_digest(modules: tuple[str, ...], packages: tuple[str, ...] = ()) -> str:
-    """imaudit's version plus a digest of the given modules' and packages' source files."""
-    import importlib
-    import pkgutil
-
+    """imaudit's version plus a digest of the given modules' and packages' source files (subpackages too)."""
     h = hashlib.sha256(imaudit.__version__.encode())
-    files: list[Path] = []
+    files: list[tuple[str, Path]] = []
     for name in modules:
-        files.append(Path(importlib.import_module(name).__file__ or ""))
+        path = Path(importlib.import_module(name).__file__ or "")
+        files.append((path.name, path))
     for name in packages:
-        pkg = importlib.import_module(name)
-        for info in pkgutil.iter_modules(pkg.__path__):
-            files.append(Path(pkg.__path__[0]) / f"{info.name}.py")
-    for f in sorted(files):
+        root = Path(importlib.import_module(name).__path__[0])
+        files += [(p.relative_to(root).as_posix(), p) for p in root.rglob("*.py") if "__pycache__" not in p.parts]
+    for label, f in sorted(files):
         if f.is_file():
-            h.update(f.name.encode())
+            h.update(label.encode())
             h.update(f.read_bytes())
     return f"{imaudit.__version__}+{h.hexdigest()[:16]}"
 

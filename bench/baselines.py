@@ -32,9 +32,9 @@ from tqdm.auto import tqdm
 
 from imaudit.audits.explain import method_defaults
 from imaudit.audits.explain.layers import TokenGridHook, gradcam_layer
-from imaudit.audits.explain.lime_method import slic_segments
-from imaudit.audits.explain.occlusion import occlusion_window
-from imaudit.audits.explain.shap_method import blur_kernel
+from imaudit.audits.explain.methods.lime_method import slic_segments
+from imaudit.audits.explain.methods.occlusion import occlusion_window
+from imaudit.audits.explain.methods.shap_method import blur_kernel
 from imaudit.bench.methods import MethodRow, Peaks, make_row, method_images, timed_count, warm_up
 from imaudit.bench.workload import Workload
 

@@ -37,7 +37,7 @@ def _audit_json(folder: Path) -> dict:
 
 def bench_cache(spec: AuditSpec) -> CacheRow:
     """Audit ``spec`` cold then warm with the audit flow (``run_audit``) in a fresh home."""
-    from imaudit.flows.audit import run_audit
+    from imaudit.flows.audit import run_audit  # lazy: Prefect loads only for the audit rows (see run._audit_rows)
 
     with temp_home():
         forget_loaded()

@@ -101,7 +101,7 @@ def time_direct(spec: AuditSpec) -> float:
 
 def time_flow(spec: AuditSpec) -> float:
     """Seconds of one cold audit flow in a fresh home."""
-    from imaudit.flows.audit import run_audit
+    from imaudit.flows.audit import run_audit  # lazy: Prefect loads only for the audit rows (see run._audit_rows)
 
     return _time_cold(run_audit, spec)
 

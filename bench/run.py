@@ -19,6 +19,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from imaudit.audits.explain import list_methods
 from imaudit.audits.spec import DEFAULT_METHODS
 from imaudit.bench.baselines import BaselineRow, bench_baseline
 from imaudit.bench.methods import Peaks, bench_methods
@@ -76,9 +77,7 @@ def machine() -> dict[str, Any]:
 
 
 def _methods(cfg: BenchConfig) -> list[str]:
-    from imaudit.audits.explain import list_methods
-
-    # The audit's default order first (registration order depends on import order).
+    # The audit's default order first (the registry lists methods by module name).
     known = sorted(list_methods(), key=lambda m: (DEFAULT_METHODS + [m]).index(m))
     methods = cfg.methods if cfg.methods is not None else known
     unknown = [m for m in methods if m not in known]
@@ -142,11 +141,12 @@ def run_bench(cfg: BenchConfig, console: Console | None = None) -> dict[str, Any
 
 
 def _audit_rows(cfg: BenchConfig, methods: list[str], say) -> dict[str, Any]:
+    _prefect_home()
+    # Imported after _prefect_home(): these load Prefect, which must see that home.
     from imaudit.bench.cache import bench_cache
     from imaudit.bench.homes import bench_audit_spec
     from imaudit.bench.overhead import bench_overhead, start_prefect, time_direct
 
-    _prefect_home()
     audit_methods = methods[:1] if cfg.quick else methods
     spec = bench_audit_spec(cfg.model, cfg.image_size, audit_methods, samples=cfg.images, device=cfg.device,
                             train_cap=64 if cfg.quick else 512)

@@ -35,7 +35,7 @@ from imaudit.audits.result import MethodRecord
 from imaudit.audits.spec import AuditSpec
 from imaudit.audits.stages.records import ChunkStats, PredictionOutcome, StageError, StageOutputs
 from imaudit.errors import BadInputError
-from imaudit.flows.chunked import finish_chunks, run_chunks, start_chunks
+from imaudit.flows.chunked import PendingChunks, finish_chunks, run_chunks, start_chunks
 from imaudit.io import atomic_dir, sweep_stale_tmp
 from imaudit.tasks import audit_tasks as t
 from imaudit.tasks import generative_tasks as gt
@@ -147,13 +147,14 @@ def _explain_all(spec: AuditSpec, work: Path, stages: _Stages, cache: dict[str, 
     def step(m: str, fn: Callable[[], R]) -> R | None:
         return stages.run(f"explain:{m}", fn, timed=False)
 
-    plans = {m: p for m in spec.methods if (p := step(m, lambda m=m: t.plan_explain(spec, work, m))) is not None}
     # Start every method's chunks before collecting any, so Dask workers take them all.
-    pending = {
-        m: p for m, plan in plans.items()
-        if (p := step(m, lambda m=m, plan=plan: start_chunks(
-            t.explain_chunk, plan, lambda c, m=m: (spec, work, m, c), _parallel(spec)))) is not None
-    }
+    pending: dict[str, PendingChunks] = {}
+    for m in spec.methods:
+        plan = step(m, lambda m=m: t.plan_explain(spec, work, m))
+        started = None if plan is None else step(m, lambda m=m, plan=plan: start_chunks(
+            t.explain_chunk, plan, lambda c: (spec, work, m, c), _parallel(spec)))
+        if started is not None:
+            pending[m] = started
     records: dict[str, MethodRecord] = {}
     for m, started in pending.items():
         results = step(m, lambda s=started: finish_chunks(s))

@@ -12,19 +12,19 @@ from pathlib import Path
 
 from rich.console import Console
 
+from imaudit.audits.data import ImageDataset, load_dataset
 from imaudit.audits.spec import AuditSpec
+from imaudit.errors import RefError
+from imaudit.flows.audit import run_audit
+from imaudit.models import load_model, save_checkpoint
+from imaudit.models.registry import Registry
+from imaudit.models.train import train_classifier
 
 DEMO_NAME, DEMO_VERSION, DEMO_ARCH, DEMO_DATA, DEMO_SIZE = "demo-digits", "1", "test_resnet", "builtin:digits", 32
 
 
 def train_demo_release(epochs: int = 6, console: Console | None = None, retrain: bool = False):
     """Train and register demo-digits@1 unless it already exists; return its manifest."""
-    from imaudit.audits.data import ImageDataset, load_dataset
-    from imaudit.errors import RefError
-    from imaudit.models import load_model, save_checkpoint
-    from imaudit.models.registry import Registry
-    from imaudit.models.train import train_classifier
-
     reg = Registry()
     if not retrain:
         try:
@@ -75,8 +75,6 @@ def run_demo(
     console: Console | None = None,
 ) -> Path:
     """Release the demo model if needed, audit it, return the report folder."""
-    from imaudit.flows.audit import run_audit
-
     manifest = train_demo_release(epochs, console, retrain)
     fields = {"model": manifest.ref, "dataset": DEMO_DATA, "samples": samples, "out": out}
     if methods is not None:

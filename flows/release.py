@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from imaudit.errors import BadInputError
+from imaudit.models import Registry, load_history
 
 EVENT = "imaudit.model.released"
 RESOURCE_PREFIX = "imaudit.model."
@@ -93,8 +94,6 @@ def release_model(req: ReleaseRequest) -> tuple[Any, bool]:
     this very checkpoint. Another checkpoint under an existing NAME@VERSION
     is refused with BadInputError.
     """
-    from imaudit.models import Registry, load_history
-
     reg = Registry()
     existed = req.version in reg.versions(req.name)
     manifest = reg.release(

@@ -12,13 +12,12 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from imaudit.flows.audit import FLOW_TIMEOUT_S, audit_spec, run_audit
+from imaudit.models import Registry
 
 
 @flow(name="imaudit-scheduled", log_prints=True, timeout_seconds=FLOW_TIMEOUT_S)
 def scheduled_audit(overrides: dict[str, Any] | None = None, models: list[str] | None = None) -> dict[str, dict[str, str]]:
     """Audit the latest release of each model (all registered, or ``models``); returns name -> report or error."""
-    from imaudit.models import Registry
-
     log = get_run_logger()
     reg = Registry()
     names = models or reg.models()

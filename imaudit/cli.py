@@ -12,8 +12,11 @@ start-up time only; nothing here has an import cycle to dodge.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -276,18 +279,32 @@ def release(
 @app.command()
 def serve(
     store: Annotated[Optional[Path], typer.Option(help="report store folder (default IMAUDIT_HOME/reports)")] = None,
-    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="interface to listen on (off loopback, sign-in must be configured)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8765,
-    db: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL for review decisions (default sqlite in the store; or IMAUDIT_DB_URL)")] = None,
+    db: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the review database (default sqlite in the store; or IMAUDIT_DB_URL)")] = None,
+    allowed_host: Annotated[Optional[list[str]], typer.Option(help="a host name clients use (repeatable); other Host headers get 400")] = None,
+    proxy_user_header: Annotated[Optional[str], typer.Option(help="single sign-on: the header in which the proxy names the user, e.g. X-Forwarded-User")] = None,
+    trusted_proxy: Annotated[Optional[list[str]], typer.Option(help="address or network of the sign-on proxy (repeatable); its X-Forwarded-For/Proto are trusted too")] = None,
+    proxy_role: Annotated[str, typer.Option(help="role of proxy users without an account: viewer | reviewer | admin")] = "viewer",
+    insecure_no_auth: Annotated[bool, typer.Option("--insecure-no-auth", help="no sign-in: anyone who reaches the port can read and record decisions (never counted by 'imaudit gate')")] = False,
 ) -> None:
-    """Start the review app: browse audits, read reports, record approve / reject / needs-work."""
+    """Start the review app: sign in, browse audits, read reports, record approve / reject / needs-work.
+
+    Pages need a signed-in account ('imaudit reviewers add'); with no account at all, loopback
+    visitors can read but not decide. Serving off loopback without sign-in is refused.
+    """
     from imaudit import paths
+    from imaudit.reports.accounts import check_role
     from imaudit.reports.app import serve as run
+    from imaudit.reports.auth import AuthConfig
 
     folder = Path(store or paths.report_store())
-    folder.mkdir(parents=True, exist_ok=True)
-    out.print(f"review app on http://{host}:{port}/ over {folder}", highlight=False)
-    run(folder, host=host, port=port, db_url=db)
+    with _signoff_errors():
+        auth = AuthConfig(insecure_no_auth=insecure_no_auth, proxy_header=proxy_user_header,
+                          trusted_proxies=tuple(trusted_proxy or ()), proxy_role=check_role(proxy_role))
+        folder.mkdir(parents=True, exist_ok=True)
+        run(folder, host=host, port=port, db_url=db, auth=auth, allowed_hosts=allowed_host or (),
+            say=lambda line: out.print(escape(line), highlight=False))
 
 
 @app.command()
@@ -336,6 +353,138 @@ def bench(
     report = run_bench(cfg, console)
     if out_file is not None:
         out.print(f"measurements: {write_json(report, out_file)}", highlight=False)
+
+
+# [review sign-off commands: reviewers, gate]
+
+reviewers_app = typer.Typer(help="Reviewer accounts of the review app (kept in the review database).",
+                            no_args_is_help=True)
+app.add_typer(reviewers_app, name="reviewers")
+StoreOption = Annotated[Optional[Path], typer.Option(help="report store folder (default IMAUDIT_HOME/reports)")]
+DbOption = Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the review database (default sqlite in the store; or IMAUDIT_DB_URL)")]
+StdinOption = Annotated[bool, typer.Option("--password-stdin", help="read the password from the first line of stdin (for scripts)")]
+
+
+@contextlib.contextmanager
+def _signoff_errors() -> Iterator[None]:
+    """An unusable review database or store is "could not complete" (exit 3, one line, via imaudit.exits);
+    bad input passes through as it is (exit 2)."""
+    from imaudit.reports.db import DatabaseProblem
+
+    try:
+        yield
+    except DatabaseProblem as e:
+        raise IncompleteError(str(e)) from e
+    except OSError as e:
+        raise IncompleteError(f"{getattr(e, 'filename', None) or 'store'}: {e.strerror or e}") from e
+
+
+def _accounts(store: Optional[Path], db: Optional[str]):  # noqa: ANN202 - imported lazily
+    from imaudit import paths
+    from imaudit.reports.accounts import Accounts
+    from imaudit.reports.db import open_review_db
+
+    return Accounts(open_review_db(Path(store or paths.report_store()), db))
+
+
+def _password(from_stdin: bool) -> str:
+    """The new password: one line of stdin, or asked twice at a terminal (never an option: it would sit in shell history)."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise BadInputError("no terminal to ask for the password: pipe it in with --password-stdin")
+    return typer.prompt("password", hide_input=True, confirmation_prompt=True)
+
+
+@reviewers_app.command("add")
+def reviewers_add(
+    name: Annotated[str, typer.Argument(help="account name (the single sign-on user name, when a proxy signs people in)")],
+    role: Annotated[str, typer.Option(help="viewer (reads) | reviewer (records decisions) | admin (also disables accounts)")] = "reviewer",
+    password_stdin: StdinOption = False,
+    no_password: Annotated[bool, typer.Option("--no-password", help="single-sign-on account only: no password sign-in")] = False,
+    store: StoreOption = None,
+    db: DbOption = None,
+) -> None:
+    """Create a reviewer account; asks for its password (twice) unless --password-stdin or --no-password."""
+    from imaudit.reports.accounts import check_name, check_role
+
+    with _signoff_errors():
+        name, role = check_name(name), check_role(role)  # before asking for a password
+        password = None if no_password else _password(password_stdin)
+        account = _accounts(store, db).add(name, role, password)
+    out.print(f"added {escape(account.name)} ({account.role}{', single sign-on only' if no_password else ''})",
+              highlight=False)
+
+
+@reviewers_app.command("list")
+def reviewers_list(store: StoreOption = None, db: DbOption = None) -> None:
+    """List accounts: name, role, how they sign in, whether disabled."""
+    with _signoff_errors():
+        accounts = _accounts(store, db).all()
+    for a in accounts:
+        how = "password" if a.has_password else "sign-on only"
+        out.print(f"{escape(a.name)}\t{a.role}\t{how}\t{'disabled' if a.disabled else 'active'}", highlight=False)
+    if not accounts:
+        out.print("no accounts (add one with: imaudit reviewers add NAME)", highlight=False)
+
+
+@reviewers_app.command("password")
+def reviewers_password(name: Annotated[str, typer.Argument()], password_stdin: StdinOption = False,
+                       store: StoreOption = None, db: DbOption = None) -> None:
+    """Set a new password; the account's open sessions end."""
+    with _signoff_errors():
+        account = _accounts(store, db).set_password(name, _password(password_stdin))
+    out.print(f"new password for {escape(account.name)}; its sessions ended", highlight=False)
+
+
+@reviewers_app.command("role")
+def reviewers_role(name: Annotated[str, typer.Argument()], role: Annotated[str, typer.Argument(help="viewer | reviewer | admin")],
+                   store: StoreOption = None, db: DbOption = None) -> None:
+    """Change an account's role (takes effect on its next request)."""
+    with _signoff_errors():
+        account = _accounts(store, db).set_role(name, role)
+    out.print(f"{escape(account.name)} is now {account.role}", highlight=False)
+
+
+@reviewers_app.command("disable")
+def reviewers_disable(name: Annotated[str, typer.Argument()], store: StoreOption = None, db: DbOption = None) -> None:
+    """Disable an account: its sessions end and it cannot sign in (its past decisions stay in the log)."""
+    with _signoff_errors():
+        _accounts(store, db).set_disabled(name, True)
+    out.print(f"disabled {escape(name)}", highlight=False)
+
+
+@reviewers_app.command("enable")
+def reviewers_enable(name: Annotated[str, typer.Argument()], store: StoreOption = None, db: DbOption = None) -> None:
+    """Enable a disabled account again."""
+    with _signoff_errors():
+        _accounts(store, db).set_disabled(name, False)
+    out.print(f"enabled {escape(name)}", highlight=False)
+
+
+@app.command()
+def gate(
+    release: Annotated[str, typer.Argument(help="release:NAME@VERSION")],
+    store: StoreOption = None,
+    db: DbOption = None,
+) -> None:
+    """Release gate for CI/CD: may this release be promoted?
+
+    Exit 0 only when the latest complete audit of the release is approved by a signed-in
+    reviewer (for the audit.json on disk now) and no newer audit of it is pending review;
+    1 otherwise, with one line saying why; 2 on bad input; 3 when the review database
+    cannot be read or its decision log does not verify.
+    """
+    from imaudit import paths
+    from imaudit.reports.gate import release_gate
+
+    folder = Path(store or paths.report_store())
+    with _signoff_errors():
+        if not folder.is_dir():
+            raise BadInputError(f"--store {folder}: no such folder")
+        verdict = release_gate(release, folder, db)
+    out.print(escape(verdict.line()), highlight=False)
+    raise typer.Exit(ExitCode.OK if verdict.passed else ExitCode.GATE_FAILED)
 
 
 # [generative commands]

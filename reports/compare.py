@@ -218,12 +218,12 @@ def _default_folder(r: AuditResult) -> Path | None:
 
 
 def compare_html(a_folder: Path, b_folder: Path, *, a_href: str | None = None, b_href: str | None = None,
-                 app: bool = False) -> str:
-    """The comparison page as HTML text for two audit folders."""
+                 app: bool = False, **page: Any) -> str:
+    """The comparison page as HTML text for two audit folders (``page``: the app's per-request template values)."""
     a, b = load_audit(a_folder), load_audit(b_folder)
     cmp = compare_audits(a, b, a_folder=a_folder, b_folder=b_folder)
     return render("compare.html", c=cmp, a_href=a_href, b_href=b_href, app=app,
-                  title=f"Compare {a.id} → {b.id}", shown=200)
+                  title=f"Compare {a.id} → {b.id}", shown=200, **page)
 
 
 def render_compare(a_folder: Path, b_folder: Path, out: Path) -> Path:

@@ -217,7 +217,7 @@ class ReportContext:
             "rates": self.rates(),
             "timings": self.timings(),
             "generative": self.counterfactuals(),
-            "review": (r.model_extra or {}).get("review"),
+            "review": None,  # decisions come from the review app's log, never from a claim inside audit.json
             "app": False,
         }
         errors = [e if isinstance(e, Mapping) else {"error": str(e)} for e in r.errors] + self.figure_errors

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from imaudit.audits.result import AuditResult
 from imaudit.errors import BadInputError
+from imaudit.io import sha256_bytes
 
 # An audit id is one path segment: no separators and no leading dot (so never '.' or '..'),
 # so joined to the store it can only name a folder directly inside it.
@@ -30,6 +31,7 @@ class AuditEntry:
     folder: Path
     result: AuditResult | None = None
     error: str | None = None
+    digest: str | None = None  # "sha256:<hex>" of the audit.json bytes the result was parsed from
 
     @property
     def broken(self) -> bool:
@@ -54,15 +56,24 @@ def is_valid_id(audit_id: str) -> bool:
 
 def load_audit(folder: Path) -> AuditResult:
     """Read ``folder/audit.json``; BadInputError with a one-line reason naming the file."""
+    return read_audit(folder)[0]
+
+
+def read_audit(folder: Path) -> tuple[AuditResult, str]:
+    """``folder/audit.json`` parsed, and the ``sha256:`` digest of the very bytes parsed.
+
+    One read for both, so a decision's recorded digest always names the content that was shown.
+    """
     path = Path(folder) / "audit.json"
     if not path.is_file():
         raise BadInputError(f"{path}: missing (not an audit folder)")
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise BadInputError(f"{path}: unreadable ({exc})") from exc
     try:
-        return AuditResult.model_validate_json(text)
+        return AuditResult.model_validate_json(text), "sha256:" + sha256_bytes(data)
     except ValidationError as exc:
         errs = exc.errors()
         first = errs[0] if errs else {"loc": (), "msg": str(exc)}
@@ -90,7 +101,7 @@ def list_audits(store: Path) -> list[AuditEntry]:
             continue
         entry = AuditEntry(id=folder.name, folder=folder)
         try:
-            entry.result = load_audit(folder)
+            entry.result, entry.digest = read_audit(folder)
         except BadInputError as exc:
             entry.error = str(exc)
         entries.append(entry)

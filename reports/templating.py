@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import re
 from functools import lru_cache
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
+from jinja2.ext import Extension
 
 from imaudit import __version__
 
@@ -34,6 +36,21 @@ def pct(value: object, digits: int = 1) -> str:
     return f"{100 * value:.{digits}f}%"
 
 
+class ScriptNonce(Extension):
+    """Gives every ``<script>`` written in a template's source the response's CSP nonce.
+
+    The review app's content security policy runs only scripts carrying the nonce of
+    that response. Only template text gets it: text from data is escaped by autoescape,
+    so a script smuggled in through an audit never runs. Static pages render with an
+    empty nonce and no attribute.
+    """
+
+    _TAG = re.compile(r"<script(?=[\s>])", re.IGNORECASE)
+
+    def preprocess(self, source: str, name: str | None, filename: str | None = None) -> str:
+        return self._TAG.sub('<script{% if csp_nonce %} nonce="{{ csp_nonce }}"{% endif %}', source)
+
+
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     """Templates live in reports/templates (imaudit.reports); autoescape is on for every template so user text is always text."""
@@ -43,9 +60,12 @@ def environment() -> Environment:
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        extensions=[ScriptNonce],
     )
     env.filters.update(num=num, signed=signed, pct=pct)
     env.globals["version"] = __version__
+    # Per-request values of the review app; static pages keep these defaults.
+    env.globals.update(csp_nonce="", user=None, csrf_token="")
     return env
 
 

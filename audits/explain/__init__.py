@@ -1,15 +1,20 @@
 """Explanation methods behind one interface, a registry by name, and the runner the audit uses.
 
     from imaudit.audits.explain import create_explainer, explain_method, list_methods
+
+base.py is the Explainer interface; methods/ holds one module per method
+(registered in EXPLAINERS); run.py explains a batch with one method and records
+it (``explain_method``, what the audit's explain stage calls); overlay.py and
+views.py draw maps and layer views.
 """
 
 from imaudit.audits.explain.base import Explainer, Explanation
+from imaudit.audits.explain.methods import EXPLAINERS
 from imaudit.audits.explain.overlay import safe_name
 from imaudit.audits.explain.registry import (
     create_explainer,
     list_methods,
     method_defaults,
-    register,
     typical_samples,
 )
 from imaudit.audits.explain.run import (
@@ -23,6 +28,7 @@ from imaudit.audits.explain.run import (
 )
 
 __all__ = [
+    "EXPLAINERS",
     "Explainer",
     "Explanation",
     "create_explainer",
@@ -32,7 +38,6 @@ __all__ = [
     "list_methods",
     "load_maps",
     "method_defaults",
-    "register",
     "render_overlays",
     "safe_name",
     "save_maps",

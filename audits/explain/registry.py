@@ -1,51 +1,28 @@
-"""Explainers by name, in the spirit of timm's create_model / list_models."""
+"""Explainers by name, in the spirit of timm's create_model / list_models.
+
+The registry itself is ``EXPLAINERS`` (imaudit.audits.explain.methods, the
+one plug-in idiom of imaudit.registry); these functions are the lookups the
+audit, the CLI and the benchmark use.
+"""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from torch import nn
 
 from imaudit.audits.explain.base import Explainer
-from imaudit.errors import BadInputError
-
-_REGISTRY: dict[str, type[Explainer]] = {}
-_BUILTIN_MODULES = (
-    "saliency",
-    "integrated_gradients",
-    "gradcam",
-    "occlusion",
-    "lime_method",
-    "shap_method",
-    "shap_gradient",
-)
-
-
-def register(cls: type[Explainer]) -> type[Explainer]:
-    """Class decorator: make ``cls`` reachable by ``cls.name``."""
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def _load_builtins() -> None:
-    for mod in _BUILTIN_MODULES:
-        importlib.import_module(f"imaudit.audits.explain.{mod}")
+from imaudit.audits.explain.methods import EXPLAINERS
 
 
 def list_methods() -> list[str]:
     """Names of all registered methods, in registration order."""
-    _load_builtins()
-    return list(_REGISTRY)
+    return EXPLAINERS.names()
 
 
 def get_method(name: str) -> type[Explainer]:
-    """The explainer class registered as ``name`` (BadInputError listing the known ones)."""
-    _load_builtins()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise BadInputError(f"methods: unknown explanation method {name!r}; known: {', '.join(_REGISTRY)}") from None
+    """The explainer class registered as ``name`` (BadInputError naming close matches and the known ones)."""
+    return EXPLAINERS.get(name)
 
 
 def method_defaults(name: str) -> dict[str, Any]:

@@ -76,7 +76,7 @@ def test_explain_method_reports_a_method_that_does_not_apply():
 
 
 def test_explain_method_rejects_unknown_methods():
-    with pytest.raises(BadInputError, match="known: saliency"):
+    with pytest.raises(BadInputError, match=r"unknown explanation method 'magic'.*known: .*saliency"):
         explain_method(QuadrantNet(), make_images(1), torch.tensor([0]), ["a"], "magic")
 
 

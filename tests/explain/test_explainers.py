@@ -19,7 +19,17 @@ from conftest import (
     quadrant_share,
 )
 
-from imaudit.audits.explain import Explanation, create_explainer, list_methods, method_defaults, typical_samples
+from readme_examples import dropped_in, readme_example
+
+from imaudit.audits.explain import (
+    EXPLAINERS,
+    Explanation,
+    create_explainer,
+    explain_method,
+    list_methods,
+    method_defaults,
+    typical_samples,
+)
 from imaudit.errors import BadInputError
 
 METHODS = list_methods()
@@ -44,6 +54,23 @@ def test_registry_has_the_documented_methods():
     for m in METHODS:
         assert isinstance(method_defaults(m), dict) and typical_samples(m) >= 1
     assert typical_samples("saliency") > typical_samples("lime")  # cheap methods explain more images
+
+
+def test_a_new_method_module_is_picked_up_by_registration(tmp_path):
+    """The README's one-file method, dropped into audits/explain/methods: listed, built, right on known answers."""
+    source = readme_example("audits/explain/methods/input_x_gradient.py")
+    with dropped_in(EXPLAINERS, "imaudit.audits.explain.methods", "input_x_gradient.py", source, tmp_path):
+        assert "input-x-gradient" in list_methods() and set(METHODS) < set(list_methods())
+        assert method_defaults("input-x-gradient") == {"absolute": True}
+        e = explain(QuadrantNet(), make_images(4), "input-x-gradient")
+        assert e.failures == [] and e.maps.shape == (4, SIZE, SIZE) and e.channel_maps.shape == (4, 3, SIZE, SIZE)
+        assert bool((quadrant_share(e.maps) > 0.99).all())  # the gradient is zero outside the quadrant
+        assert np.abs(explain(ConstantNet(), make_images(2), "input-x-gradient").maps).max() < 1e-5
+        # What the audit's explain stage calls: a timed record for audit.json.
+        _, record = explain_method(QuadrantNet(), make_images(2), torch.tensor([0, 1]), ["a", "b"], "input-x-gradient",
+                                   settings={"absolute": False})
+        assert record.applicable and record.count == 2 and record.settings["absolute"] is False
+    assert "input-x-gradient" not in list_methods()
 
 
 def test_unknown_method_and_setting_are_bad_input():

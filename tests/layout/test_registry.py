@@ -75,3 +75,18 @@ def test_every_finding_code_raised_in_the_code_is_declared() -> None:
     assert not missing, f"declare these finding codes in imaudit.audits.findings: {missing}"
     for code, kind in KINDS.items():
         assert kind.group in {"model", "data", "explainer", "run"} and kind.meaning and kind.action, code
+
+
+def test_a_new_finding_kind_module_is_picked_up_by_registration(tmp_path) -> None:
+    """The README's one-file finding kind, dropped into audits/findings: declared, grouped, explained."""
+    from readme_examples import dropped_in, readme_example
+
+    from imaudit.audits.findings import KINDS, kind_of
+
+    source = readme_example("audits/findings/image_quality.py")
+    with dropped_in(KINDS, "imaudit.audits.findings", "image_quality.py", source, tmp_path):
+        assert "low-contrast-images" in KINDS
+        kind = kind_of("low-contrast-images")
+        assert (kind.group, kind.title) == ("data", "Low-contrast images") and kind.meaning and kind.action
+        assert "overfitting" in KINDS  # the package's own kinds are still there
+    assert "low-contrast-images" not in KINDS

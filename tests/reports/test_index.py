@@ -10,9 +10,11 @@ import pytest
 from reports_factory import HOSTILE, make_result
 
 from imaudit.errors import BadInputError
-from imaudit.reports.db import ReviewStore, db_url_for
+from imaudit.reports.accounts import Identity
+from imaudit.reports.db import open_review_db
+from imaudit.reports.decisions import DecisionLog, Seen
 from imaudit.reports.index import build_index, faithfulness, key_metrics, model_identity
-from imaudit.reports.store import list_audits, resolve_audit
+from imaudit.reports.store import list_audits, read_audit, resolve_audit
 
 
 def _store(root: Path) -> Path:
@@ -65,18 +67,47 @@ def test_index_lists_every_audit_with_trends_pending_reviews_and_escaping(tmp_pa
 def test_index_is_rebuilt_from_scratch_and_shows_db_decisions(tmp_path):
     store = _store(tmp_path)
     first = build_index(store).read_text()
-    reviews = ReviewStore(db_url_for(store))
-    reviews.add("net-1.2", "approve", "Ann Reviewer", "looks fine")
-    reviews.add("net-1.1", "reject", "Bob", "")
-    reviews.dispose()
+    _decide(store, "net-1.2", "approve", "Ann.Reviewer", "looks fine")
+    _decide(store, "net-1.1", "reject", "Bob")
     shutil.rmtree(store / "net-1.0")
     second = build_index(store).read_text()
     assert "net-1.0" in first and "net-1.0" not in second
     assert second.count("pending review</span>") == 0
     row = second[second.index('data-id="net-1.2"'):]
     row = row[: row.index("</tr>")]
-    assert "approve" in row and "Ann Reviewer" in row
+    assert "approve" in row and "Ann.Reviewer" in row
     assert len(_row_ids(second)) == len(_row_ids(first)) - 1
+
+
+def _decide(store: Path, audit_id: str, decision: str, who: str, comment: str = "") -> None:
+    """Append a decision to the store's log as ``who`` (a signed-in reviewer), acknowledging every finding."""
+    db = open_review_db(store)
+    try:
+        result, digest = read_audit(store / audit_id)
+        seen = Seen.of(audit_id, result, digest)
+        DecisionLog(db).append(seen, Identity(who, "reviewer", "password"), decision, comment, seen.required)
+    finally:
+        db.dispose()
+
+
+def test_newer_audit_of_an_approved_release_is_pending_and_says_the_approval_was_for_an_older_audit(tmp_path):
+    store = _store(tmp_path)
+    make_result(store / "net-1.2-rerun", created="2024-05-09T10:00:00+00:00", model_ref="release:net@1.2", rich=False)
+    _decide(store, "net-1.2", "approve", "Ann")
+    html = build_index(store).read_text()
+    row = html[html.index('data-id="net-1.2-rerun"'):]
+    row = row[: row.index("</tr>")]
+    assert "pending review" in row and "approve on an older audit" in row
+    old = html[html.index('data-id="net-1.2"'):]
+    assert "on an older audit" not in old[: old.index("</tr>")]  # the approved audit itself shows its decision
+
+
+def test_corrupt_review_database_is_noted_and_the_index_still_written(tmp_path):
+    store = _store(tmp_path)
+    (store / "reviews.db").write_bytes(b"this is not sqlite" * 100)
+    html = build_index(store).read_text()
+    assert 'id="db-problem"' in html and "unreadable" in html and "reviews.db" in html
+    assert _row_ids(html)[2:] == ["adhoc", "net-1.2", "net-1.1", "net-1.0"]
 
 
 def test_key_metrics_known_answers(tmp_path):

@@ -10,9 +10,13 @@ from reports_factory import HOSTILE, make_result
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
+from imaudit.bench.review_load import hidden_inputs
+from imaudit.reports.accounts import Accounts
 from imaudit.reports.app import create_app
-from imaudit.reports.db import Review
+from imaudit.reports.db import DecisionRow, ReviewDB, open_review_db
 from imaudit.reports.render import render_report
+
+BASE = "http://127.0.0.1"
 
 
 @pytest.fixture(scope="module")
@@ -38,17 +42,41 @@ def store(built_store, tmp_path):
 
 @pytest.fixture
 def client(store, monkeypatch):
+    """No accounts yet: loopback visitors may read (not decide)."""
     monkeypatch.delenv("IMAUDIT_DB_URL", raising=False)
-    with TestClient(create_app(store)) as c:
+    with TestClient(create_app(store), base_url=BASE) as c:
         yield c
 
 
 def _rows(db_url: str) -> list[tuple[str, str, str, str]]:
     engine = create_engine(db_url)
     with Session(engine) as s:
-        rows = [(r.audit_id, r.decision, r.reviewer, r.comment) for r in s.scalars(select(Review).order_by(Review.id))]
+        rows = [(r.audit_id, r.decision, r.reviewer, r.comment)
+                for r in s.scalars(select(DecisionRow).order_by(DecisionRow.id))]
     engine.dispose()
     return rows
+
+
+def _add_reviewer(db: ReviewDB, name: str = "ann") -> None:
+    try:
+        Accounts(db).add(name, "reviewer", f"{name}'s long password")
+    finally:
+        db.dispose()
+
+
+def _sign_in(c: TestClient, name: str = "ann") -> str:
+    """Sign in through the form; the session's CSRF token."""
+    token = hidden_inputs(c.get("/login").text)["csrf"]
+    r = c.post("/login", data={"name": name, "password": f"{name}'s long password", "csrf": token},
+               headers={"Origin": BASE}, follow_redirects=False)
+    assert r.status_code == 303
+    return hidden_inputs(c.get("/").text)["csrf"]
+
+
+def _review(c: TestClient, audit_id: str, **data: object):
+    form = hidden_inputs(c.get(f"/audits/{audit_id}").text)
+    return c.post(f"/audits/{audit_id}/review", data={**form, **data}, headers={"Origin": BASE},
+                  follow_redirects=False)
 
 
 def test_index_report_and_files(client):
@@ -86,32 +114,34 @@ def test_unknown_ids_and_paths_outside_the_store_are_refused(client):
         assert "outside the store" not in r.text, url
 
 
-def test_review_is_validated_stored_and_shown(client, store):
-    bad = client.post("/audits/net-1.1/review", data={"decision": "ship-it", "reviewer": "Ann", "comment": ""})
-    assert bad.status_code == 422 and "field &#39;decision&#39;" in bad.text
-    empty = client.post("/audits/net-1.1/review", data={"decision": "approve", "reviewer": "   "})
-    assert empty.status_code == 422 and "reviewer" in empty.text
-    assert client.post("/audits/nope/review", data={"decision": "approve", "reviewer": "Ann"}).status_code == 404
+def test_review_is_validated_stored_and_shown(store, monkeypatch):
+    monkeypatch.delenv("IMAUDIT_DB_URL", raising=False)
+    _add_reviewer(open_review_db(store), "ann")
+    _add_reviewer(open_review_db(store), "bob")
+    with TestClient(create_app(store), base_url=BASE) as c:
+        _sign_in(c, "ann")
+        bad = _review(c, "net-1.1", decision="ship-it")
+        assert bad.status_code == 422 and "field &#39;decision&#39;" in bad.text
+        ok = _review(c, "net-1.1", decision="approve", ack=["overfitting", "shortcut"], comment=f"fine {HOSTILE}")
+        assert ok.status_code == 303 and ok.headers["location"].startswith("/audits/net-1.1")
+        c.cookies.clear()
+        _sign_in(c, "bob")
+        assert _review(c, "net-1.1", decision="needs-work", comment="wait").status_code == 303
+        assert _rows(f"sqlite:///{store / 'reviews.db'}") == [
+            ("net-1.1", "approve", "ann", f"fine {HOSTILE}"), ("net-1.1", "needs-work", "bob", "wait")]
 
-    ok = client.post("/audits/net-1.1/review", follow_redirects=False,
-                     data={"decision": "approve", "reviewer": "Ann", "comment": f"fine {HOSTILE}"})
-    assert ok.status_code == 303 and ok.headers["location"].startswith("/audits/net-1.1")
-    client.post("/audits/net-1.1/review", data={"decision": "needs-work", "reviewer": "Bob", "comment": "wait"})
-    assert _rows(f"sqlite:///{store / 'reviews.db'}") == [
-        ("net-1.1", "approve", "Ann", f"fine {HOSTILE}"), ("net-1.1", "needs-work", "Bob", "wait")]
-
-    page = client.get("/audits/net-1.1").text
-    assert page.count('<tr class="decision">') == 2 and HOSTILE not in page
-    assert page.index("needs-work") < page.index(">Ann<")  # newest first
-    index = client.get("/").text
-    row = index[index.index('data-id="net-1.1"'):]
-    assert "needs-work" in row[: row.index("</tr>")]
-    assert "needs-work" in (store / "index.html").read_text()  # the static index follows the DB
-    api = client.get("/api/audits").json()
-    by_id = {a["id"]: a for a in api}
-    assert by_id["net-1.1"]["review"]["decision"] == "needs-work"
-    assert by_id["net-1.0"]["pending"] is True and by_id["broken"]["broken"] is True
-    assert [d["reviewer"] for d in client.get("/api/audits/net-1.1/reviews").json()] == ["Ann", "Bob"]
+        page = c.get("/audits/net-1.1").text
+        assert page.count('<tr class="decision">') == 2 and HOSTILE not in page
+        assert page.index("needs-work") < page.index(">ann ")  # newest first
+        index = c.get("/").text
+        row = index[index.index('data-id="net-1.1"'):]
+        assert "needs-work" in row[: row.index("</tr>")]
+        api = c.get("/api/audits").json()
+        by_id = {a["id"]: a for a in api}
+        assert by_id["net-1.1"]["review"]["decision"] == "needs-work"
+        assert by_id["net-1.0"]["pending"] is True and by_id["broken"]["broken"] is True
+        assert [d["reviewer"] for d in c.get("/api/audits/net-1.1/reviews").json()] == ["ann", "bob"]
+    assert "needs-work" in (store / "index.html").read_text()  # the static index follows the log
 
 
 def test_compare_page(client):
@@ -126,9 +156,11 @@ def test_compare_page(client):
 def test_database_url_from_setting(store, tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'elsewhere' / 'decisions.sqlite'}"
     monkeypatch.setenv("IMAUDIT_DB_URL", url)
-    with TestClient(create_app(store)) as c:
-        c.post("/audits/net-1.0/review", data={"decision": "reject", "reviewer": "Cy"})
-    assert _rows(url) == [("net-1.0", "reject", "Cy", "")]
+    _add_reviewer(ReviewDB(url), "cy")
+    with TestClient(create_app(store), base_url=BASE) as c:
+        _sign_in(c, "cy")
+        assert _review(c, "net-1.0", decision="reject").status_code == 303
+    assert _rows(url) == [("net-1.0", "reject", "cy", "")]
     assert not (store / "reviews.db").exists()
 
 

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from imaudit.audits.device import forward_batched
 from imaudit.audits.explain.base import BatchResult, Explainer, seeded_numpy
-from imaudit.audits.explain.registry import register
+from imaudit.audits.explain.methods import EXPLAINERS
 
 
 def blur_kernel(height: int, width: int) -> str:
@@ -16,7 +16,7 @@ def blur_kernel(height: int, width: int) -> str:
     return f"blur({max(2, height // 8)},{max(2, width // 8)})"
 
 
-@register
+@EXPLAINERS.register()
 class ShapPartitionExplainer(Explainer):
     """SHAP values of the target logit over a hierarchy of image regions (shap.PartitionExplainer).
 

@@ -6,11 +6,11 @@ from captum.attr import Saliency
 from torch import Tensor
 
 from imaudit.audits.explain.base import BatchResult, Explainer
-from imaudit.audits.explain.registry import register
+from imaudit.audits.explain.methods import EXPLAINERS
 from imaudit.errors import BadInputError
 
 
-@register
+@EXPLAINERS.register()
 class SaliencyExplainer(Explainer):
     """|d logit_target / d x|: one backward pass per batch, the cheapest method.
 

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from imaudit.audits.device import forward_batched
 from imaudit.audits.explain.base import BatchResult, Explainer
-from imaudit.audits.explain.registry import register
+from imaudit.audits.explain.methods import EXPLAINERS
 
 
 def slic_segments(height: int, width: int, pixels_per_segment: int) -> int:
@@ -40,7 +40,7 @@ def _quiet_lime() -> Iterator[None]:
         lime_image.tqdm = original
 
 
-@register
+@EXPLAINERS.register()
 class LimeExplainer(Explainer):
     """A sparse linear model over superpixels fitted to the model's outputs on perturbed images.
 

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from imaudit.audits.device import forward_batched
 from imaudit.audits.explain.base import BatchResult, Explainer, seeded_numpy
-from imaudit.audits.explain.registry import register
+from imaudit.audits.explain.methods import EXPLAINERS
 
 
 class _OneOutput(nn.Module):
@@ -23,7 +23,7 @@ class _OneOutput(nn.Module):
         return self.model(x)[:, self.index : self.index + 1]
 
 
-@register
+@EXPLAINERS.register()
 class ShapGradientExplainer(Explainer):
     """E over background x', alpha of (x - x') * d f_target(x' + alpha (x - x')) / dx (shap.GradientExplainer).
 

@@ -7,7 +7,7 @@ from captum.attr import Occlusion
 from torch import Tensor
 
 from imaudit.audits.explain.base import BatchResult, Explainer
-from imaudit.audits.explain.registry import register
+from imaudit.audits.explain.methods import EXPLAINERS
 
 
 def occlusion_window(height: int, width: int) -> tuple[int, int]:
@@ -16,7 +16,7 @@ def occlusion_window(height: int, width: int) -> tuple[int, int]:
     return window, max(1, window // 2)
 
 
-@register
+@EXPLAINERS.register()
 class OcclusionExplainer(Explainer):
     """Output drop when a square window is replaced by the baseline (zeros = mean image).
 

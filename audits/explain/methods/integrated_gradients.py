@@ -10,10 +10,10 @@ from captum.attr import IntegratedGradients
 from torch import Tensor
 
 from imaudit.audits.explain.base import BatchResult, Explainer, spatial_sum
-from imaudit.audits.explain.registry import register
+from imaudit.audits.explain.methods import EXPLAINERS
 
 
-@register
+@EXPLAINERS.register()
 class IntegratedGradientsExplainer(Explainer):
     """IG_i = (x_i - x'_i) * mean over alpha of d f(x' + alpha (x - x')) / d x_i.
 

@@ -10,11 +10,11 @@ from torch import Tensor, nn
 
 from imaudit.audits.explain.base import BatchResult, Explainer
 from imaudit.audits.explain.layers import TokenGridHook, gradcam_layer, guess_input_shape
-from imaudit.audits.explain.registry import register
+from imaudit.audits.explain.methods import EXPLAINERS
 from imaudit.errors import BadInputError
 
 
-@register
+@EXPLAINERS.register()
 class GradCamExplainer(Explainer):
     """ReLU(sum_k alpha_k A^k), alpha_k = spatial mean of d y_target / d A^k, upsampled bilinearly.
 
