@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -178,7 +179,9 @@ def probe_files(
     excluded = [
         {"path": r["path"], "reason": r["error"], "split": r["split"], "label": r["label"]} for r in results if "error" in r
     ]
-    return pd.DataFrame(good, columns=[c for c in MANIFEST_COLUMNS if c != "id"]), excluded
+    # object dtype: a file name that is not UTF-8 (kept as-is to open the file) fits no arrow string column.
+    frame = pd.DataFrame(good, columns=[c for c in MANIFEST_COLUMNS if c != "id"], dtype=object)
+    return frame.astype({"width": "int64", "height": "int64"}) if len(frame) else frame, excluded
 
 
 def dataset_digest(manifest: pd.DataFrame, classes: list[str]) -> str:
@@ -212,18 +215,19 @@ def make_bundle(
         first = f" (e.g. {excluded[0]['path']}: {excluded[0]['reason']})" if excluded else ""
         raise RefError(f"{ref}: no readable images found{first}")
     rows = rows.copy()
-    if not ids_given:
-        rows["id"] = _unique_ids(rows, root)
     # Names are text (ids, labels, splits, classes, the excluded list): file names that were not
-    # UTF-8 are escaped here, once; the path and mask columns keep the originals that open the files.
+    # UTF-8 are escaped here, once; the path and mask columns keep the originals that open the files
+    # (as object columns: arrow string columns hold only valid UTF-8).
+    if not ids_given:
+        rows["id"] = [text_safe(i) for i in _unique_ids(rows, root)]
     for col in ("id", "label", "split"):
-        rows[col] = rows[col].astype(str).map(text_safe)
+        rows[col] = [text_safe(str(v)) for v in rows[col]]
     classes = [text_safe(str(c)) for c in classes]
     excluded = [text_safe_tree(e) for e in excluded]
     order = {s: i for i, s in enumerate(sort_splits(rows["split"].unique()))}
     rows = rows.assign(_o=rows["split"].map(order)).sort_values(["_o", "id"], kind="stable").drop(columns="_o")
     manifest = rows[MANIFEST_COLUMNS].reset_index(drop=True)
-    manifest = manifest.astype({"id": str, "path": str, "sha256": str, "mode": str, "width": int, "height": int})
+    manifest = manifest.astype({"id": str, "path": object, "sha256": str, "mode": str, "width": int, "height": int})
     # object dtype keeps None (not NaN) where an image has no mask.
     manifest["mask"] = pd.Series([m if isinstance(m, str) and m else None for m in manifest["mask"]], dtype=object)
     manifest.attrs["split_method"] = split_method
@@ -248,7 +252,7 @@ def _unique_ids(rows: pd.DataFrame, root: Path | None) -> list[str]:
             return Path(p).as_posix()
 
     base = [rel(p) for p in rows["path"]]
-    counts = pd.Series(base).value_counts()
+    counts = Counter(base)
     ids = [f"{s}/{b}" if counts[b] > 1 else b for b, s in zip(base, rows["split"])]
     seen: dict[str, int] = {}
     out = []

@@ -211,7 +211,7 @@ class ImageDataset(torch.utils.data.Dataset):
         return_mask: bool = False,
         mask_size: int | None = None,
     ):
-        self.paths = manifest["path"].astype(str).tolist()
+        self.paths = [str(p) for p in manifest["path"]]  # not astype(str): names need not be UTF-8
         has_size = {"width", "height"} <= set(manifest.columns)
         self.sizes = list(zip(manifest["width"], manifest["height"])) if has_size else [None] * len(manifest)
         index = {c: i for i, c in enumerate(classes)}
