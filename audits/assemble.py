@@ -96,6 +96,8 @@ def assemble(spec: AuditSpec, aid: str, out: StageOutputs) -> AuditResult:
         model=out.identity.model,
         dataset=out.identity.dataset,
         metrics=diag.metrics if diag is not None else {},
+        metrics_full=diag.metrics_full if diag is not None else {},
+        class_map=out.identity.class_map,
         per_class=diag.per_class if diag is not None else {},
         confusion=diag.confusion if diag is not None else {},
         calibration=diag.calibration if diag is not None else {},

@@ -31,6 +31,7 @@ from imaudit.errors import RefError
 from imaudit.io import text_safe, text_safe_tree
 
 __all__ = [
+    "IMAGE_EXTENSIONS",
     "MANIFEST_COLUMNS",
     "DatasetBundle",
     "ImageDataset",

@@ -50,7 +50,12 @@ class SplitDiagnosis:
 
 
 def diagnose_split(table: pd.DataFrame, logits: np.ndarray, classes: list[str], bins: int = 15) -> SplitDiagnosis:
-    """Accuracy, top-5, loss, per-class P/R/F1, confusion and calibration of one split."""
+    """Accuracy, top-5, loss, per-class P/R/F1, confusion and calibration of one split.
+
+    These use the table's main columns: the ``all`` view, or for a subset audit
+    (the table has ``*_full`` columns) the ``restricted`` view.
+    """
+    view = "restricted" if "correct_full" in table.columns else "all"
     k = len(classes)
     finite = table["finite"].to_numpy(dtype=bool)
     t, lg = table[finite], logits[finite]
@@ -58,7 +63,7 @@ def diagnose_split(table: pd.DataFrame, logits: np.ndarray, classes: list[str], 
     y, pred = t["y"].to_numpy(), t["pred"].to_numpy()
     if n == 0:
         return SplitDiagnosis(
-            SplitMetrics(n=0, accuracy=None, loss=None, ece=None, nonfinite=int((~finite).sum())),
+            SplitMetrics(view=view, n=0, accuracy=None, loss=None, ece=None, nonfinite=int((~finite).sum())),
             [],
             [[0] * k for _ in range(k)],
             {"ece": None, "bins": []},
@@ -73,6 +78,7 @@ def diagnose_split(table: pd.DataFrame, logits: np.ndarray, classes: list[str], 
         for i, c in enumerate(classes)
     ]
     metrics = SplitMetrics(
+        view=view,
         n=n,
         accuracy=float((y == pred).mean()),
         top5=float((top == y[:, None]).any(axis=1).mean()),
@@ -82,6 +88,27 @@ def diagnose_split(table: pd.DataFrame, logits: np.ndarray, classes: list[str], 
     )
     cm = confusion_matrix(y, pred, labels=list(range(k)))
     return SplitDiagnosis(metrics, per_class, cm.tolist(), cal)
+
+
+def full_view_metrics(table: pd.DataFrame, bins: int = 15) -> SplitMetrics | None:
+    """The ``full`` view of one split of a subset audit: top-1 over all outputs (None for other audits)."""
+    if "correct_full" not in table.columns:
+        return None
+    finite = table["finite"].to_numpy(dtype=bool)
+    t = table[finite]
+    if not len(t):
+        return SplitMetrics(view="full", n=0, accuracy=None, loss=None, ece=None, nonfinite=int((~finite).sum()))
+    correct = t["correct_full"].to_numpy(dtype=bool)
+    return SplitMetrics(
+        view="full",
+        n=len(t),
+        accuracy=float(correct.mean()),
+        top5=float(t["top5_correct_full"].to_numpy(dtype=bool).mean()),
+        loss=float(t["loss_full"].mean()),
+        ece=reliability(t["confidence_full"].to_numpy(), correct.astype(float), bins)["ece"],
+        nonfinite=int((~finite).sum()),
+        outside=float(1.0 - t["in_classes"].to_numpy(dtype=bool).mean()),
+    )
 
 
 def history_overfitting(history: list[dict[str, Any]] | None, th: FitThresholds) -> str | None:
@@ -152,6 +179,7 @@ def fit_verdict(
 @dataclass
 class Diagnosis:
     metrics: dict[str, SplitMetrics] = field(default_factory=dict)
+    metrics_full: dict[str, SplitMetrics] = field(default_factory=dict)  # subset audits only
     per_class: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     confusion: dict[str, list[list[int]]] = field(default_factory=dict)
     calibration: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -221,6 +249,9 @@ def diagnose(pred: Predictions, classes: list[str], thresholds: Thresholds, hist
             s.confusion,
             s.calibration,
         )
+        full = full_view_metrics(t, thresholds.calibration.bins)
+        if full is not None:
+            d.metrics_full[split] = full
     d.fit = fit_verdict(d.metrics, len(classes), thresholds.fit, history)
     d.findings += fit_findings(d.fit, thresholds.fit)
     d.findings += calibration_findings(d.calibration, thresholds.calibration)

@@ -2,6 +2,12 @@
 
 The table is what diagnostics, sampling for explanations and comparisons
 read; logits stay on disk (logits.npy) so nothing big travels between tasks.
+Its main columns (pred, pred_label, confidence, loss, correct, top5) and
+logits.npy are in the dataset's class order: the ``all`` view, or for a model
+audited on a subset of its classes the ``restricted`` view; such a table also
+has the ``full`` view's columns (pred_full, pred_full_label, confidence_full,
+loss_full, correct_full, top5_correct_full, in_classes), see
+imaudit.audits.classmap.
 """
 
 from __future__ import annotations
@@ -50,7 +56,8 @@ class Predictions:
     @classmethod
     def load(cls, folder: str | Path) -> "Predictions":
         folder = Path(folder)
-        t = pd.read_csv(folder / "predictions.csv", dtype={"id": str, "label": str, "pred_label": str})
+        t = pd.read_csv(folder / "predictions.csv",
+                        dtype={"id": str, "label": str, "pred_label": str, "pred_full_label": str})
         t["top5"] = t["top5"].map(json.loads)
         return cls(t, np.load(folder / "logits.npy"))
 

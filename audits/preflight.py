@@ -65,22 +65,25 @@ def check_options(spec: AuditSpec) -> None:
 
 
 def check_model(spec: AuditSpec) -> None:
-    """Step 3: the model side alone; every model whose head is its own is loaded (and cached) now.
+    """Step 3: the model side alone; every model whose outputs are its own is loaded (and cached) now.
 
-    A source sized by the dataset (``timm:`` random weights) takes its class
-    count from the data, so here only its architecture name is checked.
+    A source sized by the dataset (``timm:NAME?pretrained=false``, random
+    weights) takes its class count from the data, so here only its
+    architecture name (and ``--arch`` against it) is checked.
     """
     from imaudit.audits.stages import inputs
     from imaudit.models import model_source
     from imaudit.models.archs import check_arch
+    from imaudit.models.load import same_arch
 
     source, value = model_source(spec.model)
-    if source.sized_by_dataset(value):
-        check_arch(value)
-        if spec.arch and spec.arch != value:
-            raise BadInputError(f"--arch {spec.arch} conflicts with {spec.model}, whose architecture is {value}")
+    if not source.sized_by_dataset(value):
+        inputs.model_only(spec)
         return
-    inputs.model_only(spec)
+    if spec.model.startswith("timm:"):
+        name = value.split("?", 1)[0]
+        check_arch(name)
+        same_arch(spec.arch, name.split(".", 1)[0], spec.model)
 
 
 def preflight(spec: AuditSpec) -> None:

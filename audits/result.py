@@ -44,6 +44,7 @@ class ModelIdentity(BaseModel):
     params: int = 0
     data_config: dict[str, Any] = Field(default_factory=dict)
     release: dict[str, Any] | None = None
+    origin: dict[str, Any] | None = Field(default=None, description="the registry entry it came from (MLflow)")
 
 
 class DatasetIdentity(BaseModel):
@@ -62,14 +63,22 @@ class DatasetIdentity(BaseModel):
 
 
 class SplitMetrics(BaseModel):
+    """Metrics of one split in one view: ``all`` (outputs = dataset classes), ``restricted`` or ``full``
+
+    (imaudit.audits.classmap). ``outside``: the share of top-1 predictions that are
+    not one of the dataset's classes (full view only).
+    """
+
     model_config = ConfigDict(extra="allow")
 
+    view: Literal["all", "restricted", "full"] = "all"
     n: int
     accuracy: float | None
     top5: float | None = None
     loss: float | None
     ece: float | None
     nonfinite: int = 0
+    outside: float | None = None
 
 
 class FitResult(BaseModel):
@@ -124,6 +133,10 @@ class AuditResult(BaseModel):
     model: ModelIdentity
     dataset: DatasetIdentity
     metrics: dict[str, SplitMetrics] = Field(default_factory=dict)
+    metrics_full: dict[str, SplitMetrics] = Field(
+        default_factory=dict, description="subset audits: metrics over all the model's outputs (view 'full')"
+    )
+    class_map: dict[str, Any] | None = Field(default=None, description="which model output is which dataset class")
     per_class: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
     confusion: dict[str, list[list[int]]] = Field(default_factory=dict)
     calibration: dict[str, dict[str, Any]] = Field(default_factory=dict)

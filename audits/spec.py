@@ -162,6 +162,11 @@ class AuditSpec(BaseModel):
         "defaults to the release's dataset for release: refs",
     )
     arch: str | None = Field(default=None, description="timm architecture of a bare state_dict checkpoint")
+    class_map: str | None = Field(
+        default=None,
+        description="File (or URL) mapping dataset classes to model outputs: YAML/JSON {class: label, WordNet id "
+        "or output index} or CSV class,model; needed only where names do not match by themselves",
+    )
     input_size: int | None = Field(default=None, description="Override the data config's input size (pixels)")
     methods: list[str] = Field(default_factory=lambda: list(DEFAULT_METHODS))
     samples: int = Field(default=16, ge=0, description="Val images each method explains")

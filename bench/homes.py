@@ -14,7 +14,7 @@ from imaudit.audits.data import load_dataset
 from imaudit.audits.spec import AuditSpec
 from imaudit.audits.stages import inputs
 from imaudit.bench.methods import method_images
-from imaudit.bench.workload import DATASET
+from imaudit.bench.workload import DATASET, random_timm_ref
 
 _VARS = ("IMAUDIT_HOME", "IMAUDIT_CACHE", "IMAUDIT_REPORTS", "IMAUDIT_REGISTRY")
 
@@ -61,9 +61,8 @@ def bench_audit_spec(model: str, image_size: int, methods: list[str], samples: i
                      train_cap: int = 512) -> AuditSpec:
     """The audit the cache and overhead rows time: builtin:digits, ``methods`` on ``samples`` val
     images each (LIME/SHAP on their typical, smaller sample), train split capped at ``train_cap``."""
-    ref = model if model.startswith("timm:") else f"timm:{model}"
     return AuditSpec(
-        model=ref,
+        model=random_timm_ref(model),
         dataset=DATASET,
         input_size=image_size,
         methods=methods,

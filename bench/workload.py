@@ -48,6 +48,12 @@ class Workload:
         return replace(self, images=self.images[:n], targets=self.targets[:n], ids=self.ids[:n])
 
 
+def random_timm_ref(model: str) -> str:
+    """``timm:<model>?pretrained=false``: the bench times random weights (no download, any architecture)."""
+    ref = model if model.startswith("timm:") else f"timm:{model}"
+    return ref if "?" in ref else f"{ref}?pretrained=false"
+
+
 def build_workload(model: str, image_size: int, images: int, device: str = "auto") -> Workload:
     """Load ``timm:<model>`` (random weights, one output per digit) at ``image_size`` px and
     the first ``images`` val digits through the model's own preprocessing.
@@ -60,7 +66,7 @@ def build_workload(model: str, image_size: int, images: int, device: str = "auto
     if images < 1:
         raise BadInputError(f"--images {images}: need at least 1 image")
     dev = resolve_device(device)
-    ref = model if model.startswith("timm:") else f"timm:{model}"
+    ref = random_timm_ref(model)
     ds = load_dataset(DATASET, progress=False)
     lm = load_model(ref, num_classes=len(ds.classes), input_size=image_size)
     prepare_model(lm.module, dev)

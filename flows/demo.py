@@ -35,7 +35,7 @@ def train_demo_release(epochs: int = 6, console: Console | None = None, retrain:
         except RefError:
             pass
     ds = load_dataset(DEMO_DATA)
-    lm = load_model(f"timm:{DEMO_ARCH}", num_classes=len(ds.classes), input_size=DEMO_SIZE)
+    lm = load_model(f"timm:{DEMO_ARCH}?pretrained=false", num_classes=len(ds.classes), input_size=DEMO_SIZE)
     # Train on the model's own eval transform: the digits are already 32x32, so
     # augmentation would only blur the demo's point.
     tf = lm.transform()

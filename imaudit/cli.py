@@ -112,9 +112,10 @@ def _audit_exit(r, folder: Path) -> int:
 
 @app.command()
 def audit(
-    model: Annotated[str, typer.Option(help="timm:NAME | hf-hub:ORG/NAME | file:PATH | release:NAME@VERSION")],
-    dataset: Annotated[Optional[str], typer.Option(help="folder:PATH | csv:PATH | builtin:digits | builtin:shapes[?opts]; default: the release's dataset")] = None,
+    model: Annotated[str, typer.Option(help="timm:NAME[.TAG][?pretrained=false] | hf-hub:ORG/NAME | file:PATH-OR-URL | release:NAME@VERSION")],
+    dataset: Annotated[Optional[str], typer.Option(help="folder:PATH-OR-URL | csv:PATH-OR-URL | hf:ORG/NAME[?split=..&image=..&label=..&config=..] | builtin:digits | builtin:shapes[?opts]; default: the release's dataset")] = None,
     arch: Annotated[Optional[str], typer.Option(help="timm architecture of a bare state_dict checkpoint")] = None,
+    class_map: Annotated[Optional[str], typer.Option(help="YAML/JSON/CSV file mapping dataset classes to model labels, WordNet ids or output indices (where names do not match by themselves)")] = None,
     input_size: Annotated[Optional[int], typer.Option(help="override the data config's input size (pixels)")] = None,
     methods: Annotated[Optional[str], typer.Option(help="comma-separated: saliency,ig,gradcam,occlusion,lime,shap,shap-gradient ('' for none)")] = None,
     samples: Annotated[int, typer.Option(help="val images each explanation method explains")] = 16,
@@ -149,7 +150,7 @@ def audit(
 
     fields: dict = _read_config(config) if config else {}
     given = {
-        "model": model, "dataset": dataset, "arch": arch, "input_size": input_size, "samples": samples,
+        "model": model, "dataset": dataset, "arch": arch, "class_map": class_map, "input_size": input_size, "samples": samples,
         "out": out_dir, "device": device, "fail_on": fail_on, "target": target, "batch_size": batch_size, "workers": workers,
         "train_cap": train_cap, "seed": seed, "task_runner": task_runner, "dask_address": dask_address,
         "counterfactuals": counterfactuals or None, "generator": generator,

@@ -21,6 +21,7 @@ import difflib
 import importlib
 import pkgutil
 import threading
+from urllib.parse import parse_qsl
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
@@ -95,3 +96,38 @@ class Registry(Generic[T]):
 
 def _qualname(obj: object) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+
+
+def split_options(value: str, allowed: dict[str, str], ref: str) -> tuple[str, dict[str, str]]:
+    """``NAME?k=v&k2=v2`` -> (NAME, {k: v}); an option not in ``allowed`` (name -> meaning) is bad input.
+
+    Plug-ins whose refs take options (``timm:NAME?pretrained=false``,
+    ``hf:ORG/NAME?split=val``) share this, so every ref spells options the same way.
+    """
+    base, sep, query = value.partition("?")
+    if not sep:
+        return base, {}
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True)
+    except ValueError:
+        raise BadInputError(f"{ref}: options must look like ?key=value&key=value (got {query!r})") from None
+    opts: dict[str, str] = {}
+    for key, val in pairs:
+        if key not in allowed:
+            known = ", ".join(f"{k} ({m})" for k, m in allowed.items()) or "none"
+            raise BadInputError(f"{ref}: unknown option {key!r}; options: {known}")
+        opts[key] = val
+    return base, opts
+
+
+def flag(opts: dict[str, str], key: str, default: bool, ref: str) -> bool:
+    """A true/false option (true, false, 1, 0, yes, no)."""
+    if key not in opts:
+        return default
+    text = opts[key].strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise BadInputError(f"{ref}: option {key}={opts[key]!r} must be true or false")
+

@@ -19,6 +19,7 @@ from imaudit.io import sha256_file
 from imaudit.models.archs import check_arch, classifier_key, create_arch, data_config
 from imaudit.models.checkpoint import fit_state_dict, read_checkpoint
 from imaudit.models.history import check_history
+from imaudit.models.labels import from_names
 from imaudit.models.loaded import LoadedModel
 from imaudit.models.sources import MODEL_SOURCES, LoadRequest, ModelSource
 
@@ -115,5 +116,6 @@ def load_checkpoint_file(path: Path, request: LoadRequest | None = None,
     history = check_history(meta["history"], f"checkpoint {ckpt.name} history") if meta.get("history") else None
     loaded = LoadedModel(module=module, ref=ref or f"file:{path}", arch=arch, digest=sha256_file(path),
                          num_classes=int(module.num_classes), classes=names,
-                         data_config=data_config(module, size), history=history)
+                         data_config=data_config(module, size), history=history,
+                         labels=from_names(names, "checkpoint metadata") if names else None)
     return loaded, meta

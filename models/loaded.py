@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
+    from imaudit.models.labels import LabelSet
     from imaudit.models.registry import ReleaseManifest
 
 
@@ -22,6 +23,8 @@ class LoadedModel:
     ``digest`` is the hex sha256 of the checkpoint file the weights came from
     (for random timm weights: of the seeded state_dict, see ``model_digest``),
     so two audits of the same weights can be recognised and cached.
+    ``labels`` says what each output is called (names, WordNet ids, synonyms)
+    when the weights say so; audits match dataset classes against it.
     """
 
     module: nn.Module
@@ -33,6 +36,8 @@ class LoadedModel:
     data_config: dict
     release: ReleaseManifest | None = None
     history: list[dict] | None = None
+    labels: LabelSet | None = None
+    origin: dict | None = None  # where a registry source found it (e.g. MLflow name, version, aliases, run)
 
     def transform(self, is_training: bool = False) -> Callable:
         """timm's preprocessing for this model (PIL image -> normalised tensor)."""

@@ -1,4 +1,9 @@
-"""csv:PATH — a table with columns path,label,split and an optional mask column."""
+"""csv:PATH-OR-URL — a table with columns path,label,split and an optional mask column.
+
+For a URL the CSV is fetched first, then only the files its rows name,
+relative to the CSV's folder (imaudit.storage); rows whose paths would leave
+that folder are not fetched, so they show up as missing files.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from imaudit.audits.images import mask_unusable
 from imaudit.audits.sources import SOURCES, DatasetSource, LoadContext
 from imaudit.errors import RefError
 from imaudit.io import text_safe_tree
+from imaudit.storage import fetch_file, fetch_tree, inside, is_url
 
 
 @SOURCES.register("csv")
@@ -19,21 +25,40 @@ class CsvSource(DatasetSource):
     """Rows of path,label,split[,mask]; relative paths resolve against the CSV's folder, and every
     image and mask must lie inside it (or an allowed root), symlinks resolved."""
 
-    usage = "csv:PATH"
+    usage = "csv:PATH-OR-URL"
 
     def load(self, ref: str, rest: str, ctx: LoadContext) -> DatasetBundle:
+        if is_url(rest):
+            return _load_remote_csv(ref, rest, ctx)
         return load_csv(ref, Path(rest).expanduser().resolve(), ctx)
+
+
+def _load_remote_csv(ref: str, url: str, ctx: LoadContext) -> DatasetBundle:
+    """Fetch the CSV and the files it lists into one local folder, then read it as a local CSV."""
+    table = _read_table(ref, fetch_file(url, cache=ctx.cache))
+    folder, name = url.rstrip("/").rsplit("/", 1)
+    listed = [str(v).strip() for col in ("path", "mask") if col in table.columns for v in table[col]]
+    wanted = [p for p in listed if p and inside(p)]
+    local = fetch_tree(folder, cache=ctx.cache, progress=ctx.progress, only=[name, *wanted])
+    bundle = load_csv(ref, local / name, ctx)
+    bundle.meta["fetched"] = {"url": url, "local": str(local)}
+    return bundle
+
+
+def _read_table(ref: str, csv_path: Path) -> pd.DataFrame:
+    try:
+        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise RefError(f"{ref}: cannot read {csv_path} as CSV ({str(e).splitlines()[0]})") from None
+    table.columns = [c.strip().lower() for c in table.columns]
+    return table
 
 
 def load_csv(ref: str, csv_path: Path, ctx: LoadContext) -> DatasetBundle:
     """Read a local CSV and the images it lists into a bundle (URL refs arrive here after fetching)."""
     if not csv_path.is_file():
         raise RefError(f"{ref}: no such file {csv_path}")
-    try:
-        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise RefError(f"{ref}: cannot read {csv_path} as CSV ({str(e).splitlines()[0]})") from None
-    table.columns = [c.strip().lower() for c in table.columns]
+    table = _read_table(ref, csv_path)
     for col in ("path", "label", "split"):
         if col not in table.columns:
             raise RefError(f"{ref}: {csv_path} has no column {col!r} (columns: {', '.join(table.columns)})")

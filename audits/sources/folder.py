@@ -1,4 +1,9 @@
-"""folder:PATH — ImageFolder-style class folders, under split folders or not."""
+"""folder:PATH-OR-URL — ImageFolder-style class folders, under split folders or not.
+
+A URL (``s3://bucket/data``, ``gs://...``, ``https://...``, ``file://...``) is
+copied into the local content-addressed cache first (imaudit.storage): only its
+image files, each downloaded once.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from pathlib import Path
 from imaudit.audits.confine import outside
 from imaudit.audits.data import (
     AUTO_SPLIT_SEED,
+    IMAGE_EXTENSIONS,
     AUTO_VAL_FRACTION,
     SPLIT_ORDER,
     DatasetBundle,
@@ -18,15 +24,21 @@ from imaudit.audits.data import (
 )
 from imaudit.audits.sources import SOURCES, DatasetSource, LoadContext
 from imaudit.errors import RefError
+from imaudit.storage import fetch_tree, is_url
 
 
 @SOURCES.register("folder")
 class FolderSource(DatasetSource):
     """``PATH/train/CLASS/*.png`` (and val/, test/), or ``PATH/CLASS/*.png`` split 80/20 by content."""
 
-    usage = "folder:PATH"
+    usage = "folder:PATH-OR-URL"
 
     def load(self, ref: str, rest: str, ctx: LoadContext) -> DatasetBundle:
+        if is_url(rest):
+            local = fetch_tree(rest, cache=ctx.cache, progress=ctx.progress, suffixes=IMAGE_EXTENSIONS)
+            bundle = load_folder(ref, local, ctx)
+            bundle.meta["fetched"] = {"url": rest, "local": str(local)}
+            return bundle
         return load_folder(ref, Path(rest).expanduser().resolve(), ctx)
 
 

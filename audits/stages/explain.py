@@ -47,13 +47,17 @@ def _rows(spec: AuditSpec, work: Path, method: str) -> pd.DataFrame:
 
 def _settings(spec: AuditSpec, method: str) -> dict[str, Any]:
     """What an explanation chunk's result depends on besides model and images."""
-    return {
+    settings = {
         "method": method,
         "settings": spec.method_settings.get(method) or {},
         "seed": spec.seed,
         "target": spec.target,
         "device": resolve_device(spec.device).type,
     }
+    cmap = inputs.class_map(spec)
+    if not cmap.identity:  # targets are dataset classes: which outputs they are belongs to the result
+        settings["columns"] = cmap.columns
+    return settings
 
 
 def plan(spec: AuditSpec, work: Path, method: str) -> list[chunks.Chunk]:

@@ -18,8 +18,7 @@ def run(spec: AuditSpec, work: Path) -> Identity:
     t0 = time.perf_counter()
     ds = inputs.dataset(spec)
     require_classes(ds)
-    model = inputs.model(spec)
-    inputs.check_fit(spec)
+    model, cmap = inputs.model(spec), inputs.class_map(spec)
     work.mkdir(parents=True, exist_ok=True)
     # File paths that are not UTF-8 are written with \\x escapes (the manifest is for people and tools).
     ds.manifest.assign(**{c: ds.manifest[c].map(lambda p: text_safe(p) if isinstance(p, str) else p)
@@ -34,10 +33,11 @@ def run(spec: AuditSpec, work: Path) -> Identity:
             digest=model.digest,
             arch=model.arch,
             num_classes=model.num_classes,
-            classes=model.classes or ds.classes,
+            classes=cmap.model_names,  # in the dataset's class order, as every table of the audit
             params=model.params,
             data_config=jsonable(model.data_config),
             release=model.release.model_dump(mode="json") if model.release is not None else None,
+            origin=model.origin,
         ),
         dataset=DatasetIdentity(
             ref=ds.ref,
@@ -50,6 +50,7 @@ def run(spec: AuditSpec, work: Path) -> Identity:
             has_masks=bool(ds.has_masks),
         ),
         history=model.history,
+        class_map=cmap.record(ds.classes),
         seconds=time.perf_counter() - t0,
         cache=ChunkStats.model_validate(ds.meta["cache"]) if ds.meta.get("cache") else None,
     )

@@ -1,4 +1,4 @@
-"""The model and dataset an AuditSpec names, loaded once per process, and whether they fit.
+"""The model and dataset an AuditSpec names, loaded once per process, and how they fit (the class map).
 
 Stages ask ``dataset(spec)`` and ``model(spec)`` instead of loading: consecutive
 stages in one worker (and the CLI's preflight before the flow, imaudit.audits.preflight)
@@ -7,13 +7,17 @@ share one copy.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 
+from imaudit.audits.classmap import ClassMap, RestrictedHead, match_classes, read_mapping
 from imaudit.audits.data import DatasetBundle, load_dataset
 from imaudit.audits.spec import AuditSpec, ImageLimits
 from imaudit.errors import BadInputError
 from imaudit.models import LoadedModel, load_model, model_source
+from imaudit.models.labels import LabelSet, from_names
+from imaudit.storage import fetch_file, is_url
 
 
 @functools.lru_cache(maxsize=4)
@@ -30,6 +34,8 @@ def forget() -> None:
     """Drop the loaded models and datasets (the benchmark times each audit's own loading)."""
     _dataset.cache_clear()
     _model.cache_clear()
+    _class_map.cache_clear()
+    _restricted.cache_clear()
 
 
 def dataset_ref(spec: AuditSpec) -> str:
@@ -46,43 +52,61 @@ def dataset_ref(spec: AuditSpec) -> str:
 
 
 def dataset(spec: AuditSpec) -> DatasetBundle:
-    """The audited dataset (manifest, classes, digest), its files checked against ``spec.limits``."""
+    """The audited dataset (manifest, classes, digest), its files checked against ``spec.limits`` and
+    confined to its folder and ``spec.allowed_roots``."""
     return _dataset(dataset_ref(spec), spec.limits, tuple(spec.allowed_roots))
 
 
-def model(spec: AuditSpec) -> LoadedModel:
-    """The audited model; sources with random weights (timm:) get one output per dataset class."""
+def _model_key(spec: AuditSpec) -> tuple[str, str | None, int | None, int | None]:
+    """The arguments ``_model`` caches on; sources with random weights get one output per dataset class."""
     source, value = model_source(spec.model)
-    if source.sized_by_dataset(value):
-        return _model(spec.model, spec.arch, spec.input_size, len(dataset(spec).classes))
-    return model_only(spec)
+    n = len(dataset(spec).classes) if source.sized_by_dataset(value) else None
+    return spec.model, spec.arch, spec.input_size, n
 
 
 def model_only(spec: AuditSpec) -> LoadedModel:
-    """A model whose class count is its own weights' (every source not sized by the dataset),
-    loaded without reading the dataset (the preflight checks the model side first)."""
+    """A model whose outputs are its own weights' (every source not sized by the dataset), loaded
+    without reading the dataset: the preflight (imaudit.audits.preflight) checks the model side first."""
     return _model(spec.model, spec.arch, spec.input_size, None)
 
 
-def class_order(model_classes: list[str] | None, data_classes: list[str], model_ref: str, n_out: int) -> list[int] | None:
-    """Column permutation mapping model outputs onto the dataset's class order (None: identity).
+def raw_model(spec: AuditSpec) -> LoadedModel:
+    """The model as its source loads it, with all its outputs."""
+    return _model(*_model_key(spec))
 
-    A model whose outputs cannot be matched to the dataset's classes is bad
-    input: its metrics would be meaningless.
+
+def class_map(spec: AuditSpec) -> ClassMap:
+    """Which model output is which dataset class (imaudit.audits.classmap); bad input when they do not fit."""
+    lm, ds = raw_model(spec), dataset(spec)
+    labels = lm.labels or (from_names(lm.classes, "model classes") if lm.classes else None)
+    return _class_map(spec.model, tuple(ds.classes), labels, lm.num_classes, spec.class_map)
+
+
+@functools.lru_cache(maxsize=8)
+def _class_map(model_ref: str, classes: tuple[str, ...], labels: LabelSet | None, n_outputs: int,
+               mapping_ref: str | None) -> ClassMap:
+    mapping = None
+    if mapping_ref:
+        local = fetch_file(mapping_ref) if is_url(mapping_ref) else Path(mapping_ref).expanduser()
+        mapping = read_mapping(local, mapping_ref)
+    return match_classes(list(classes), labels, n_outputs, model_ref, mapping)
+
+
+def model(spec: AuditSpec) -> LoadedModel:
+    """The audited model, seen through the dataset's classes.
+
+    When the model's outputs are not exactly the dataset's classes in order (a
+    permutation, or a many-class model audited on a subset), its module is a
+    RestrictedHead, so every stage indexes the dataset's classes and explains
+    the right outputs; ``classmap.full_module`` gives back all outputs.
     """
-    if n_out != len(data_classes):
-        raise BadInputError(
-            f"model {model_ref} has {n_out} outputs but the dataset has {len(data_classes)} classes"
-        )
-    if not model_classes or list(model_classes) == list(data_classes):
-        return None
-    if sorted(model_classes) != sorted(data_classes):
-        missing = sorted(set(data_classes) - set(model_classes))[:5]
-        raise BadInputError(f"model {model_ref} classes do not match the dataset's (e.g. missing {missing})")
-    return [list(model_classes).index(c) for c in data_classes]
+    cmap = class_map(spec)
+    if cmap.identity:
+        return raw_model(spec)
+    return _restricted(_model_key(spec), tuple(cmap.columns))
 
 
-def check_fit(spec: AuditSpec) -> list[int] | None:
-    """The spec's model and dataset loaded and matched; their class order (see ``class_order``)."""
-    ds, lm = dataset(spec), model(spec)
-    return class_order(lm.classes, ds.classes, spec.model, lm.num_classes)
+@functools.lru_cache(maxsize=4)
+def _restricted(key: tuple[str, str | None, int | None, int | None], columns: tuple[int, ...]) -> LoadedModel:
+    lm = _model(*key)
+    return dataclasses.replace(lm, module=RestrictedHead(lm.module, list(columns)).eval())

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from imaudit.audits import chunks
+from imaudit.audits.classmap import full_module, full_view_columns, reduce_logits
 from imaudit.audits.data import ImageDataset
 from imaudit.audits.device import resolve_device
 from imaudit.audits.predict import Predictions, build_table, infer_logits, select_rows
@@ -37,19 +38,28 @@ def _rows(spec: AuditSpec) -> pd.DataFrame:
 
 def plan(spec: AuditSpec) -> list[chunks.Chunk]:
     """The prediction chunks of this audit, in row order, keyed for caching."""
+    cmap = inputs.class_map(spec)
+    # Autocast on CUDA changes the numbers: GPU and CPU results are different entries.
+    settings: dict[str, Any] = {"device": resolve_device(spec.device).type}
+    if cmap.subset:  # a subset chunk keeps the matched outputs' logits and the full view's top outputs
+        settings["columns"] = cmap.columns
     return chunks.plan(
         "predict",
         _rows(spec)["sha256"].astype(str).tolist(),
         spec.chunk_size,
         model_digest=inputs.model(spec).digest,
         config=chunk_config(spec),
-        # Autocast on CUDA changes the numbers: GPU and CPU results are different entries.
-        settings={"device": resolve_device(spec.device).type},
+        settings=settings,
+        suffix=".npz" if cmap.subset else ".npy",
     )
 
 
 def chunk(spec: AuditSpec, c: chunks.Chunk, progress: bool = False) -> ChunkResult:
-    """Logits of one chunk's rows into its content-addressed .npy (reused when it exists)."""
+    """Logits of one chunk's rows into its content-addressed file (reused when it exists).
+
+    All outputs are computed; a subset audit keeps the matched outputs' logits
+    plus the full view's top outputs (``classmap.reduce_logits``) in an .npz.
+    """
     c = chunks.Chunk.model_validate(c)
     reusable, rejected = chunks.lookup(c)
     if reusable:
@@ -57,7 +67,7 @@ def chunk(spec: AuditSpec, c: chunks.Chunk, progress: bool = False) -> ChunkResu
     ds, model = inputs.dataset(spec), inputs.model(spec)
     rows = _rows(spec).iloc[c.start : c.stop].reset_index(drop=True)
     logits = infer_logits(
-        model.module,
+        full_module(model.module),
         ImageDataset(rows, ds.classes, model.transform()),
         resolve_device(spec.device),
         batch_size=spec.batch_size,
@@ -65,21 +75,37 @@ def chunk(spec: AuditSpec, c: chunks.Chunk, progress: bool = False) -> ChunkResu
         progress=progress,
         desc=f"predict chunk {c.index}",
     )
-    chunks.save_array(c.path, logits.astype(np.float32))
+    cmap = inputs.class_map(spec)
+    if cmap.subset:
+        chunks.save_arrays(c.path, reduce_logits(logits, cmap.columns))
+    else:
+        chunks.save_array(c.path, logits.astype(np.float32))
     return ChunkResult(path=c.path, computed=True, n=c.size, rejected=rejected)
 
 
 def assemble(spec: AuditSpec, work: Path, results: list[ChunkResult]) -> PredictionOutcome:
-    """Concatenate chunk logits in order; write predictions.csv + logits.npy."""
-    ds, model, rows = inputs.dataset(spec), inputs.model(spec), _rows(spec)
-    parts = [chunks.load_array(r.path) for r in results]
-    logits = np.concatenate(parts) if parts else np.zeros((0, model.num_classes), np.float32)
+    """Concatenate chunk logits in order; write predictions.csv + logits.npy (dataset class order).
+
+    A subset audit's table also carries the full view's columns (``*_full``,
+    ``in_classes``); its logits.npy holds the restricted view's logits.
+    """
+    ds, rows, cmap = inputs.dataset(spec), _rows(spec), inputs.class_map(spec)
+    reduced: dict[str, np.ndarray] | None = None
+    if cmap.subset:
+        parts = [chunks.load_arrays(r.path) for r in results]
+        reduced = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else None
+        logits = reduced["logits"] if reduced else np.zeros((0, len(ds.classes)), np.float32)
+    else:
+        whole = [chunks.load_array(r.path) for r in results]
+        logits = np.concatenate(whole) if whole else np.zeros((0, cmap.n_outputs), np.float32)
+        if not cmap.identity and len(logits):
+            logits = logits[:, cmap.columns]
     if len(logits) != len(rows):
         raise RuntimeError(f"prediction chunks hold {len(logits)} rows for {len(rows)} images")
-    order = inputs.class_order(model.classes, ds.classes, spec.model, model.num_classes)
-    if order is not None:
-        logits = logits[:, order]
-    files = Predictions(build_table(rows, ds.classes, logits), logits).save(work)
+    table = build_table(rows, ds.classes, logits)
+    if reduced is not None:
+        table = table.assign(**full_view_columns(table["y"].to_numpy(), logits, reduced, cmap))
+    files = Predictions(table, logits).save(work)
     return PredictionOutcome(files=files, n=len(rows), chunks=ChunkStats.of(results))
 
 

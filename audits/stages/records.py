@@ -23,6 +23,7 @@ class Identity(BaseModel):
     model: ModelIdentity
     dataset: DatasetIdentity
     history: list[dict[str, Any]] | None = Field(default=None, description="the release's training history, if any")
+    class_map: dict[str, Any] | None = Field(default=None, description="which model output is which dataset class")
     seconds: float = 0.0
     cache: "ChunkStats | None" = Field(default=None, description="a generated (builtin) set: reused or generated")
 

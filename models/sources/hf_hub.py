@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from imaudit.errors import CheckpointError
 from imaudit.models.archs import data_config
-from imaudit.models.hub import hub_classes, load_hub_model
+from imaudit.models.hub import load_hub_model
+from imaudit.models.labels import from_names, pretrained_labels
 from imaudit.models.load import same_arch
 from imaudit.models.loaded import LoadedModel
 from imaudit.models.sources import MODEL_SOURCES, LoadRequest, ModelSource
@@ -24,8 +25,10 @@ class HubSource(ModelSource):
         if request.num_classes is not None and request.num_classes != n:
             raise CheckpointError(f"{ref} has {n} classes but {request.num_classes} were asked for "
                                   f"(timm architecture {name})")
-        names = request.classes if request.classes is not None else hub_classes(module)
-        if names is not None and len(names) != n:
-            raise CheckpointError(f"{ref}: {len(names)} class names for {n} outputs (timm architecture {name})")
-        return LoadedModel(module=module, ref=ref, arch=name, digest=digest, num_classes=n, classes=names,
-                           data_config=data_config(module, request.input_size))
+        if request.classes is not None and len(request.classes) != n:
+            raise CheckpointError(f"{ref}: {len(request.classes)} class names for {n} outputs "
+                                  f"(timm architecture {name})")
+        labels = from_names(request.classes, "given") if request.classes else pretrained_labels(module)
+        return LoadedModel(module=module, ref=ref, arch=name, digest=digest, num_classes=n,
+                           classes=labels.names if labels else None,
+                           data_config=data_config(module, request.input_size), labels=labels)

@@ -28,6 +28,7 @@ from imaudit.cli import app
 
 runner = CliRunner()
 GIB = 1 << 30
+MODEL = "timm:test_resnet?pretrained=false"  # seeded random weights, one output per dataset class
 
 
 def invoke(*args: str):
@@ -52,7 +53,7 @@ def no_dataset_work(monkeypatch):
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
 def test_device_cuda_without_cuda_exits_2_before_any_work(no_dataset_work, tmp_path):
-    r = invoke("audit", "--model", "timm:test_resnet", "--dataset", "builtin:digits", "--device", "cuda",
+    r = invoke("audit", "--model", MODEL, "--dataset", "builtin:digits", "--device", "cuda",
                "--out", str(tmp_path))
     assert r.exit_code == 2, r.output
     assert "--device cuda" in r.output and "CUDA is not available" in r.output and "Traceback" not in r.output
@@ -85,7 +86,7 @@ def test_bad_files_given_as_options_exit_2_naming_them(tmp_path):
         (["--out", str(a_file / "sub")], "report.html is a file"),
     ]
     for extra, needle in cases:
-        r = invoke("audit", "--model", "timm:test_resnet", "--dataset", "builtin:digits", *extra)
+        r = invoke("audit", "--model", MODEL, "--dataset", "builtin:digits", *extra)
         assert r.exit_code == 2, (extra, r.output)
         lines = [ln for ln in r.output.splitlines() if ln.strip()]
         assert len(lines) == 1 and lines[0].startswith("imaudit: error:") and needle in lines[0], (extra, r.output)
@@ -93,10 +94,10 @@ def test_bad_files_given_as_options_exit_2_naming_them(tmp_path):
 
 def test_one_class_and_non_utf8_refs_are_bad_input(tmp_path):
     small_images(tmp_path / "one", {"cat": 6})
-    r = invoke("audit", "--model", "timm:test_resnet", "--dataset", f"folder:{tmp_path / 'one'}", "--methods", "")
+    r = invoke("audit", "--model", MODEL, "--dataset", f"folder:{tmp_path / 'one'}", "--methods", "")
     assert r.exit_code == 2 and "one class only ('cat')" in r.output, r.output
     odd = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"caf\xe9"))
-    r = invoke("audit", "--model", "timm:test_resnet", "--dataset", f"folder:{odd}", "--methods", "")
+    r = invoke("audit", "--model", MODEL, "--dataset", f"folder:{odd}", "--methods", "")
     assert r.exit_code == 2 and "caf\\xe9" in r.output and "not UTF-8" in r.output, r.output
 
 
@@ -111,7 +112,7 @@ def test_forced_predict_failure_exits_3_and_nothing_says_passed(tmp_path, monkey
     monkeypatch.setattr(predict, "chunk", broken)
     monkeypatch.setenv("IMAUDIT_CACHE", str(tmp_path / "cache"))  # no cached chunk may answer for the broken stage
     store = tmp_path / "store"
-    r = invoke("audit", "--model", "timm:test_resnet", "--dataset", SHAPES, "--input-size", "32", "--methods", "",
+    r = invoke("audit", "--model", MODEL, "--dataset", SHAPES, "--input-size", "32", "--methods", "",
                "--out", str(store))
     assert r.exit_code == 3, r.output
     last = r.output.strip().splitlines()[-1]
@@ -148,7 +149,7 @@ def test_partial_audit_fails_the_gate_without_fail_on():
 def test_truncated_and_corrupted_chunk_files_are_recomputed_not_trusted(tmp_path, monkeypatch):
     monkeypatch.setenv("IMAUDIT_CACHE", str(tmp_path / "cache"))
     store = tmp_path / "store"
-    args = ["audit", "--model", "timm:test_resnet", "--dataset", "builtin:shapes?n=36&size=32", "--input-size", "32",
+    args = ["audit", "--model", MODEL, "--dataset", "builtin:shapes?n=36&size=32", "--input-size", "32",
             "--methods", "saliency", "--samples", "4", "--out", str(store)]
     assert invoke(*args).exit_code == 0
     chunk_dir = tmp_path / "cache" / "chunks"
@@ -187,7 +188,7 @@ def test_hostile_dataset_audits_cleanly_through_the_cli(tmp_path):
     store.mkdir()
     (store / "reviews.db").write_bytes(b"this is not a database" * 100)
 
-    r = run_cli("audit", "--model", "timm:test_resnet", "--dataset", f"folder:{root}", "--input-size", "32",
+    r = run_cli("audit", "--model", MODEL, "--dataset", f"folder:{root}", "--input-size", "32",
                 "--methods", "saliency", "--samples", "4", "--out", str(store), env=cli_env(tmp_path / "home"))
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Traceback" not in r.stdout + r.stderr
@@ -242,7 +243,7 @@ def test_limits_are_configurable(tmp_path):
     ds = load_dataset(f"folder:{root}", progress=False, limits=ImageLimits(max_pixels=1000))
     assert set(ds.manifest["label"]) == {"small"}
     assert len(ds.excluded) == 3 and all("40x40" in e["reason"] for e in ds.excluded)
-    r = invoke("audit", "--model", "timm:test_resnet", "--dataset", f"folder:{root}", "--max-image-pixels", "0")
+    r = invoke("audit", "--model", MODEL, "--dataset", f"folder:{root}", "--max-image-pixels", "0")
     assert r.exit_code == 2 and "--limits.max-pixels" in r.output, r.output
 
 
@@ -252,7 +253,7 @@ def _audit_until_working(tmp_path: Path) -> tuple[subprocess.Popen, Tree, Path]:
     """Start a CLI audit in a child process and return once Prefect's server runs and the audit's
     temp folder exists (the audit is mid-way)."""
     store = tmp_path / "store"
-    args = cli_command("audit", "--model", "timm:test_resnet", "--dataset", SHAPES, "--input-size", "32",
+    args = cli_command("audit", "--model", MODEL, "--dataset", SHAPES, "--input-size", "32",
                        "--methods", "saliency,ig,occlusion", "--samples", "8", "--out", str(store))
     proc = subprocess.Popen(args, env=cli_env(tmp_path / "home"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, text=True)
@@ -294,7 +295,7 @@ def test_killed_audit_leaves_no_process_behind(tmp_path, sig):
 def test_prefect_that_cannot_start_exits_3_and_leaves_nothing(tmp_path):
     """A start-up timeout too short for any machine stands in for a machine too busy to start Prefect."""
     env = cli_env(tmp_path / "home", PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="1")
-    proc = subprocess.Popen(cli_command("audit", "--model", "timm:test_resnet", "--dataset", SHAPES, "--input-size",
+    proc = subprocess.Popen(cli_command("audit", "--model", MODEL, "--dataset", SHAPES, "--input-size",
                                         "32", "--methods", "", "--out", str(tmp_path / "store")),
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
     tree = Tree(psutil.Process(proc.pid))

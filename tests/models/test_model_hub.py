@@ -8,33 +8,14 @@ models--ORG--NAME/snapshots/<commit>/ and refs/main.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
-from model_helpers import same_outputs, tiny_model
-from timm.models import save_for_hf
+from model_helpers import fake_hub_repo, same_outputs, tiny_model
 
 from imaudit.errors import BadInputError, CheckpointError, RefError
 from imaudit.io import sha256_file
 from imaudit.models import load_model
-
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
-
-def fake_hub_repo(cache: Path, repo: str, module, labels: list[str] | None) -> Path:
-    """Write ``module`` into the HF cache under ``repo``; return the weights file."""
-    export = cache.parent / "export"
-    save_for_hf(module, export, model_config={"label_names": labels} if labels else None, safe_serialization=True)
-    org, name = repo.split("/")
-    folder = cache / f"models--{org}--{name}"
-    snapshot = folder / "snapshots" / COMMIT
-    snapshot.mkdir(parents=True)
-    for file in ("config.json", "model.safetensors"):
-        shutil.copyfile(export / file, snapshot / file)
-    (folder / "refs").mkdir()
-    (folder / "refs" / "main").write_text(COMMIT)
-    return snapshot / "model.safetensors"
 
 
 @pytest.fixture
@@ -75,5 +56,5 @@ def test_hub_class_count_and_arch_conflicts(hub_cache):
 
 
 def test_missing_repo_offline_is_a_ref_error(hub_cache):
-    with pytest.raises(RefError, match=r"hf-hub:acme/absent is not in the local Hugging Face cache .*offline"):
+    with pytest.raises(RefError, match=r"hf-hub:acme/absent: weights acme/absent are not in the local Hugging Face cache .*offline"):
         load_model("hf-hub:acme/absent")

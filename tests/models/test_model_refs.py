@@ -15,18 +15,18 @@ def test_timm_ref_is_seeded_and_leaves_global_rng_alone():
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    a = load_model("timm:test_resnet", num_classes=4)
+    a = load_model("timm:test_resnet?pretrained=false", num_classes=4)
     after = torch.rand(3)
-    b = load_model("timm:test_resnet", num_classes=4)
+    b = load_model("timm:test_resnet?pretrained=false", num_classes=4)
     assert torch.equal(expected, after)  # loading consumed no global random numbers
     assert a.digest == b.digest == model_digest(b.module)
     assert a.num_classes == 4 and a.arch == "test_resnet" and a.classes is None
     assert not a.module.training and a.params == sum(p.numel() for p in b.module.parameters())
-    assert load_model("timm:test_resnet", num_classes=5).digest != a.digest
+    assert load_model("timm:test_resnet?pretrained=false", num_classes=5).digest != a.digest
 
 
 def test_digest_changes_when_one_weight_changes():
-    loaded = load_model("timm:test_resnet", num_classes=3)
+    loaded = load_model("timm:test_resnet?pretrained=false", num_classes=3)
     before = model_digest(loaded.module)
     with torch.no_grad():
         loaded.module.fc.bias[0] += 1e-3
@@ -34,15 +34,15 @@ def test_digest_changes_when_one_weight_changes():
 
 
 def test_classes_set_num_classes():
-    loaded = load_model("timm:test_resnet", classes=["cat", "dog"])
+    loaded = load_model("timm:test_resnet?pretrained=false", classes=["cat", "dog"])
     assert loaded.num_classes == 2 and loaded.classes == ["cat", "dog"]
     with pytest.raises(BadInputError, match="classes"):
-        load_model("timm:test_resnet", num_classes=3, classes=["cat", "dog"])
+        load_model("timm:test_resnet?pretrained=false", num_classes=3, classes=["cat", "dog"])
 
 
 def test_unknown_timm_name_suggests_close_names():
     with pytest.raises(RefError, match="test_resnt.*test_resnet"):
-        load_model("timm:test_resnt")
+        load_model("timm:test_resnt?pretrained=false")
 
 
 @pytest.mark.parametrize("ref, hint", [("nothing:here", "must look like"), ("test_resnet", "timm:test_resnet"),
@@ -54,12 +54,12 @@ def test_bad_refs(ref, hint):
 
 def test_arch_conflicting_with_timm_ref():
     with pytest.raises(BadInputError, match="conflicts"):
-        load_model("timm:test_resnet", arch="test_vit")
+        load_model("timm:test_resnet?pretrained=false", arch="test_vit")
 
 
 def test_input_size_default_and_override_keep_normalisation():
-    default = load_model("timm:test_resnet", num_classes=3)
-    resized = load_model("timm:test_resnet", num_classes=3, input_size=48)
+    default = load_model("timm:test_resnet?pretrained=false", num_classes=3)
+    resized = load_model("timm:test_resnet?pretrained=false", num_classes=3, input_size=48)
     assert default.data_config["input_size"] == (3, 160, 160)  # timm's pretrained_cfg for test_resnet
     assert resized.data_config["input_size"] == (3, 48, 48)
     for key in ("mean", "std", "interpolation", "crop_pct"):
@@ -68,7 +68,7 @@ def test_input_size_default_and_override_keep_normalisation():
 
 @pytest.mark.parametrize("arch", ["test_resnet", "test_vit", "test_efficientnet"])
 def test_transform_produces_overridden_size_that_the_model_accepts(arch):
-    loaded = load_model(f"timm:{arch}", num_classes=3, input_size=32)
+    loaded = load_model(f"timm:{arch}?pretrained=false", num_classes=3, input_size=32)
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (70, 100, 3), dtype=np.uint8))
     x = loaded.transform()(image)
     assert tuple(x.shape) == (3, 32, 32)

@@ -27,7 +27,7 @@ def tiny_checkpoint(folder: Path, seed: int = 0) -> Path:
     from imaudit.models import load_model, save_checkpoint
 
     torch.manual_seed(seed)
-    lm = load_model(f"timm:{ARCH}", num_classes=len(CLASSES), input_size=32)
+    lm = load_model(f"timm:{ARCH}?pretrained=false", num_classes=len(CLASSES), input_size=32)
     with torch.no_grad():
         for p in lm.module.parameters():
             p.add_(torch.randn_like(p) * 0.01 * seed)

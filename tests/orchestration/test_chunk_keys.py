@@ -72,7 +72,7 @@ def test_chunk_files_are_content_addressed_under_the_cache(tmp_path, monkeypatch
 
 
 def _spec(**kw) -> AuditSpec:
-    return AuditSpec.model_validate({**FAST, "model": "timm:test_resnet", "dataset": DATASET, "chunk_size": 16, **kw})
+    return AuditSpec.model_validate({**FAST, "model": "timm:test_resnet?pretrained=false", "dataset": DATASET, "chunk_size": 16, **kw})
 
 
 def test_engine_predict_reuses_finished_chunks_and_recomputes_missing(tmp_path, monkeypatch):

@@ -45,7 +45,7 @@ if __name__ == "__main__":
 
 
 def _spec(out: Path, **kw) -> AuditSpec:
-    return AuditSpec.model_validate({**FAST, "model": "timm:test_resnet", "dataset": DATASET,
+    return AuditSpec.model_validate({**FAST, "model": "timm:test_resnet?pretrained=false", "dataset": DATASET,
                                      "chunk_size": CHUNK, "out": out, **kw})
 
 

@@ -19,7 +19,7 @@ ARCH, SIZE = "test_resnet", 32
 def trained_digits(folder: str, epochs: int = 6) -> tuple[str, list[dict]]:
     """The demo recipe: test_resnet on builtin:digits; returns (checkpoint path, history)."""
     ds = load_dataset("builtin:digits", progress=False)
-    lm = load_model(f"timm:{ARCH}", num_classes=len(ds.classes), input_size=SIZE)
+    lm = load_model(f"timm:{ARCH}?pretrained=false", num_classes=len(ds.classes), input_size=SIZE)
     tf = lm.transform()
     hist = train_classifier(
         lm.module, ImageDataset(ds.split("train"), ds.classes, tf), ImageDataset(ds.split("val"), ds.classes, tf),
@@ -38,7 +38,7 @@ def memorised_digits(folder: str, n_train: int = 40, epochs: int = 60) -> tuple[
     the memorised images and its val split is 200 unseen digits.
     """
     ds = load_dataset("builtin:digits", progress=False)
-    lm = load_model(f"timm:{ARCH}", num_classes=len(ds.classes), input_size=SIZE)
+    lm = load_model(f"timm:{ARCH}?pretrained=false", num_classes=len(ds.classes), input_size=SIZE)
     tiny = ds.split("train").groupby("label", group_keys=False).head(n_train // len(ds.classes))
     train_classifier(lm.module, ImageDataset(tiny, ds.classes, lm.transform()), epochs=epochs, batch_size=20,
                      lr=3e-3, weight_decay=0.0, progress=False)
@@ -52,7 +52,7 @@ def memorised_digits(folder: str, n_train: int = 40, epochs: int = 60) -> tuple[
 
 def nan_checkpoint(folder: Path, n_classes: int = 10) -> Path:
     """A test_resnet checkpoint whose classifier bias is NaN: every logit is NaN."""
-    lm = load_model(f"timm:{ARCH}", num_classes=n_classes, input_size=SIZE)
+    lm = load_model(f"timm:{ARCH}?pretrained=false", num_classes=n_classes, input_size=SIZE)
     with torch.no_grad():
         lm.module.get_classifier().bias.fill_(float("nan"))
     path = folder / "nan.pt"

@@ -55,7 +55,7 @@ def test_audit_end_to_end(tmp_path, tmp_path_factory):
 def test_fail_on_gate_exits_1(tmp_path):
     # An untrained model underfits: an error finding, so --fail-on error fails the gate.
     code, out = run_cli(
-        "audit", "--model", "timm:test_resnet", "--dataset", "builtin:shapes?n=60&size=32", "--input-size", str(SIZE),
+        "audit", "--model", "timm:test_resnet?pretrained=false", "--dataset", "builtin:shapes?n=60&size=32", "--input-size", str(SIZE),
         "--methods", "", "--out", str(tmp_path), "--fail-on", "error",
     )
     assert code == 1, out
@@ -89,9 +89,9 @@ def cli_subprocess(*args: str, env: dict | None = None) -> subprocess.CompletedP
     "args,needle",
     [
         (["--model", "nope:x", "--dataset", "builtin:digits"], "nope:x"),
-        (["--model", "timm:test_resnet", "--dataset", "folder:/no/such/dir"], "/no/such/dir"),
+        (["--model", "timm:test_resnet?pretrained=false", "--dataset", "folder:/no/such/dir"], "/no/such/dir"),
         (["--model", "file:/no/such.pt", "--dataset", "builtin:digits"], "/no/such.pt"),
-        (["--model", "timm:test_resnet", "--dataset", "builtin:digits", "--methods", "saliency,magic"], "magic"),
+        (["--model", "timm:test_resnet?pretrained=false", "--dataset", "builtin:digits", "--methods", "saliency,magic"], "magic"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args, needle):
@@ -122,7 +122,7 @@ def test_failed_audit_leaves_no_half_report(tmp_path, monkeypatch):
     monkeypatch.setattr(render, "render_report", boom)
     r = runner.invoke(
         app,
-        ["audit", "--model", "timm:test_resnet", "--dataset", "builtin:shapes?n=60&size=32", "--input-size", "32",
+        ["audit", "--model", "timm:test_resnet?pretrained=false", "--dataset", "builtin:shapes?n=60&size=32", "--input-size", "32",
          "--methods", "", "--out", str(tmp_path)],
         catch_exceptions=False,
     )
@@ -146,7 +146,7 @@ def test_odd_modes_and_corrupt_files_audit(tmp_path):
     (root / "val" / "a" / "empty.png").write_bytes(b"")
     (root / "val" / "b" / "text.jpg").write_text("hello")
     code, out = run_cli(
-        "audit", "--model", "timm:test_resnet", "--dataset", f"folder:{root}", "--input-size", "32",
+        "audit", "--model", "timm:test_resnet?pretrained=false", "--dataset", f"folder:{root}", "--input-size", "32",
         "--methods", "saliency", "--samples", "4", "--out", str(tmp_path / "s"),
     )
     assert code == 0, out
@@ -158,20 +158,20 @@ def test_odd_modes_and_corrupt_files_audit(tmp_path):
 
 def test_method_samples_option_and_bad_pairs(tmp_path):
     code, out = run_cli(
-        "audit", "--model", "timm:test_resnet", "--dataset", "builtin:shapes?n=60&size=32", "--input-size", "32",
+        "audit", "--model", "timm:test_resnet?pretrained=false", "--dataset", "builtin:shapes?n=60&size=32", "--input-size", "32",
         "--methods", "saliency,gradcam", "--samples", "6", "--method-samples", "gradcam=2", "--out", str(tmp_path),
     )
     assert code == 0, out
     audit = json.loads(next(tmp_path.glob("*/audit.json")).read_text())
     assert audit["explanations"]["saliency"]["count"] == 6 and audit["explanations"]["gradcam"]["count"] == 2
-    r = cli_subprocess("audit", "--model", "timm:test_resnet", "--dataset", "builtin:digits", "--method-samples", "lime")
+    r = cli_subprocess("audit", "--model", "timm:test_resnet?pretrained=false", "--dataset", "builtin:digits", "--method-samples", "lime")
     assert r.returncode == 2 and "--method-samples" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_decoding_workers_inside_the_flow(tmp_path):
     """DataLoader worker processes inside the Prefect flow (forked ones died silently there)."""
     code, out = run_cli(
-        "audit", "--model", "timm:test_resnet", "--dataset", "builtin:shapes?n=100&size=32", "--input-size", "32",
+        "audit", "--model", "timm:test_resnet?pretrained=false", "--dataset", "builtin:shapes?n=100&size=32", "--input-size", "32",
         "--methods", "", "--workers", "1", "--batch-size", "16", "--out", str(tmp_path),
     )
     assert code == 0, out

@@ -24,7 +24,7 @@ def audit(tmp_path, *extra: str) -> dict:
     store = tmp_path / "store"
     r = CliRunner().invoke(
         app,
-        ["audit", "--model", "timm:test_resnet", "--dataset", DATA, "--input-size", "32", "--methods", "",
+        ["audit", "--model", "timm:test_resnet?pretrained=false", "--dataset", DATA, "--input-size", "32", "--methods", "",
          "--out", str(store), *extra],
         catch_exceptions=False,
     )

@@ -22,7 +22,7 @@ def verdict(tmp_path: Path, model: str, dataset: str = "builtin:digits") -> Diag
 
 
 def test_untrained_model_underfits(tmp_path):
-    d = verdict(tmp_path, "timm:test_resnet")
+    d = verdict(tmp_path, "timm:test_resnet?pretrained=false")
     assert d.fit.verdict == "underfitting"
     assert "underfitting" in {f.code for f in d.findings}
 

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_insights_are_reused_for_the_same_maps_and_settings(tmp_path, monkeypatch):
-    spec = AuditSpec(model="timm:test_resnet", dataset="builtin:shapes?n=60&size=32", input_size=32,
+    spec = AuditSpec(model="timm:test_resnet?pretrained=false", dataset="builtin:shapes?n=60&size=32", input_size=32,
                      methods=["saliency"], samples=6)
     identify.run(spec, tmp_path)
     predict.run(spec, tmp_path, progress=False)

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from source_helpers import save_hf_dataset
+
 from imaudit.audits.data import MANIFEST_COLUMNS, ImageDataset, load_dataset
 from imaudit.audits.sources import SOURCES
 from imaudit.errors import RefError
@@ -34,11 +36,15 @@ def write_tree(root: Path, layout: dict[str, dict[str, int]] = LAYOUT) -> Path:
     return root
 
 
-def _folder(tmp: Path) -> tuple[str, dict]:
+def _folder(tmp: Path, request) -> tuple[str, dict]:
     return f"folder:{write_tree(tmp / 'ds')}", LAYOUT
 
 
-def _csv(tmp: Path) -> tuple[str, dict]:
+def _folder_url(tmp: Path, request) -> tuple[str, dict]:
+    return f"folder:{write_tree(tmp / 'ds').as_uri()}", LAYOUT
+
+
+def _csv(tmp: Path, request) -> tuple[str, dict]:
     root = write_tree(tmp / "ds")
     lines = ["path,label,split"] + [
         f"{p.relative_to(root).as_posix()},{p.parent.name},{p.parent.parent.name}" for p in sorted(root.rglob("*.png"))
@@ -47,23 +53,37 @@ def _csv(tmp: Path) -> tuple[str, dict]:
     return f"csv:{root / 'labels.csv'}", LAYOUT
 
 
-def _builtin(tmp: Path) -> tuple[str, dict | None]:
+def _builtin(tmp: Path, request) -> tuple[str, dict | None]:
     return "builtin:shapes?n=24&size=16&seed=7", None
 
 
-# source name -> builder(tmp folder) -> (ref, expected split -> class -> count, or None)
-EXAMPLES: dict[str, Callable[[Path], tuple[str, dict | None]]] = {
-    "folder": _folder,
-    "csv": _csv,
-    "builtin": _builtin,
+def _hf(tmp: Path, request) -> tuple[str, dict]:
+    cache = request.getfixturevalue("hf_datasets_cache")
+    root = write_tree(tmp / "ds")
+    names = sorted(LAYOUT["train"])
+    splits = {("validation" if split == "val" else split): [
+        (p.read_bytes(), names.index(p.parent.name)) for p in sorted((root / split).rglob("*.png"))
+    ] for split in LAYOUT}
+    save_hf_dataset(cache, "acme/pets", splits, names)
+    return "hf:acme/pets", LAYOUT
+
+
+# source name -> builder(tmp folder, pytest request) -> (ref, expected split -> class -> count, or None);
+# a source may have several examples (local and URL forms).
+EXAMPLES: dict[str, list[Callable[..., tuple[str, dict | None]]]] = {
+    "folder": [_folder, _folder_url],
+    "csv": [_csv],
+    "builtin": [_builtin],
+    "hf": [_hf],
 }
+CASES = [(name, build) for name in SOURCES.names() for build in EXAMPLES.get(name, [None])]
 
 
-@pytest.mark.parametrize("name", SOURCES.names())
-def test_every_source_honours_the_bundle_contract(name: str, tmp_path: Path) -> None:
-    assert name in EXAMPLES, f"dataset source {name!r} has no example in {__file__}"
+@pytest.mark.parametrize("name, build", CASES, ids=[f"{n}-{b.__name__ if b else 'missing'}" for n, b in CASES])
+def test_every_source_honours_the_bundle_contract(name: str, build, tmp_path: Path, request) -> None:
+    assert build is not None, f"dataset source {name!r} has no example in {__file__}"
     assert SOURCES.get(name).usage.startswith(f"{name}:"), "usage must show the ref form"
-    ref, counts = EXAMPLES[name](tmp_path)
+    ref, counts = build(tmp_path, request)
     a = load_dataset(ref, progress=False)
     b = load_dataset(ref, progress=False)
     m = a.manifest

@@ -11,15 +11,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from model_helpers import tiny_model
-from test_model_hub import fake_hub_repo
+from model_helpers import fake_hub_repo, tiny_model
 
 from imaudit.errors import RefError
 from imaudit.models import MODEL_SOURCES, Registry, load_model, parse_ref, save_checkpoint
 
 
 def _timm(tmp: Path, monkeypatch) -> tuple[str, dict]:
-    return "timm:test_resnet", {"num_classes": 3}
+    return "timm:test_resnet?pretrained=false", {"num_classes": 3}
 
 
 def _hub(tmp: Path, monkeypatch) -> tuple[str, dict]:
