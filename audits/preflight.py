@@ -9,7 +9,8 @@ Order, cheapest first:
    ``--model`` never waits for a dataset to be hashed);
 4. the dataset: listing, then per file its size and image header before any
    pixel is decoded (audits/images);
-5. whether model and data fit together (outputs vs classes).
+5. whether model and data fit together (the model's outputs matched to the
+   dataset's classes: audits/classmap).
 The loaded model and dataset stay cached for the flow's first stage.
 """
 
@@ -96,4 +97,4 @@ def preflight(spec: AuditSpec) -> None:
     from imaudit.audits.degenerate import require_classes
 
     require_classes(inputs.dataset(spec))  # before a timm: model is built with one output per class
-    inputs.check_fit(spec)
+    inputs.model(spec)  # the model's outputs matched to the dataset's classes (the class map)

@@ -37,22 +37,24 @@ def invoke(*args: str):
 
 # --- bad input: exit 2, one line, before any work ---------------------------------------------
 
+def _forbid(*a, **k):
+    raise AssertionError("work done before the bad input was refused")
+
+
 @pytest.fixture
 def no_dataset_work(monkeypatch):
-    """Fail the test if any dataset file is read or any model weights are built."""
-    import imaudit.audits.data as data
+    """Fail the test if any dataset is listed, read or generated."""
     from imaudit.audits.stages import inputs
 
-    def forbidden(*a, **k):
-        raise AssertionError("dataset or model work before the bad input was refused")
-
     inputs.forget()
-    monkeypatch.setattr(data, "probe_files", forbidden)
-    monkeypatch.setattr(inputs, "_model", forbidden)
+    monkeypatch.setattr(inputs, "_dataset", _forbid)
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
-def test_device_cuda_without_cuda_exits_2_before_any_work(no_dataset_work, tmp_path):
+def test_device_cuda_without_cuda_exits_2_before_any_work(no_dataset_work, tmp_path, monkeypatch):
+    from imaudit.audits.stages import inputs
+
+    monkeypatch.setattr(inputs, "_model", _forbid)  # not even the model is loaded
     r = invoke("audit", "--model", MODEL, "--dataset", "builtin:digits", "--device", "cuda",
                "--out", str(tmp_path))
     assert r.exit_code == 2, r.output
