@@ -28,8 +28,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 import imaudit
-from imaudit import paths
-from imaudit.io import read_verified, write_verified
+from imaudit import paths, storage
+from imaudit.io import SUM_SUFFIX, read_verified, write_verified
 
 log = logging.getLogger(__name__)
 
@@ -154,14 +154,14 @@ def save_array(path: str | Path, array: np.ndarray) -> Path:
     """Write one array as .npy atomically, with its size + sha256 beside it (io.write_verified)."""
     buf = io.BytesIO()
     np.save(buf, np.asarray(array), allow_pickle=False)
-    return write_verified(path, buf.getvalue())
+    return _share(write_verified(path, buf.getvalue()))
 
 
 def save_arrays(path: str | Path, arrays: Mapping[str, np.ndarray]) -> Path:
     """Write named arrays as .npz atomically, with its size + sha256 beside it."""
     buf = io.BytesIO()
     np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
-    return write_verified(path, buf.getvalue())
+    return _share(write_verified(path, buf.getvalue()))
 
 
 def _verified_bytes(path: str | Path) -> bytes:
@@ -169,6 +169,31 @@ def _verified_bytes(path: str | Path) -> bytes:
     if data is None:
         raise CorruptChunk(f"chunk file {path} {problem or 'is missing'}; auditing again computes it anew")
     return data
+
+
+def _shared_chunks() -> storage.Location | None:
+    return storage.shared("cache/chunks")
+
+
+def _share(path: Path) -> Path:
+    """Copy a chunk file and its ``.sum`` to the shared store's ``cache/chunks/`` (when there is one) for
+    other workers; the sum goes last, so a reader never finds a sum for a file not yet there."""
+    shared = _shared_chunks()
+    if shared is not None and path.parent == chunk_dir():
+        shared.put_file(path, path.name)
+        shared.put_file(f"{path}{SUM_SUFFIX}", f"{path.name}{SUM_SUFFIX}")
+    return path
+
+
+def _fetch_shared(path: Path) -> None:
+    """Bring a chunk another worker computed (file and sum) from the shared store into the local cache;
+    it is verified like any local chunk before it is used."""
+    shared = _shared_chunks()
+    name = path.name
+    if shared is None or not shared.exists(f"{name}{SUM_SUFFIX}") or not shared.exists(name):
+        return
+    shared.get_file(name, path)
+    shared.get_file(f"{name}{SUM_SUFFIX}", f"{path}{SUM_SUFFIX}")
 
 
 def load_array(path: str | Path) -> np.ndarray:
@@ -185,7 +210,10 @@ def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
 def lookup(chunk: Chunk) -> tuple[bool, str | None]:
     """Whether the chunk's file can be reused: ``(True, None)`` when it verifies (size, then sha256),
     ``(False, None)`` when there is none, ``(False, reason)`` when one was there but did not verify:
-    it is removed and must be computed again, never trusted."""
+    it is removed and must be computed again, never trusted. A chunk another worker computed is fetched
+    from the shared store first and verified the same way."""
+    if not Path(chunk.path).is_file():
+        _fetch_shared(Path(chunk.path))
     data, problem = read_verified(chunk.path)
     if problem:
         log.warning("cached chunk %s did not verify (%s); computing it again", chunk.path, problem)

@@ -26,15 +26,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from prefect import flow, get_run_logger
+import torch
+from prefect import flow, get_run_logger, tags
 from pydantic import ValidationError
 
 from imaudit import interrupts, paths
 from imaudit.audits.assemble import assemble, audit_id
 from imaudit.audits.result import MethodRecord
 from imaudit.audits.spec import AuditSpec
-from imaudit.audits.stages.records import ChunkStats, PredictionOutcome, StageError, StageOutputs
+from imaudit.audits.stages.records import ChunkResult, ChunkStats, PredictionOutcome, StageError, StageOutputs
 from imaudit.errors import BadInputError
+from imaudit.flows import presence
 from imaudit.flows.chunked import PendingChunks, finish_chunks, run_chunks, start_chunks
 from imaudit.io import atomic_dir, sweep_stale_tmp
 from imaudit.tasks import audit_tasks as t
@@ -63,6 +65,7 @@ class _Stages:
         interrupts.raise_if_received()  # an interrupt swallowed inside the last stage still stops the audit here
         if timed:
             progress.info("%s ...", name)
+            get_run_logger().info("stage %s ...", name)
         t0 = time.perf_counter()
         try:
             result = fn()
@@ -75,13 +78,28 @@ class _Stages:
         if timed:
             self.timings[name] = round(time.perf_counter() - t0, 3)
             failed = f" (failed: {self.errors[-1].error})" if result is None and self.errors else ""
-            progress.info("%s done in %.1fs%s", name, self.timings[name], failed)
+            line = f"{name} done in {self.timings[name]:.1f}s{failed}"
+            progress.info("%s", line)
+            get_run_logger().info("stage %s", line)
         return result
 
 
-@flow(name="imaudit-audit", log_prints=True, timeout_seconds=FLOW_TIMEOUT_S, validate_parameters=True)
-def audit(spec: AuditSpec) -> str:
-    """Run one audit and return the path of its report folder."""
+def _run_name() -> str:
+    """``audit-<model>@<version>``: the flow run's name, from its spec parameter."""
+    from prefect.runtime import flow_run
+
+    spec = flow_run.parameters.get("spec")
+    ref = spec.model if isinstance(spec, AuditSpec) else (spec or {}).get("model", "model")
+    return presence.run_name(str(ref))
+
+
+@flow(name="imaudit-audit", flow_run_name=_run_name, log_prints=True, timeout_seconds=FLOW_TIMEOUT_S,
+      validate_parameters=True)
+def audit(spec: AuditSpec, trigger: str = "manual") -> str:
+    """Run one audit and return the path of its report folder.
+
+    ``trigger`` (release, schedule, manual) goes into the audit's event and tags.
+    """
     log = get_run_logger()
     store = Path(spec.out or paths.report_store())
     aid = audit_id(spec)
@@ -113,19 +131,33 @@ def audit(spec: AuditSpec) -> str:
         interrupts.raise_if_received()  # last chance before the report is written and renamed into place
         result = assemble(spec, aid, out)
         rt.write_report(result, work)
-    _refresh_index(store, log)
-    rt.publish_artifact(result, final)
-    log.info("verdict %s; report at %s", result.fit.verdict, final / "report.html")
+    # Published to the shared store (when there is one; a custom --out stays local), then the index.
+    published = rt.publish_audit(final) if spec.out is None else None
+    _refresh_index(store if spec.out is not None else None, log)
+    link = presence.report_link(aid, final, published)
+    presence.publish_artifacts(result, link)
+    presence.emit_completed(result, link, trigger)
+    log.info("status %s, verdict %s, gates %s; report at %s", result.status, result.fit.verdict,
+             "passed" if result.gates.passed else "failed", link)
     return str(final)
 
 
-def _refresh_index(store: Path, log: Any) -> None:
+def _refresh_index(store: Path | None, log: Any) -> None:
     """Rebuild the store's index.html; the audit is already written, so a failure is reported, not fatal."""
     try:
         rt.refresh_index(store)
     except Exception as e:  # noqa: BLE001 - e.g. a corrupt review database: said on the console and in the log
         log.warning("index.html not refreshed: %s: %s", type(e).__name__, e, exc_info=True)
         progress.warning("index.html not refreshed (%s: %s); the audit itself is complete", type(e).__name__, e)
+
+
+def _counted(stage: str, results: list[ChunkResult]) -> ChunkStats:
+    """A stage's chunk counts, also said in the run's log (what the cache saved, what did not verify)."""
+    stats = ChunkStats.of(results)
+    get_run_logger().info("%s: %d chunks, %d reused from the cache, %d computed (%d of them rejected: "
+                          "cached but not verifying)", stage, stats.total, stats.reused, stats.computed,
+                          stats.rejected)
+    return stats
 
 
 def _parallel(spec: AuditSpec) -> bool:
@@ -135,7 +167,7 @@ def _parallel(spec: AuditSpec) -> bool:
 def _predict(spec: AuditSpec, work: Path, cache: dict[str, ChunkStats]) -> PredictionOutcome:
     """Plan, run (or reuse) and assemble the prediction chunks."""
     results = run_chunks(t.predict_chunk, t.plan_predict(spec), lambda c: (spec, c), _parallel(spec))
-    cache["predict"] = ChunkStats.of(results)
+    cache["predict"] = _counted("predict", results)
     return t.assemble_predictions(spec, work, results)
 
 
@@ -160,7 +192,7 @@ def _explain_all(spec: AuditSpec, work: Path, stages: _Stages, cache: dict[str, 
         results = step(m, lambda s=started: finish_chunks(s))
         if results is None:
             continue
-        cache[f"explain:{m}"] = ChunkStats.of(results)
+        cache[f"explain:{m}"] = _counted(f"explain:{m}", results)
         rec = step(m, lambda m=m, r=results: t.assemble_explanation(spec, work, m, r))
         if rec is not None:
             records[m] = rec
@@ -173,9 +205,15 @@ def task_runner(spec: AuditSpec) -> Any:
 
     if spec.dask_address:
         return DaskTaskRunner(address=spec.dask_address)
-    # One thread per worker process: each worker holds its own model, and
+    # One task thread per worker process: each worker holds its own model, and
     # torch's hooks (Captum, Grad-CAM) are not thread-safe on a shared module.
-    return DaskTaskRunner(cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True})
+    # Torch in each worker gets this process's thread count (Dask's nanny would
+    # set OMP_NUM_THREADS=1): float sums then run as in a sequential audit, so
+    # both give the same numbers. Dask's own INFO logs stay quiet (silence_logs).
+    threads = str(torch.get_num_threads())
+    env = {var: threads for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    return DaskTaskRunner(cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True,
+                                         "env": env, "silence_logs": logging.WARNING})
 
 
 def audit_flow_for(spec: AuditSpec):
@@ -183,9 +221,10 @@ def audit_flow_for(spec: AuditSpec):
     return audit.with_options(task_runner=task_runner(spec)) if spec.task_runner == "dask" else audit
 
 
-def run_audit(spec: AuditSpec) -> Path:
-    """Run the audit flow with the spec's task runner; return the report folder."""
-    return Path(audit_flow_for(spec)(spec))
+def run_audit(spec: AuditSpec, trigger: str = "manual") -> Path:
+    """Run the audit flow with the spec's task runner, tagged with model and trigger; return the report folder."""
+    with tags(*presence.run_tags(spec.model, trigger)):
+        return Path(audit_flow_for(spec)(spec, trigger))
 
 
 def audit_spec(ref: str, dataset: str | None, overrides: dict[str, Any] | None = None) -> AuditSpec:

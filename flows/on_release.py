@@ -7,7 +7,9 @@ registered release and the dataset a builtin set, the release's own, or a path
 under the deployment's ``dataset_roots`` (or IMAUDIT_DATASET_ROOTS);
 anything else fails the run as bad input (imaudit.audits.confine).
 ``overrides`` holds further AuditSpec fields (methods, samples, thresholds,
-...) set on the deployment.
+...) set on the deployment. The run is named after the release
+(``audit-digits-net@3``); when it fails, a failure record goes to the report
+store and ``imaudit.audit.failed`` is emitted (flows/presence.py).
 """
 
 from __future__ import annotations
@@ -17,16 +19,30 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from imaudit.audits.confine import event_refs, roots_from
+from imaudit.flows import presence, results
 from imaudit.flows.audit import FLOW_TIMEOUT_S, audit_spec, run_audit
 
 
-@flow(name="imaudit-on-release", log_prints=True, timeout_seconds=FLOW_TIMEOUT_S)
-def on_release(
-    ref: str, dataset: str | None = None, overrides: dict[str, Any] | None = None,
-    dataset_roots: list[str] | None = None,
-) -> str:
-    """Audit release ``ref`` (release:NAME@VERSION) against ``dataset`` (default: the release's own)."""
+def _run_name() -> str:
+    from prefect.runtime import flow_run
+
+    return presence.run_name(str(flow_run.parameters.get("ref", "model")))
+
+
+@flow(name="imaudit-on-release", flow_run_name=_run_name, log_prints=True, timeout_seconds=FLOW_TIMEOUT_S,
+      persist_result=True, result_storage=results.storage_ref(),
+      on_failure=[presence.record_failure], on_crashed=[presence.record_failure])
+def on_release(ref: str, dataset: str | None = None, overrides: dict[str, Any] | None = None,
+               trigger: str = "release", dataset_roots: list[str] | None = None) -> str:
+    """Audit release ``ref`` (release:NAME@VERSION) against ``dataset`` (default: the release's own).
+
+    ``trigger`` says why (release, schedule, manual): the scheduled deployment's fan-out runs this flow too.
+    The refs are checked before anything is read (imaudit.audits.confine.event_refs): a refused one
+    fails the run as bad input, with its failure record and event.
+    """
+    presence.tag_this_run(ref, trigger)
+    # An event without a dataset renders the template as "" or "None": the release's own (None).
     ref, dataset = event_refs(ref, dataset, roots_from(dataset_roots))
     spec = audit_spec(ref, dataset, overrides)
-    get_run_logger().info("release %s announced: auditing it on %s", ref, spec.dataset or "its dataset")
-    return str(run_audit(spec))
+    get_run_logger().info("%s audit of %s on %s", trigger, ref, spec.dataset or "its dataset")
+    return str(run_audit(spec, trigger))

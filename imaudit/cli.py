@@ -61,6 +61,10 @@ def _quiet_prefect(verbose: bool) -> None:
     for handler in logging.getLogger().handlers:  # Prefect already imported (tests, bench): same effect
         if type(handler).__name__ == "PrefectConsoleHandler":
             handler.setLevel(console_level)
+    # Dask's scheduler, nanny and worker INFO lines too (read from the environment when dask is
+    # first imported, also by Dask's worker processes; the level for when it already was).
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "info" if verbose else "warning")
+    logging.getLogger("distributed").setLevel(logging.INFO if verbose else logging.WARNING)
     progress = logging.getLogger("imaudit.progress")
     if not any(isinstance(h, _StageLines) for h in progress.handlers):
         handler = _StageLines()
@@ -275,11 +279,40 @@ def release(
         raise IncompleteError(f"{rel.ref} is registered but not announced: {sent.detail}")
     out.print(sent.detail, highlight=False)
 
+
+@app.command("store-init")
+def store_init() -> None:
+    """Prepare the Prefect server (PREFECT_API_URL) for the shared store (IMAUDIT_STORAGE), once.
+
+    Saves the result storage block the deployment flows persist their results with
+    (remote-file-system/imaudit-results at IMAUDIT_STORAGE/prefect-results; IMAUDIT_RESULTS_BLOCK names
+    another) and checks that the store can be written and read. Exits 2 without IMAUDIT_STORAGE, 3 when
+    the store or the server cannot be reached.
+    """
+    from imaudit import storage
+    from imaudit.flows import results
+
+    try:
+        url = storage.shared_url()
+        if url is None:
+            raise BadInputError(f"{storage.STORE_ENV} is not set: export the shared store's URL first")
+        probe = storage.Location(url)
+        probe.write_bytes(".imaudit-store", b"imaudit shared store\n")
+        probe.read_bytes(".imaudit-store")
+    except OSError as e:
+        raise IncompleteError(f"cannot write and read {url}: {type(e).__name__}: {e}") from e
+    try:
+        ref, base = results.save_block()
+    except (OSError, RuntimeError) as e:
+        raise IncompleteError(f"cannot save the result storage block on the Prefect server: "
+                              f"{type(e).__name__}: {e}") from e
+    out.print(f"shared store {url} is writable; Prefect results go to {base} (block {ref})", highlight=False)
+
 # [serve / compare commands]
 
 @app.command()
 def serve(
-    store: Annotated[Optional[Path], typer.Option(help="report store folder (default IMAUDIT_HOME/reports)")] = None,
+    store: Annotated[Optional[Path], typer.Option(help="report store folder (default: the shared store of IMAUDIT_STORAGE, else IMAUDIT_HOME/reports)")] = None,
     host: Annotated[str, typer.Option(help="interface to listen on (off loopback, sign-in must be configured)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8765,
     db: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL of the review database (default sqlite in the store; or IMAUDIT_DB_URL)")] = None,
@@ -293,13 +326,17 @@ def serve(
 
     Pages need a signed-in account ('imaudit reviewers add'); with no account at all, loopback
     visitors can read but not decide. Serving off loopback without sign-in is refused.
+    With IMAUDIT_STORAGE (and no --store) it serves the shared store's reports through a local
+    mirror, refreshed in the background as audits are published.
     """
-    from imaudit import paths
+    from imaudit.reports import published
     from imaudit.reports.accounts import check_role
     from imaudit.reports.app import serve as run
     from imaudit.reports.auth import AuthConfig
 
-    folder = Path(store or paths.report_store())
+    folder = Path(store) if store else published.readable_store()
+    if store is None and published.shared_reports() is not None:
+        published.keep_mirrored()
     with _signoff_errors():
         auth = AuthConfig(insecure_no_auth=insecure_no_auth, proxy_header=proxy_user_header,
                           trusted_proxies=tuple(trusted_proxy or ()), proxy_role=check_role(proxy_role))
@@ -316,13 +353,14 @@ def compare(
     store: Annotated[Optional[Path], typer.Option(help="report store folder (default IMAUDIT_HOME/reports)")] = None,
 ) -> None:
     """Compare two audits: metric and per-class deltas, changed predictions, moved importance."""
-    from imaudit import paths
+    from imaudit.reports import published
     from imaudit.reports.compare import render_compare
     from imaudit.reports.store import resolve_audit
 
-    folder = Path(store or paths.report_store())
     if out_file is not None and Path(out_file).is_dir():
         raise BadInputError(f"--out {out_file} is a folder; expected the path of compare.html")
+    # Audit ids are looked up in the shared store (IMAUDIT_STORAGE) when there is one, through its local mirror.
+    folder = Path(store) if store else published.readable_store()
     fa, fb = resolve_audit(a, folder), resolve_audit(b, folder)
     path = render_compare(fa, fb, out_file or (fb / "compare.html"))
     out.print(f"comparison: {path}", highlight=False)

@@ -359,3 +359,101 @@ class Location:
 
     def delete(self, key: str) -> None:
         self.fs.rm_file(self.path(key))
+
+    # -- whole files and folders (checkpoints, audit folders) ---------------------------------
+    def url_of(self, key: str) -> str:
+        """The URL (or local path) of ``key`` under this location."""
+        return f"{self.url}/{confined(key, self.url)}"
+
+    def put_file(self, local: str | Path, key: str) -> None:
+        """Upload one local file under ``key`` (a whole-object write on object stores)."""
+        target = self.path(key)
+        if isinstance(self.fs, LocalFileSystem):
+            self.fs.makedirs(posixpath.dirname(target), exist_ok=True)
+            tmp = f"{posixpath.dirname(target)}/.{posixpath.basename(target)}.{os.getpid()}.part"
+            self.fs.put_file(str(local), tmp)
+            os.replace(tmp, target)
+        else:
+            self.fs.put_file(str(local), target)
+
+    def get_file(self, key: str, local: str | Path) -> Path:
+        """Download ``key`` to ``local`` through a temp file (a reader never sees half a file)."""
+        local = Path(local)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        tmp = local.parent / f".{local.name}.{os.getpid()}.part"
+        try:
+            self.fs.get_file(self.path(key), str(tmp))
+            os.replace(tmp, local)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{self.url}/{key}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        return local
+
+
+# --- the shared store: registry, reports, chunk cache and Prefect results at one URL ----------
+
+STORE_ENV = "IMAUDIT_STORAGE"
+
+
+def shared_url() -> str | None:
+    """The shared store's URL (``IMAUDIT_STORAGE``), or None for the embedded default (local folders).
+
+    ``s3://bucket/imaudit``, ``gs://...``, ``file:///shared/imaudit`` or any fsspec URL. Everything a
+    worker needs from another machine lives under it: ``registry/``, ``reports/``, ``cache/chunks/``
+    and ``prefect-results/``, so workers share nothing else (no common disk, no common home).
+    """
+    text = os.environ.get(STORE_ENV, "").strip()
+    if not text:
+        return None
+    if text.startswith("{{"):
+        # prefect.yaml's job variables copy the deployer's IMAUDIT_STORAGE; unset there, the template stays.
+        raise BadInputError(f"{STORE_ENV}={text!r} was never filled in: export {STORE_ENV} (or set it to '') "
+                            "before `prefect deploy`")
+    if not is_url(text):
+        raise BadInputError(f"{STORE_ENV}={text!r}: expected a URL such as s3://bucket/imaudit or file:///path")
+    _check_protocol(text)
+    return text.rstrip("/")
+
+
+def shared(part: str) -> Location | None:
+    """A part of the shared store (``registry``, ``reports``, ``cache/chunks``), or None without one."""
+    url = shared_url()
+    return Location(f"{url}/{part}") if url else None
+
+
+def publish_tree(local: Path, dest: Location, prefix: str, last: str) -> list[str]:
+    """Upload every file under ``local`` to ``dest/prefix/``, the file ``last`` after all others.
+
+    Object stores have no folder rename, so readers treat ``last`` (an audit's
+    audit.json, a release's manifest.json) as the commit mark: a folder
+    without it is still being published (or its publisher died) and is skipped.
+    Returns the uploaded keys.
+    """
+    files = sorted(p for p in Path(local).rglob("*") if p.is_file())
+    rel = [p.relative_to(local).as_posix() for p in files]
+    if last not in rel:
+        raise FileNotFoundError(f"{local}/{last}: nothing to publish without it")
+    order = [r for r in rel if r != last] + [last]
+    for r in order:
+        dest.put_file(Path(local) / r, f"{prefix}/{r}")
+    return [f"{prefix}/{r}" for r in order]
+
+
+def mirror_tree(src: Location, prefix: str, local: Path, mark: str, keys: list[str] | None = None) -> bool:
+    """Copy the published folder ``src/prefix`` (one holding ``mark``) into ``local``, once.
+
+    Published folders never change, so a complete local copy (its ``mark``
+    present) is reused; the copy is built beside ``local`` and renamed into
+    place. ``keys``: a listing of ``src`` already made (saves one per folder).
+    Returns False when ``prefix`` is not (yet) published.
+    """
+    if (Path(local) / mark).is_file():
+        return True
+    keys = [k for k in (keys if keys is not None else src.list(prefix)) if k.startswith(f"{prefix}/")]
+    if f"{prefix}/{mark}" not in keys:
+        return False
+    with atomic_dir(local) as tmp:
+        for key in keys:
+            src.get_file(key, tmp / posixpath.relpath(key, prefix))
+    return True

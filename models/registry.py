@@ -4,6 +4,13 @@ A release is immutable: re-releasing NAME@VERSION with the same checkpoint
 digest is a no-op, with another digest it is refused. Each release folder is
 built beside its final place and renamed into it, so readers never see half a
 release and two concurrent releases of one version cannot both win.
+
+With a shared store (``IMAUDIT_STORAGE``) the registry lives at
+``<store>/registry/``: a release is built and checked in the local folder as
+above, then published (checkpoint first, manifest.json last, so a manifest is
+only ever seen beside its checkpoint); readers list and read manifests there
+and fetch checkpoints into the local content-addressed cache, so a worker on
+another machine with an empty home finds every release.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from imaudit import paths
+from imaudit import paths, storage
 from imaudit.errors import BadInputError, RefError
 from imaudit.io import atomic_dir, atomic_write_json, sha256_file
 from imaudit.models.history import check_history
@@ -68,10 +75,14 @@ class Registry:
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root is not None else paths.registry_dir()
+        # An explicit root is a local registry; the default one is the shared store's when there is one.
+        self.shared = storage.shared("registry") if root is None else None
 
     # -- reading -----------------------------------------------------------------------
     def models(self) -> list[str]:
         """Names of released models, sorted."""
+        if self.shared is not None:
+            return sorted({k.split("/")[0] for k in self._shared_manifests()})
         if not self.root.is_dir():
             return []
         return sorted(p.name for p in self.root.iterdir()
@@ -79,6 +90,8 @@ class Registry:
 
     def versions(self, name: str) -> list[str]:
         """Released versions of ``name``, oldest first (natural order)."""
+        if self.shared is not None:
+            return sorted({k.split("/")[1] for k in self._shared_manifests(name)}, key=_version_key)
         folder = self.root / name
         if not folder.is_dir():
             return []
@@ -97,17 +110,40 @@ class Registry:
         versions = self.versions(name)
         if not versions:
             known = ", ".join(self.models()) or "none"
-            raise RefError(f"no released model named '{name}' in registry {self.root} (known: {known})")
+            raise RefError(f"no released model named '{name}' in registry {self.where()} (known: {known})")
         if version == "latest":
             version = versions[-1]
         if version not in versions:
-            raise RefError(f"no release {name}@{version} in registry {self.root} "
+            raise RefError(f"no release {name}@{version} in registry {self.where()} "
                            f"(versions of {name}: {', '.join(versions)})")
+        if self.shared is not None:
+            return self._read_shared(name, version)
         return self._read(self.root / name / version / MANIFEST)
 
     def checkpoint_path(self, manifest: ReleaseManifest) -> Path:
-        """Absolute path of the release's checkpoint copy."""
-        return self.root / manifest.checkpoint
+        """Absolute path of the release's checkpoint copy (from the shared store: a cached local copy)."""
+        if self.shared is None:
+            return self.root / manifest.checkpoint
+        return storage.fetch_file(self.shared.url_of(manifest.checkpoint))
+
+    def where(self) -> str:
+        """Where the registry lives, for messages."""
+        return self.shared.url if self.shared is not None else str(self.root)
+
+    def _shared_manifests(self, name: str = "") -> list[str]:
+        """Keys NAME/VERSION/manifest.json in the shared registry (of one model, or all)."""
+        assert self.shared is not None
+        keys = self.shared.list(name)
+        return [k for k in keys if k.count("/") == 2 and k.endswith(f"/{MANIFEST}") and not k.startswith(".")]
+
+    def _read_shared(self, name: str, version: str) -> ReleaseManifest:
+        assert self.shared is not None
+        key = f"{name}/{version}/{MANIFEST}"
+        try:
+            return ReleaseManifest.model_validate_json(self.shared.read_bytes(key))
+        except (ValidationError, ValueError) as exc:
+            raise BadInputError(f"release manifest {self.shared.url_of(key)} is invalid: "
+                                f"{str(exc).splitlines()[0]}") from exc
 
     @staticmethod
     def _read(path: Path) -> ReleaseManifest:
@@ -135,6 +171,12 @@ class Registry:
         existing = self._existing(name, version, sha256_file(checkpoint))
         if existing is not None:
             return existing
+        if self.shared is not None:
+            # Built and checked in a local folder of its own, then published to the shared registry.
+            staged = Registry(self.root).release(name, version, arch=arch, checkpoint=checkpoint, dataset=dataset,
+                                                 classes=classes, input_size=input_size, history=history, notes=notes)
+            storage.publish_tree(self.root / name / version, self.shared, f"{name}/{version}", MANIFEST)
+            return self._existing(name, version, staged.sha256) or staged
         loaded, meta = load_checkpoint_file(checkpoint, LoadRequest(arch=arch, input_size=input_size, classes=classes))
         if history is not None:
             history = check_history(history, "release history")
@@ -156,10 +198,15 @@ class Registry:
 
     def _existing(self, name: str, version: str, digest: str) -> ReleaseManifest | None:
         """The manifest of an existing NAME@VERSION if ``digest`` matches; refuse a different one."""
-        path = self.root / name / version / MANIFEST
-        if not path.is_file():
-            return None
-        manifest = self._read(path)
+        if self.shared is not None:
+            if not self.shared.exists(f"{name}/{version}/{MANIFEST}"):
+                return None
+            manifest = self._read_shared(name, version)
+        else:
+            path = self.root / name / version / MANIFEST
+            if not path.is_file():
+                return None
+            manifest = self._read(path)
         if manifest.sha256 != digest:
             raise BadInputError(
                 f"release {name}@{version} exists with digest {manifest.sha256[:12]}…; refusing to overwrite"

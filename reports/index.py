@@ -27,6 +27,7 @@ from imaudit.reports import figures as figs
 from imaudit.reports.db import DatabaseProblem, open_existing
 from imaudit.reports.decisions import Decision, DecisionLog
 from imaudit.reports.identity import is_release_audit, model_identity, release_of
+from imaudit.reports.failures import list_failures
 from imaudit.reports.render import overall_verdict
 from imaudit.reports.store import AuditEntry, list_audits
 from imaudit.reports.templating import render
@@ -200,7 +201,7 @@ def index_html(store: Path, decisions: Mapping[str, Decision] | None = None, *, 
     models = sorted({r.model for r in rows if not r.broken})
     verdicts = [v for v in ("pass", "warn", "fail", "broken") if any(r.verdict == v for r in rows)]
     return render("index.html", rows=rows, models=models, verdicts=verdicts, trends=trends(rows), app=app,
-                  store=str(store), n_broken=sum(r.broken for r in rows), db_problem=db_problem,
+                  store=str(store), n_broken=sum(r.broken for r in rows), db_problem=db_problem, failures=list_failures(store),
                   n_pending=sum(r.pending for r in rows), metric_names=TREND_METRICS, **page)
 
 

@@ -4,6 +4,8 @@ Retries are only on the steps that read inputs or write files (I/O), and only
 for I/O errors; compute steps fail fast and are recorded as failed stages in
 audit.json. Prediction and explanation run as one task per chunk, whose result
 is its content-addressed file (see imaudit.tasks.policies: no Prefect cache).
+The tasks that run the model hold a slot of the device's global concurrency
+limit (policies.device_slot).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from imaudit.audits.stages.records import (
     PredictionOutcome,
     SampleOutcome,
 )
-from imaudit.tasks.policies import COMPUTE, IO
+from imaudit.tasks.policies import COMPUTE, IO, device_slot
 
 
 @task(name="identify", **IO)
@@ -56,7 +58,8 @@ def plan_predict(spec: AuditSpec) -> list[Chunk]:
 @task(name="predict-chunk", task_run_name="predict-chunk-{chunk.index}", **COMPUTE)
 def predict_chunk(spec: AuditSpec, chunk: Chunk) -> ChunkResult:
     # A bar only where someone watches a terminal; worker logs stay clean.
-    return predict_stage.chunk(spec, chunk, progress=sys.stderr.isatty())
+    with device_slot():
+        return predict_stage.chunk(spec, chunk, progress=sys.stderr.isatty())
 
 
 @task(name="assemble-predictions", **IO)
@@ -86,7 +89,8 @@ def plan_explain(spec: AuditSpec, work: Path, method: str) -> list[Chunk]:
 
 @task(name="explain-chunk", task_run_name="explain-{method}-chunk-{chunk.index}", **COMPUTE)
 def explain_chunk(spec: AuditSpec, work: Path, method: str, chunk: Chunk) -> ChunkResult:
-    return explain_stage.chunk(spec, work, method, chunk)
+    with device_slot():
+        return explain_stage.chunk(spec, work, method, chunk)
 
 
 @task(name="assemble-explanation", task_run_name="assemble-explanation-{method}", **COMPUTE)
@@ -101,4 +105,5 @@ def gallery(spec: AuditSpec, work: Path, records: dict[str, MethodRecord]) -> Ga
 
 @task(name="insights", **COMPUTE)
 def insights(spec: AuditSpec, work: Path, records: dict[str, MethodRecord]) -> Insights:
-    return insights_stage.run(spec, work, records)
+    with device_slot():
+        return insights_stage.run(spec, work, records)

@@ -10,12 +10,13 @@ from prefect import task
 from imaudit.audits.generative import train_generator as train
 from imaudit.audits.spec import AuditSpec
 from imaudit.audits.stages import counterfactuals as counterfactuals_stage
-from imaudit.tasks.policies import COMPUTE
+from imaudit.tasks.policies import COMPUTE, device_slot
 
 
 @task(name="counterfactuals", **COMPUTE)
 def counterfactuals(spec: AuditSpec, work: Path) -> dict[str, Any] | None:
-    return counterfactuals_stage.run(spec, work)
+    with device_slot():
+        return counterfactuals_stage.run(spec, work)
 
 
 @task(name="train-generator", **COMPUTE)

@@ -33,14 +33,15 @@ def stack(prefect_api, tmp_path_factory):
     root = tmp_path_factory.mktemp("prefect-stack")
     home = root / "imaudit-home"
     home.mkdir()
+    # IMAUDIT_STORAGE '' fills prefect.yaml's job variable: no shared store, the worker's home is the store.
     env = prefect_env(prefect_home, api, IMAUDIT_HOME=str(home), IMAUDIT_CACHE=str(home / "cache"),
-                      PREFECT_WORKER_QUERY_SECONDS="1")
+                      PREFECT_WORKER_QUERY_SECONDS="1", IMAUDIT_STORAGE="")
     config = repo_prefect_yaml()
     for dep in config["deployments"]:
         dep["parameters"]["overrides"] = FAST
     prefect_file = root / "prefect.yaml"
     prefect_file.write_text(yaml.safe_dump(config, sort_keys=False))
-    out = run([str(BIN / "prefect"), "work-pool", "create", POOL, "--type", "process"], env, timeout=120)
+    out = run([str(BIN / "prefect"), "work-pool", "create", POOL, "--type", "process", "--overwrite"], env, timeout=120)
     assert out.returncode == 0, out.stdout
     out = run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all", "--prefect-file", str(prefect_file)],
               env, timeout=240)

@@ -1,5 +1,7 @@
-"""The scheduled flow audits the latest release of every registered model; one model's
-failure is recorded and the others are still audited."""
+"""The scheduled flow (in-process mode, deployment=None) audits the latest release of every
+registered model; one model's failure is recorded, the others are still audited, and the run
+ends Failed naming the model. The fan-out over the audit-model deployment is tested against a
+worker in test_production.py."""
 
 from __future__ import annotations
 
@@ -23,8 +25,11 @@ def test_scheduled_audit_covers_latest_release_of_each_model(tmp_path, use_prefe
     reg.release("broken", "1", arch="test_resnet", checkpoint=tiny_checkpoint(tmp_path, seed=2),
                 dataset=f"folder:{tmp_path / 'no-such-folder'}")
 
-    outcome = scheduled_audit(overrides={**FAST, "out": str(tmp_path / "reports")})
+    state = scheduled_audit(overrides={**FAST, "out": str(tmp_path / "reports")}, deployment=None,
+                            return_state=True)
 
+    assert state.is_failed() and state.message == "1 of 2 audits did not complete: broken (Failed)"
+    outcome = state.result(raise_on_failure=False)
     assert sorted(outcome) == ["broken", "tiny"]
     assert "no-such-folder" in outcome["broken"]["error"]
     assert outcome["tiny"]["ref"] == "release:tiny@2"

@@ -96,7 +96,7 @@ def test_a_corrupt_review_database_never_breaks_an_audit(tmp_path):
     store = tmp_path / "store"
     store.mkdir()
     (store / "reviews.db").write_bytes(b"not a database" * 100)
-    r = CliRunner().invoke(cli, ["audit", "--model", "timm:test_resnet", "--dataset", "builtin:shapes?n=60&size=32",
+    r = CliRunner().invoke(cli, ["audit", "--model", "timm:test_resnet?pretrained=false", "--dataset", "builtin:shapes?n=60&size=32",
                                  "--input-size", "32", "--methods", "", "--out", str(store)])
     assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
     assert r.exit_code in (0, 1), r.output  # the audit's own gate decides; never a crash
