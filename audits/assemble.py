@@ -35,6 +35,12 @@ def audit_status(errors: list[dict[str, Any]]) -> str:
     return "partial" if errors else "complete"
 
 
+def failed_stages(errors: list[dict[str, Any]]) -> str:
+    """The failed required stages and their errors, one line (what a failed audit's message names)."""
+    return "; ".join(f"{e.get('stage')}: {e.get('error')}" for e in errors
+                     if str(e.get("stage")) in REQUIRED_STAGES) or "a required stage failed"
+
+
 def gate(
     findings: list[Finding], expectations: list[dict[str, Any]], fail_on: str | None, status: str = "complete"
 ) -> GateResult:

@@ -11,10 +11,12 @@ or a timing either.
 from __future__ import annotations
 
 import os
+import posixpath
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from imaudit.errors import BadInputError
+from imaudit.storage import is_url
 
 ROOTS_ENV = "IMAUDIT_DATASET_ROOTS"
 
@@ -30,33 +32,57 @@ def outside(path: Path, roots: Sequence[Path]) -> str | None:
     return f"outside the dataset's folder {allowed}{via}; pass --allowed-root to allow another folder"
 
 
-def roots_from(values: Iterable[str | Path] | None) -> list[Path]:
-    """Configured dataset roots: the given values, else IMAUDIT_DATASET_ROOTS (os.pathsep-separated)."""
-    items = list(values or []) or [p for p in os.environ.get(ROOTS_ENV, "").split(os.pathsep) if p.strip()]
-    return [Path(p).expanduser() for p in items]
+def roots_from(values: Iterable[str | Path] | None) -> list[Path | str]:
+    """Configured dataset roots: the given values, else IMAUDIT_DATASET_ROOTS (separated by os.pathsep, or by
+    spaces or commas when URLs are among them). Local roots become Paths; URL roots (s3://bucket/datasets)
+    stay text."""
+    items = [str(p) for p in values or []]
+    if not items:
+        raw = os.environ.get(ROOTS_ENV, "")
+        items = raw.replace(",", " ").split() if "://" in raw else raw.split(os.pathsep)
+    return [p.strip().rstrip("/") if is_url(p.strip()) else Path(p.strip()).expanduser()
+            for p in items if p.strip()]
 
 
-def check_event_dataset(ref: str, roots: Sequence[Path], trusted: str | None = None) -> str:
+def _url_inside(url: str, roots: Sequence[Path | str]) -> bool:
+    """Whether ``url``, its path normalised ('..' resolved), lies under one of the URL ``roots``.
+
+    Object stores have no symlinks, so the normalised text is the location; the query and fragment are
+    refused outright (they could name another object on some filesystems)."""
+    if "?" in url or "#" in url:
+        return False
+    proto, _, path = url.partition("://")
+    norm = f"{proto}://{posixpath.normpath(path)}"
+    return any(isinstance(r, str) and (norm == r or norm.startswith(r + "/")) for r in roots)
+
+
+def check_event_dataset(ref: str, roots: Sequence[Path | str], trusted: str | None = None) -> str:
     """``ref`` when an event may name it: a builtin set, ``trusted`` (the release's own dataset, from
-    the registry), or a local folder:/csv: path inside one of ``roots``. BadInputError otherwise."""
+    the registry), or a folder:/csv: path or URL inside one of ``roots``. BadInputError otherwise."""
     scheme, _, rest = ref.partition(":")
+    rest = rest.strip()
     if scheme == "builtin" or (trusted is not None and ref == trusted):
         return ref
-    if scheme not in ("folder", "csv") or "://" in rest or not rest.strip():
-        raise BadInputError(f"dataset {ref!r} from the release event: only builtin:, folder:PATH and csv:PATH "
+    if scheme not in ("folder", "csv") or not rest:
+        raise BadInputError(f"dataset {ref!r} from the release event: only builtin:, and folder: or csv: "
                             "under the deployment's dataset_roots are accepted from events")
     if not roots:
         raise BadInputError(f"dataset {ref!r} from the release event: the deployment configures no dataset_roots "
                             f"(parameter dataset_roots or {ROOTS_ENV}), so events may name only builtin: sets "
                             "or the release's own dataset")
-    path = Path(rest.strip()).expanduser()
-    if not path.is_absolute() or outside(path, roots) is not None:
+    local_roots = [r for r in roots if isinstance(r, Path)]
+    if is_url(rest):
+        ok = _url_inside(rest, roots)
+    else:
+        path = Path(rest).expanduser()
+        ok = path.is_absolute() and bool(local_roots) and outside(path, local_roots) is None
+    if not ok:
         raise BadInputError(f"dataset {ref!r} from the release event is not under the deployment's dataset_roots "
                             f"({', '.join(map(str, roots))})")
     return ref
 
 
-def event_refs(ref: str, dataset: str | None, roots: Sequence[Path]) -> tuple[str, str | None]:
+def event_refs(ref: str, dataset: str | None, roots: Sequence[Path | str]) -> tuple[str, str | None]:
     """The (model ref, dataset ref) a release event may make a worker audit, or BadInputError.
 
     The model must be a ``release:`` ref (read from the registry, digest-checked);

@@ -5,7 +5,8 @@ renamed at the end, so a failed or killed audit never leaves half a report;
 two audits never share a folder (ids carry a random suffix). A stage that
 fails after the inputs loaded is recorded in audit.json and the report
 (status "partial", or "failed" for identify/predict/diagnose: the gate fails
-either way); bad inputs fail the flow with BadInputError. An interrupt
+either way, and a failed audit fails its flow run with AuditFailed after its
+partial report is written); bad inputs fail the flow with BadInputError. An interrupt
 (SIGINT/SIGTERM) stops the audit at the latest at the next stage, even if
 the exception it raised was swallowed on the way (imaudit.interrupts).
 
@@ -31,11 +32,11 @@ from prefect import flow, get_run_logger, tags
 from pydantic import ValidationError
 
 from imaudit import interrupts, paths
-from imaudit.audits.assemble import assemble, audit_id
+from imaudit.audits.assemble import assemble, audit_id, failed_stages
 from imaudit.audits.result import MethodRecord
 from imaudit.audits.spec import AuditSpec
 from imaudit.audits.stages.records import ChunkResult, ChunkStats, PredictionOutcome, StageError, StageOutputs
-from imaudit.errors import BadInputError
+from imaudit.errors import AuditFailed, BadInputError
 from imaudit.flows import presence
 from imaudit.flows.chunked import PendingChunks, finish_chunks, run_chunks, start_chunks
 from imaudit.io import atomic_dir, sweep_stale_tmp
@@ -136,9 +137,14 @@ def audit(spec: AuditSpec, trigger: str = "manual") -> str:
     _refresh_index(store if spec.out is not None else None, log)
     link = presence.report_link(aid, final, published)
     presence.publish_artifacts(result, link)
-    presence.emit_completed(result, link, trigger)
     log.info("status %s, verdict %s, gates %s; report at %s", result.status, result.fit.verdict,
              "passed" if result.gates.passed else "failed", link)
+    if result.status == "failed":
+        # The run did not complete: it fails (Prefect state, failure record and event of the deployment
+        # flows, CLI exit 3), with the partial report kept for what it could do.
+        raise AuditFailed(f"audit of {spec.model} incomplete, required stage failed "
+                          f"({failed_stages(result.errors)}); partial report: {link}", str(final))
+    presence.emit_completed(result, link, trigger)
     return str(final)
 
 

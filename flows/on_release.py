@@ -40,9 +40,10 @@ def on_release(ref: str, dataset: str | None = None, overrides: dict[str, Any] |
     The refs are checked before anything is read (imaudit.audits.confine.event_refs): a refused one
     fails the run as bad input, with its failure record and event.
     """
-    presence.tag_this_run(ref, trigger)
-    # An event without a dataset renders the template as "" or "None": the release's own (None).
+    # First, before anything is read: an event without a dataset renders the template as "" or "None"
+    # (the release's own, None); any other dataset must lie under the deployment's roots.
     ref, dataset = event_refs(ref, dataset, roots_from(dataset_roots))
+    presence.tag_this_run(ref, trigger)
     spec = audit_spec(ref, dataset, overrides)
     get_run_logger().info("%s audit of %s on %s", trigger, ref, spec.dataset or "its dataset")
     return str(run_audit(spec, trigger))

@@ -109,8 +109,10 @@ def _summary(folder: Path) -> int:
 def _audit_exit(r, folder: Path) -> int:
     """3 (raised) when a required stage failed, 1 when the gate failed (a partial audit always does), else 0."""
     if r.status == "failed":
-        failed = "; ".join(f"{e.get('stage')}: {e.get('error')}" for e in r.errors) or "a required stage failed"
-        raise IncompleteError(f"audit incomplete, required stage failed ({failed}); partial report: {folder / 'report.html'}")
+        from imaudit.audits.assemble import failed_stages
+
+        raise IncompleteError(f"audit incomplete, required stage failed ({failed_stages(r.errors)}); "
+                              f"partial report: {folder / 'report.html'}")
     return ExitCode.OK if r.gates.passed else ExitCode.GATE_FAILED
 
 
@@ -178,9 +180,16 @@ def audit(
 
     preflight(spec)  # cheap-first: bad input answers before Prefect starts
     _start_prefect()
+    from imaudit.errors import AuditFailed
     from imaudit.flows.audit import run_audit
 
-    raise typer.Exit(_summary(run_audit(spec)))
+    try:
+        folder = run_audit(spec)
+    except AuditFailed as e:  # the partial report exists: its summary, then exit 3 (never "passed")
+        if e.folder is None:
+            raise
+        folder = Path(e.folder)
+    raise typer.Exit(_summary(folder))
 
 
 def _parse_pairs(text: str, option: str) -> dict[str, int]:

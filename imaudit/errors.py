@@ -36,6 +36,22 @@ class IncompleteError(ImauditError):
     """
 
 
+class AuditFailed(IncompleteError):
+    """An audit ran to the end but a required stage (identify, predict, diagnose) failed.
+
+    Its partial report is written (``folder``) and says so; the flow run fails
+    with this error, so Prefect, failure records and events tell the truth, and
+    the CLI shows the partial summary before it exits 3.
+    """
+
+    def __init__(self, message: str, folder: str | None = None) -> None:
+        super().__init__(message, folder)  # both in args: survives pickling through Prefect's results
+        self.folder = folder
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class PrefectStartError(IncompleteError):
     """Prefect's API (the temporary server or PREFECT_API_URL) could not be reached or started."""
 

@@ -33,6 +33,16 @@ class ExitCode(IntEnum):
     INCOMPLETE = 3
 
 
+OUTCOME = {ExitCode.OK: "passed", ExitCode.GATE_FAILED: "gate failed", ExitCode.BAD_INPUT: "bad input",
+           ExitCode.INCOMPLETE: "could not complete"}
+
+
+def code_of_error(exc: BaseException | None) -> ExitCode:
+    """The exit code an error means, without side effects (failure records and events of deployment runs
+    use it so that they say what the CLI would): 2 for bad input, 3 for everything else."""
+    return ExitCode.BAD_INPUT if isinstance(exc, BadInputError) else ExitCode.INCOMPLETE
+
+
 def _say_error(message: str) -> None:
     """One line on stderr (user text escaped from rich markup; never wrapped)."""
     from rich.console import Console

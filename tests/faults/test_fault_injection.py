@@ -363,7 +363,7 @@ def test_a_mask_that_breaks_later_affects_its_own_image_only(tmp_path):
 
 
 def test_event_datasets_must_lie_under_the_deployment_roots(tmp_path, monkeypatch):
-    from imaudit.audits.confine import ROOTS_ENV, event_refs
+    from imaudit.audits.confine import ROOTS_ENV, event_refs, roots_from
     from imaudit.errors import BadInputError
     from imaudit.flows.on_release import on_release
 
@@ -380,12 +380,29 @@ def test_event_datasets_must_lie_under_the_deployment_roots(tmp_path, monkeypatc
             event_refs(ref, ds, [root])
     with pytest.raises(BadInputError, match="configures no dataset_roots"):
         event_refs("release:m@1", f"folder:{root / 'digits'}", [])
-    # The deployed flow applies it before anything else runs (parameter, else the worker's environment).
+    # URL roots (a shared store's datasets): the URL's path is normalised before it is compared.
+    monkeypatch.setenv(ROOTS_ENV, f"s3://bucket/datasets/, {root}")
+    url_roots = roots_from(None)
+    assert url_roots == ["s3://bucket/datasets", root]
+    assert event_refs("release:m@1", "folder:s3://bucket/datasets/v2", url_roots)[1] == "folder:s3://bucket/datasets/v2"
+    for ds in ("folder:s3://bucket/datasets/../private", "folder:s3://bucket/datasets2/x",
+               "csv:s3://bucket/datasets/x.csv?versionId=1", "folder:s3://other/datasets/v2", "hf:org/name"):
+        with pytest.raises(BadInputError):
+            event_refs("release:m@1", ds, url_roots)
+    monkeypatch.delenv(ROOTS_ENV)
+    # The deployed flow applies it before anything else runs (parameter, else the worker's environment);
+    # the refused run is a failure record that says "bad input", as the CLI's exit 2 would.
     with pytest.raises(BadInputError, match="not under the deployment's dataset_roots"):
-        on_release.fn("release:m@1", "folder:/etc", None, [str(root)])
+        on_release(ref="release:m@1", dataset="folder:/etc", dataset_roots=[str(root)])
+    from imaudit import paths
+    from imaudit.reports.failures import list_failures
+
+    [record] = list_failures(paths.report_store())
+    assert (record.exit_code, record.outcome, record.dataset) == (2, "bad input", "folder:/etc")
+    assert "not under the deployment's dataset_roots" in record.error
     monkeypatch.setenv(ROOTS_ENV, str(root))
     with pytest.raises(BadInputError, match="not under"):
-        on_release.fn("release:m@1", "csv:/etc/passwd", None, None)
+        on_release.fn(ref="release:m@1", dataset="csv:/etc/passwd")
 
 
 # --- caches that verify themselves -----------------------------------------------------------------

@@ -273,12 +273,13 @@ def test_cron_schedule_fans_out_and_failures_show(production, tmp_path):
     broken = children["audit-broken@1"]
     assert record["model"] == "release:broken@1" and record["trigger"] == "schedule"
     assert record["id"] == str(broken.id) and "not-there" in record["error"]
+    assert (record["outcome"], record["exit_code"]) == ("bad input", 2)  # as the CLI would exit
     assert record["flow_run_url"].endswith(f"/runs/flow-run/{broken.id}")
     index = _store(p, "reports/index.html")
     assert "release:broken@1" in index and f"/runs/flow-run/{broken.id}" in index
     failed = _wait("imaudit.audit.failed", lambda: _events(p["api"], "imaudit.audit.failed"), lambda: _logs(p))
     assert failed[0]["resource"]["prefect.resource.id"] == "imaudit.audit.broken"
-    assert "not-there" in failed[0]["payload"]["error"]
+    assert "not-there" in failed[0]["payload"]["error"] and failed[0]["payload"]["outcome"] == "bad input"
 
     # Per-model artifacts: each good model has its own report link.
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
