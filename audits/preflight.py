@@ -2,8 +2,9 @@
 
 Order, cheapest first:
 1. what needs no library: the output folder, files named by the options
-   (a ``file:`` checkpoint, ``--generator``) and local dataset paths exist;
-   a mistyped ``--model file:...`` answers before torch is even imported;
+   (a ``file:`` checkpoint, ``--generator``) and local dataset paths exist,
+   ``--device cuda`` on a machine without a GPU driver; a mistyped
+   ``--model file:...`` answers before torch is even imported;
 2. the options that need torch: methods known, the device present;
 3. the model side: ref syntax, checkpoint contents, architecture (a bad
    ``--model`` never waits for a dataset to be hashed);
@@ -32,6 +33,18 @@ def _local_path(ref: str, kinds: tuple[str, ...]) -> Path | None:
     return Path(value.strip().partition("?")[0]).expanduser()
 
 
+# Device files a GPU driver creates (NVIDIA; AMD's ROCm, which torch also calls "cuda"). Without any of
+# them no CUDA device can exist, which is known without importing torch (seconds on a busy machine).
+_GPU_DRIVER_FILES = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd")
+
+
+def no_gpu_driver() -> bool:
+    """True when this is Linux and no GPU driver's device file exists (then CUDA surely is unavailable)."""
+    import sys
+
+    return sys.platform.startswith("linux") and not any(Path(p).exists() for p in _GPU_DRIVER_FILES)
+
+
 def check_files(spec: AuditSpec) -> None:
     """Step 1: the output folder is usable and every local file or folder named exists."""
     for option, value in (("--model", spec.model), ("--dataset", spec.dataset), ("--out", spec.out),
@@ -50,6 +63,9 @@ def check_files(spec: AuditSpec) -> None:
     data = _local_path(spec.dataset or "", ("folder", "csv"))
     if data is not None and not data.exists():
         raise RefError(f"--dataset {spec.dataset}: no such {'file' if spec.dataset.startswith('csv:') else 'folder'} {data}")
+    device = (spec.device or "auto").lower()
+    if device.startswith("cuda") and no_gpu_driver():  # the same answer resolve_device gives, before torch
+        raise BadInputError(f"--device {device}: CUDA is not available on this machine (no GPU driver)")
 
 
 def check_options(spec: AuditSpec) -> None:

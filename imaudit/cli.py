@@ -65,6 +65,15 @@ def _quiet_prefect(verbose: bool) -> None:
     # first imported, also by Dask's worker processes; the level for when it already was).
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "info" if verbose else "warning")
     logging.getLogger("distributed").setLevel(logging.INFO if verbose else logging.WARNING)
+    if not verbose:
+        # huggingface_hub prints its own warnings on stderr (e.g. one line per network retry of an
+        # uncached hf: dataset); without -v they go only to the run log, and the error stays one line.
+        from huggingface_hub.utils import logging as hf_logging
+
+        hub = hf_logging.get_logger()  # the library's root logger, with the stderr handler it adds
+        for h in list(hub.handlers):
+            if type(h) is logging.StreamHandler:
+                hub.removeHandler(h)
     progress = logging.getLogger("imaudit.progress")
     if not any(isinstance(h, _StageLines) for h in progress.handlers):
         handler = _StageLines()
