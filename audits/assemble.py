@@ -7,6 +7,8 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
+from imaudit.audits.coverage import audit_coverage
+from imaudit.audits.findings import kind_of
 from imaudit.audits.result import SEVERITY_RANK, AuditResult, Finding, GateResult, MethodRecord
 from imaudit.audits.spec import AuditSpec
 from imaudit.audits.stages.records import StageOutputs
@@ -84,6 +86,8 @@ def assemble(spec: AuditSpec, aid: str, out: StageOutputs) -> AuditResult:
                 evidence=err,
             )
         )
+    for f in findings:
+        f.group = kind_of(f.code).group
     explanations: dict[str, MethodRecord] = dict(out.explanations)
     for name, rec in (ins.method_quality if ins is not None else {}).items():
         if name in explanations:
@@ -113,6 +117,10 @@ def assemble(spec: AuditSpec, aid: str, out: StageOutputs) -> AuditResult:
         global_importance=ins.global_importance if ins is not None else {},
         quality=ins.quality if ins is not None else {},
         strategies=ins.strategies if ins is not None else {},
+        shortcuts=ins.shortcuts if ins is not None else {},
+        coverage=audit_coverage(spec, out),
+        settings=ins.settings if ins is not None else {},
+        sample=out.sample.model_dump(mode="json") if out.sample is not None else {},
         generative=out.generative,
         findings=findings,
         gates=gate(findings, expectations, spec.fail_on, audit_status(errors)),

@@ -2,10 +2,21 @@
 and an optional planted shortcut.
 
 This is the audit's calibration set for explanation checks: the object mask is
-the ground truth for localisation, and with ``shortcut=CORNER`` every image of
-a class (or ``shortcut_fraction`` of them, in every split) carries a small
-patch whose colour gives the class away. A model trained on it learns the
-patch, so a shortcut check that does not flag that model is broken.
+the ground truth for localisation, and a planted cue gives the class away in
+every image of a class (or ``shortcut_fraction`` of them, in every split):
+
+- ``shortcut=CORNER`` (top-left, top-right, bottom-left, bottom-right): a small
+  patch in that corner whose colour is the class's;
+- ``shortcut=interior``: the same patch at a fixed place inside the image, away
+  from every corner and edge (a watermark or stamp);
+- ``shortcut=background``: the background's stripes run at the class's angle
+  (a class-dependent background; the masks say where the object is).
+
+Shapes never touch a patch. With ``shortcut_labels=random`` the cue is drawn
+for a random class instead of the image's own, so it is present but says
+nothing about the label: a model cannot rely on it, and a shortcut check must
+not confirm it. A model trained with a class cue learns it, so a shortcut check
+that does not flag that model is broken.
 
 Ref syntax: ``builtin:shapes?n=600&size=64&seed=0&shortcut=top-left&shortcut_fraction=0.9&classes=circle,square,triangle``.
 """
@@ -30,6 +41,12 @@ from imaudit.errors import RefError
 VERSION = "shapes-v1"
 SHAPES = ("circle", "square", "triangle", "cross", "star", "ring", "hexagon")
 CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
+INTERIOR = "interior"
+BACKGROUND = "background"
+CUES = (*CORNERS, INTERIOR, BACKGROUND)
+# Centre of the interior mark, as fractions of the side: inside the image's middle
+# half on both axes (no corner, no edge band), off the exact centre where shapes sit.
+INTERIOR_CENTRE = (0.625, 0.375)
 # Shortcut patch colours, one per class index: saturated and far apart, so the
 # patch is trivially separable (that is the point of a planted shortcut).
 PATCH_COLOURS = [
@@ -48,26 +65,38 @@ class ShapesOptions:
     shortcut: str | None = None
     shortcut_fraction: float = 0.0
     classes: tuple[str, ...] = ("circle", "square", "triangle")
+    shortcut_labels: str = "class"
 
     def key(self) -> str:
         """Folder name of the cached set: a hash of the options and the generator version."""
-        blob = json.dumps({"version": VERSION, **asdict(self)}, sort_keys=True)
+        opts = asdict(self)
+        if opts["shortcut_labels"] == "class":
+            del opts["shortcut_labels"]  # sets made before the option existed keep their folder
+        blob = json.dumps({"version": VERSION, **opts}, sort_keys=True)
         return f"shapes-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
     def patch_box(self) -> tuple[int, int, int, int] | None:
-        """(x0, y0, x1, y1), exclusive ends, of the shortcut patch; None without a shortcut."""
-        if self.shortcut is None:
+        """(x0, y0, x1, y1), exclusive ends, of the shortcut patch; None without a patch."""
+        if self.shortcut is None or self.shortcut == BACKGROUND:
             return None
         k, m = max(2, self.size // 8), max(1, self.size // 32)
+        if self.shortcut == INTERIOR:
+            x0 = int(round(INTERIOR_CENTRE[0] * self.size)) - k // 2
+            y0 = int(round(INTERIOR_CENTRE[1] * self.size)) - k // 2
+            return x0, y0, x0 + k, y0 + k
         x0 = m if self.shortcut.endswith("left") else self.size - m - k
         y0 = m if self.shortcut.startswith("top") else self.size - m - k
         return x0, y0, x0 + k, y0 + k
+
+    def stripe_angle(self, cls: int) -> float:
+        """Angle of the background stripes that give class index ``cls`` away (shortcut=background)."""
+        return np.pi * cls / len(self.classes)
 
 
 def parse_options(query: str, ref: str) -> ShapesOptions:
     """Parse and check the query string; bad options raise RefError naming them."""
     raw = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=False)) if query else {}
-    known = {"n", "size", "seed", "shortcut", "shortcut_fraction", "classes"}
+    known = {"n", "size", "seed", "shortcut", "shortcut_fraction", "shortcut_labels", "classes"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise RefError(f"{ref}: unknown option {unknown[0]!r} (known: {', '.join(sorted(known))})")
@@ -84,13 +113,16 @@ def parse_options(query: str, ref: str) -> ShapesOptions:
     shortcut = raw.get("shortcut", "").strip().lower() or None
     if shortcut == "none":
         shortcut = None
-    if shortcut is not None and shortcut not in CORNERS:
-        raise RefError(f"{ref}: option shortcut={shortcut!r} must be one of {', '.join(CORNERS)}")
+    if shortcut is not None and shortcut not in CUES:
+        raise RefError(f"{ref}: option shortcut={shortcut!r} must be one of {', '.join(CUES)}")
     fraction = number("shortcut_fraction", float, 1.0 if shortcut else 0.0)
     if not 0.0 <= fraction <= 1.0:
         raise RefError(f"{ref}: option shortcut_fraction={fraction} must lie in [0, 1]")
     if fraction > 0 and shortcut is None:
-        raise RefError(f"{ref}: option shortcut_fraction needs shortcut=CORNER ({', '.join(CORNERS)})")
+        raise RefError(f"{ref}: option shortcut_fraction needs shortcut=CUE ({', '.join(CUES)})")
+    labels = raw.get("shortcut_labels", "class").strip().lower() or "class"
+    if labels not in ("class", "random"):
+        raise RefError(f"{ref}: option shortcut_labels={labels!r} must be class or random")
     classes = tuple(c.strip().lower() for c in raw.get("classes", "circle,square,triangle").split(",") if c.strip())
     bad = [c for c in classes if c not in SHAPES]
     if bad:
@@ -101,7 +133,8 @@ def parse_options(query: str, ref: str) -> ShapesOptions:
         raise RefError(f"{ref}: option size={size} must lie in 16..1024")
     if n < 4 * len(classes):
         raise RefError(f"{ref}: option n={n} is too small: every class needs images in train and val (n >= {4 * len(classes)})")
-    return ShapesOptions(n=n, size=size, seed=seed, shortcut=shortcut, shortcut_fraction=fraction, classes=classes)
+    return ShapesOptions(n=n, size=size, seed=seed, shortcut=shortcut, shortcut_fraction=fraction, classes=classes,
+                         shortcut_labels=labels)
 
 
 def generate(folder: Path, opts: ShapesOptions, progress: bool = True) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -127,14 +160,18 @@ def generate(folder: Path, opts: ShapesOptions, progress: bool = True) -> tuple[
             chosen = rng.permutation(part)[: int(round(opts.shortcut_fraction * len(part)))]
             patched[chosen] = True
 
+    # The class whose cue each image carries: its own, or (shortcut_labels=random) any class at random.
+    cue_cls = rng.integers(0, k, opts.n) if opts.shortcut_labels == "random" else labels
     box = opts.patch_box()
+    background_cue = opts.shortcut == BACKGROUND
     rows = []
     for i in tqdm(range(opts.n), desc="builtin:shapes", unit="img", disable=None if progress else True):
         cls = opts.classes[labels[i]]
-        img, mask = _draw(rng, opts.size, cls, box)
+        angle = opts.stripe_angle(int(cue_cls[i])) if background_cue and patched[i] else None
+        img, mask = _draw(rng, opts.size, cls, box, stripe_angle=angle, classes=k)
         if patched[i] and box is not None:
             x0, y0, x1, y1 = box
-            img[y0:y1, x0:x1] = PATCH_COLOURS[labels[i] % len(PATCH_COLOURS)]
+            img[y0:y1, x0:x1] = PATCH_COLOURS[cue_cls[i] % len(PATCH_COLOURS)]
         rel = f"images/{splits[i]}/{cls}/{i:05d}.png"
         rel_mask = f"masks/{splits[i]}/{cls}/{i:05d}.png"
         digest = _write_png(folder / rel, Image.fromarray(img))
@@ -143,22 +180,31 @@ def generate(folder: Path, opts: ShapesOptions, progress: bool = True) -> tuple[
             {
                 "path": rel, "label": cls, "split": splits[i], "sha256": digest,
                 "width": opts.size, "height": opts.size, "mode": "RGB", "mask": rel_mask,
-                "shortcut": bool(patched[i] and box is not None),
+                "shortcut": bool(patched[i] and (box is not None or background_cue)),
             }
         )
     meta = {
         "generator": VERSION,
         "options": {**asdict(opts), "classes": list(opts.classes)},
-        "shortcut": None
-        if box is None
-        else {
-            "corner": opts.shortcut,
-            "fraction": opts.shortcut_fraction,
-            "box": list(box),
-            "colours": {c: list(PATCH_COLOURS[j % len(PATCH_COLOURS)]) for j, c in enumerate(opts.classes)},
-        },
+        "shortcut": None if opts.shortcut is None else _cue_meta(opts, box),
     }
     return pd.DataFrame(rows), meta
+
+
+def _cue_meta(opts: ShapesOptions, box: tuple[int, int, int, int] | None) -> dict[str, Any]:
+    """What was planted: the cue, where, in what share of images, and what gives each class away."""
+    meta: dict[str, Any] = {
+        "cue": opts.shortcut,
+        "corner": opts.shortcut if opts.shortcut in CORNERS else None,
+        "fraction": opts.shortcut_fraction,
+        "labels": opts.shortcut_labels,
+        "box": list(box) if box is not None else None,
+    }
+    if box is not None:
+        meta["colours"] = {c: list(PATCH_COLOURS[j % len(PATCH_COLOURS)]) for j, c in enumerate(opts.classes)}
+    else:
+        meta["stripe_angles"] = {c: round(float(np.degrees(opts.stripe_angle(j))), 2) for j, c in enumerate(opts.classes)}
+    return meta
 
 
 def _write_png(path: Path, im: Image.Image) -> str:
@@ -170,9 +216,22 @@ def _write_png(path: Path, im: Image.Image) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _draw(rng: np.random.Generator, size: int, shape: str, box: tuple[int, int, int, int] | None) -> tuple[np.ndarray, np.ndarray]:
-    """One image (H, W, 3) uint8 and its object mask (H, W) uint8 in {0, 255}."""
-    bg = _background(rng, size)
+def _draw(
+    rng: np.random.Generator,
+    size: int,
+    shape: str,
+    box: tuple[int, int, int, int] | None,
+    *,
+    stripe_angle: float | None = None,
+    classes: int = 3,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One image (H, W, 3) uint8 and its object mask (H, W) uint8 in {0, 255}.
+
+    ``stripe_angle``: the background's stripes run at this angle (jittered by at
+    most a quarter of the gap between the ``classes`` class angles) instead of a
+    random one.
+    """
+    bg = _background(rng, size, stripe_angle, classes)
     base = bg.reshape(-1, 3).mean(0)
     colour = rng.integers(0, 256, 3)
     for _ in range(20):  # a colour that stands out from the background
@@ -183,9 +242,19 @@ def _draw(rng: np.random.Generator, size: int, shape: str, box: tuple[int, int, 
     # Keep the shape off the patch corner (with a 2 px margin) in every image,
     # patched or not, so that the patch is the only thing that differs.
     forbidden = None if box is None else (box[0] - 2, box[1] - 2, box[2] + 2, box[3] + 2)
-    for _ in range(1000):
+    # A corner patch leaves room for every radius, tested by bounding box. An interior mark
+    # sits where shapes go: tested by the shape's circle, and a radius that finds no free
+    # place in 50 tries shrinks by 15 %.
+    interior = forbidden is not None and min(forbidden[0], forbidden[1]) > 0.2 * size and max(forbidden[2], forbidden[3]) < 0.8 * size
+    for attempt in range(1000):
+        if interior and attempt and attempt % 50 == 0:
+            r *= 0.85
         cx, cy = rng.uniform(r + 1, size - r - 1, 2)
-        if forbidden is None or not _overlaps((cx - r, cy - r, cx + r, cy + r), forbidden):
+        if forbidden is None:
+            break
+        if interior and _circle_clear(cx, cy, r, forbidden):
+            break
+        if not interior and not _overlaps((cx - r, cy - r, cx + r, cy + r), forbidden):
             break
     else:  # pragma: no cover - the free area is always large enough for these radii
         raise RuntimeError("could not place a shape off the shortcut patch")
@@ -197,15 +266,25 @@ def _draw(rng: np.random.Generator, size: int, shape: str, box: tuple[int, int, 
     return img, mask
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A random base colour with Gaussian noise and a random-orientation stripe pattern."""
+def _background(rng: np.random.Generator, size: int, stripe_angle: float | None = None, classes: int = 3) -> np.ndarray:
+    """A random base colour with Gaussian noise and a stripe pattern of random (or the given) orientation."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
     theta, period, phase = rng.uniform(0, np.pi), rng.uniform(size / 8, size / 3), rng.uniform(0, 2 * np.pi)
+    if stripe_angle is not None:
+        # The same draws as a random background (so other images are unchanged), the angle replaced.
+        theta = stripe_angle + (theta / np.pi - 0.5) * np.pi / (2 * classes)
     stripes = np.sin(2 * np.pi * (xx * np.cos(theta) + yy * np.sin(theta)) / period + phase)
     base = rng.integers(40, 216, 3).astype(np.float64)
     tint = rng.uniform(0.5, 1.0, 3)
     img = base + 30.0 * stripes[..., None] * tint + rng.normal(0, 15, (size, size, 3))
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _circle_clear(cx: float, cy: float, r: float, box: tuple[float, ...]) -> bool:
+    """True when the circle of radius ``r`` around (cx, cy) stays outside ``box``."""
+    dx = max(box[0] - cx, 0.0, cx - box[2])
+    dy = max(box[1] - cy, 0.0, cy - box[3])
+    return dx * dx + dy * dy > r * r
 
 
 def _overlaps(a: tuple[float, ...], b: tuple[float, ...]) -> bool:

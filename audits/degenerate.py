@@ -57,7 +57,9 @@ def findings(ds: DatasetBundle, spec: AuditSpec) -> list[Finding]:
                     "recall, precision and confusion rows rest on too few images to mean much",
             evidence={"split": split, "min_class_images": floor, "counts": tiny},
         ))
-    asked = max([spec.samples_for(m) for m in spec.methods] + [0])
+    # What each method asks for with this many classes (--samples, or its per-class default since issue 11).
+    n_classes = sum(1 for n in counts[split].values() if n > 0)
+    asked = max([spec.samples_for(m, n_classes) for m in spec.methods] + [0])
     n_eval = sum(counts[split].values())
     if n_eval < asked:
         out.append(Finding(

@@ -31,6 +31,7 @@ class Finding(BaseModel):
     severity: Severity
     message: str
     evidence: dict[str, Any] = Field(default_factory=dict)
+    group: str | None = Field(default=None, description="model | data | explainer | run (from audits/findings)")
 
 
 class ModelIdentity(BaseModel):
@@ -146,6 +147,14 @@ class AuditResult(BaseModel):
     global_importance: dict[str, dict[str, Any]] = Field(default_factory=dict)
     quality: dict[str, Any] = Field(default_factory=dict)
     strategies: dict[str, Any] = Field(default_factory=dict)
+    shortcuts: dict[str, Any] = Field(default_factory=dict, description="search and intervention summary")
+    coverage: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="check -> {ran, images, classes, reason, ...}: what each check saw or why not"
+    )
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="baselines, fills and native resolutions every method and check used"
+    )
+    sample: dict[str, Any] = Field(default_factory=dict, description="the explained images: split, classes, per method")
     generative: dict[str, Any] | None = None
     findings: list[Finding] = Field(default_factory=list)
     gates: GateResult = Field(default_factory=GateResult)

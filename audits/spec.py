@@ -60,48 +60,76 @@ class DataThresholds(BaseModel):
 
 
 class ExplanationThresholds(BaseModel):
-    """Limits for explanation findings (shortcut, faithfulness, sanity, agreement).
+    """Limits for explanation findings (shortcut, faithfulness, sanity, agreement). Unknown keys are rejected.
 
-    shortcut: a region (corner/border band) or the off-object area holding at
-    least ``shortcut_mass`` of a class's mean attribution and at least
-    ``shortcut_lift`` times its share of the image area.
-    unfaithful-explanation: deletion AUC not better than the random-order
-    baseline by ``faithfulness_margin`` (relative).
-    With ``faithfulness_use_insertion`` (default) a method also passes when its
-    insertion AUC beats the random order by the margin: filling deleted pixels
-    leaves the object's silhouette, which shape-driven models still recognise,
-    so deletion alone wrongly condemns faithful maps of such models.
-    failed-sanity-check: mean Spearman correlation between maps of the trained
-    and the top-layer-randomised model above ``sanity_max_rank_corr``.
-    low-method-agreement: mean rank correlation between two methods below
-    ``agreement_min``.
+    shortcut, step 1 (candidates, audits/shortcuts/search.py): each map is
+    pooled to ``shortcut_grid`` x ``shortcut_grid`` cells and its top
+    ``shortcut_top_share`` of cells are its hot cells (a coarse method, such as
+    Grad-CAM on a 2 x 2 feature map, on its own cells). A place is a candidate
+    for a class (the class its maps explain) when it is hot in that class's
+    maps (at least ``shortcut_min_images`` of them) at least
+    ``shortcut_hot_frequency`` of the way from chance to every map, covers at most ``shortcut_max_area`` of
+    the image and, with object masks, lies at most ``shortcut_max_on_object``
+    on the objects. With masks, the area off the object is a candidate when
+    the odds that a hot cell lies there exceed the odds of its area share by
+    ``off_object_odds_ratio``. SpRAy clusters of at least
+    ``spray_min_cluster_size`` images are searched the same way (a cue in part
+    of a class). A box whose pixels vary over the images less than
+    ``shortcut_min_contrast`` times the images' own variation (a blank border)
+    cannot tell classes apart and is not tested. At most
+    ``shortcut_max_candidates`` candidates, strongest first, go on to step 2.
 
-    Shortcut details (audits/explain_findings.py): a corner or edge
-    region fires for a class with at least ``shortcut_min_images`` explained
-    images when its mass (off the object, where masks exist) passes
-    ``shortcut_mass`` and ``shortcut_lift`` and the region is "hot" (holds at
-    least ``shortcut_lift`` x its area share) in at least
-    ``shortcut_consistency`` of the class's images. Off-object attention fires
-    when the odds of mass off the object exceed the odds of its area share by
-    ``off_object_odds_ratio``. A SpRAy strategy cluster of at least
-    ``spray_min_cluster_size`` images whose mean map passes the same mass and
-    lift tests is evidence too, for the images it holds.
+    shortcut, step 2 (confirmation by intervention, audits/shortcuts/confirm.py):
+    confirmed (an ``error``) when covering the box drops the class's accuracy
+    by at least ``confirm_accuracy_drop`` more than covering the mirrored box,
+    and pasting it into other classes' images flips at least
+    ``confirm_flip_rate`` more of them to the class than pasting the same box
+    from a third class does, each on at least ``confirm_min_images`` images.
+    Otherwise the candidate is reported as ``info``.
+
+    unfaithful-explanation: the 95 % interval of the relative deletion gain
+    over random orders reaches 0 (not better than random beyond the interval),
+    or the gain is below ``faithfulness_margin`` (a real but negligible gain
+    is not faithfulness). With ``faithfulness_use_insertion`` a method also
+    passes when its insertion gain passes the same test (shape-driven models recognise the
+    silhouette a deletion fill leaves, which can make deletion look random).
+
+    failed-sanity-check: at a judged depth of the cascading randomisation
+    (``sanity_judge_at``: fractions of the model's blocks, rounded up) the mean
+    Spearman correlation with the trained model's maps is at least
+    ``sanity_max_rank_corr`` or the mean SSIM at least ``sanity_max_ssim``.
+
+    low-method-agreement (info only): mean rank correlation between two
+    methods below ``agreement_min``.
+
+    ``grid`` is the global-importance grid; ``region_hot_lift`` marks a region
+    "hot" in an image for global importance's consistency table (mass at least
+    that many times its area share).
     """
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
 
-    grid: int = 8
-    shortcut_mass: float = 0.35
-    shortcut_lift: float = 2.5
-    faithfulness_margin: float = 0.05
-    faithfulness_use_insertion: bool = True
-    sanity_max_rank_corr: float = 0.5
-    sanity_max_ssim: float = 0.7
-    agreement_min: float = 0.2
-    shortcut_consistency: float = 0.5
-    shortcut_min_images: int = 5
+    grid: int = Field(default=8, ge=1)
+    region_hot_lift: float = 2.5
+    shortcut_grid: int = Field(default=16, ge=2)
+    shortcut_top_share: float = Field(default=0.05, gt=0, lt=1)
+    shortcut_hot_frequency: float = Field(default=0.5, gt=0, le=1)
+    shortcut_min_images: int = Field(default=5, ge=1)
+    shortcut_max_area: float = Field(default=0.25, gt=0, le=1)
+    shortcut_max_on_object: float = Field(default=0.5, ge=0, le=1)
+    shortcut_max_candidates: int = Field(default=12, ge=0)
+    shortcut_min_contrast: float = Field(default=0.1, ge=0)
     off_object_odds_ratio: float = 3.0
     spray_min_cluster_size: int = 3
+    confirm_accuracy_drop: float = 0.3
+    confirm_flip_rate: float = 0.5
+    confirm_min_images: int = Field(default=5, ge=1)
+    faithfulness_margin: float = 0.05
+    faithfulness_use_insertion: bool = False
+    sanity_max_rank_corr: float = 0.5
+    sanity_max_ssim: float = 0.7
+    sanity_judge_at: list[float] = Field(default_factory=lambda: [0.75, 1.0])
+    agreement_min: float = 0.2
 
 
 class Thresholds(BaseModel):
@@ -118,18 +146,30 @@ class Thresholds(BaseModel):
 class QualitySettings(BaseModel):
     """How much explanation-quality checking to do (costs extra forward passes).
 
-    Deletion/insertion curves run for every method on its explained images.
-    The randomisation sanity check re-explains with a randomised model, so by
-    default only the cheap gradient methods take it.
+    Deletion/insertion curves run for every method on the first
+    ``faithfulness_images`` of its explained images (a stratified prefix), each
+    against ``random_orders`` random orders and the ``priors``, which are
+    computed once and shared by the methods. The cascading randomisation sanity
+    check re-explains ``sanity_images`` images once per model block, so by
+    default only the cheap gradient methods take it. ``shortcuts`` turns the
+    shortcut search and its confirmation on.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     faithfulness: bool = True
     deletion_steps: int = Field(default=16, ge=2)
+    faithfulness_images: int = Field(default=32, ge=0, description="images per method (a stratified share of its sample)")
+    random_orders: int = Field(default=4, ge=1, description="random deletion orders per image (the reference)")
+    priors: list[Literal["edges"]] = Field(default_factory=lambda: ["edges"], description="model-independent reference orders")
+    fill: Literal["blur", "mean", "zero"] = Field(
+        default="blur", description="what deleted / covered pixels become: faithfulness curves and shortcut covering"
+    )
     sanity_methods: list[str] = Field(default_factory=lambda: ["saliency", "ig", "gradcam"])
     sanity_images: int = Field(default=8, ge=0)
     strategies: bool = True
+    shortcuts: bool = True
+    confirm_images: int = Field(default=64, ge=1, description="images per class and intervention (cover, paste)")
 
 
 class ImageLimits(BaseModel):
@@ -169,8 +209,15 @@ class AuditSpec(BaseModel):
     )
     input_size: int | None = Field(default=None, description="Override the data config's input size (pixels)")
     methods: list[str] = Field(default_factory=lambda: list(DEFAULT_METHODS))
-    samples: int = Field(default=16, ge=0, description="Val images each method explains")
+    samples: int | None = Field(
+        default=None, ge=0,
+        description="Val images each method explains (default: per explained class, by the method's cost)",
+    )
     method_samples: dict[str, int] = Field(default_factory=dict, description="Per-method sample size")
+    max_classes: int = Field(
+        default=10, ge=1, description="Explain at most this many classes (the most confused first) on larger class lists"
+    )
+    gallery: int = Field(default=48, ge=0, description="Sample images drawn with every method's overlay in the report")
     method_settings: dict[str, dict] = Field(default_factory=dict, description="Per-method settings overrides")
     target: Literal["pred", "true"] = Field(default="pred", description="Explain the predicted or the true class")
     splits: list[str] | None = Field(default=None, description="Splits to predict (default: all in the dataset)")
@@ -205,6 +252,18 @@ class AuditSpec(BaseModel):
             return [m.strip() for m in v.split(",") if m.strip()]
         return v
 
-    def samples_for(self, method: str) -> int:
-        """How many val images ``method`` explains."""
-        return self.method_samples.get(method, self.samples)
+    def samples_for(self, method: str, n_classes: int | None = None) -> int:
+        """How many val images ``method`` explains when ``n_classes`` classes are explained.
+
+        ``method_samples`` wins, then ``samples``, then the method's own
+        images-per-class default times the number of explained classes, at
+        most its ``max_samples`` (with no class count given: its typical sample).
+        """
+        if method in self.method_samples:
+            return self.method_samples[method]
+        if self.samples is not None:
+            return self.samples
+        from imaudit.audits.explain.registry import get_method  # the registry imports explainers: only when needed
+
+        cls = get_method(method)
+        return cls.typical_samples if n_classes is None else min(cls.samples_per_class * n_classes, cls.max_samples)

@@ -69,7 +69,7 @@ def train_demo_release(epochs: int = 6, console: Console | None = None, retrain:
 def run_demo(
     epochs: int = 6,
     methods: str | None = None,
-    samples: int = 12,
+    samples: int | None = None,
     out: Path | None = None,
     retrain: bool = False,
     console: Console | None = None,

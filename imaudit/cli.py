@@ -107,9 +107,18 @@ def _summary(folder: Path) -> int:
         acc = "n/a" if m.accuracy is None else f"{m.accuracy:.3f}"
         ece = "n/a" if m.ece is None else f"{m.ece:.3f}"
         out.print(f"  {split:6s} n={m.n:<6d} accuracy={acc} ECE={ece}", highlight=False)
-    for f in r.findings:
-        colour = {"error": "red", "warning": "yellow"}.get(f.severity, "cyan")
-        out.print(f"  [{colour}]{f.severity:7s}[/{colour}] {escape(f.code)}: {escape(f.message)}", highlight=False)
+    from imaudit.audits.coverage import coverage_lines
+
+    # Findings about the model and the data first; caveats about the explainers apart, after them.
+    caveats = [f for f in r.findings if f.group == "explainer"]
+    for f in [f for f in r.findings if f.group != "explainer"]:
+        _print_finding(f)
+    if caveats:
+        out.print("  explainer caveats (about the explanation methods, not the model):", highlight=False)
+        for f in caveats:
+            _print_finding(f)
+    for line in coverage_lines(r.coverage):
+        out.print(f"  {escape(line)}", highlight=False)
     gate = "passed" if r.gates.passed else "FAILED"
     out.print(f"gates {gate}; report: {escape(str(folder / 'report.html'))}", highlight=False)
     return _audit_exit(r, folder)
@@ -125,6 +134,11 @@ def _audit_exit(r, folder: Path) -> int:
     return ExitCode.OK if r.gates.passed else ExitCode.GATE_FAILED
 
 
+def _print_finding(f) -> None:
+    colour = {"error": "red", "warning": "yellow"}.get(f.severity, "cyan")
+    out.print(f"  [{colour}]{f.severity:7s}[/{colour}] {escape(f.code)}: {escape(f.message)}", highlight=False)
+
+
 @app.command()
 def audit(
     model: Annotated[str, typer.Option(help="timm:NAME[.TAG][?pretrained=false] | hf-hub:ORG/NAME | file:PATH-OR-URL | release:NAME@VERSION")],
@@ -133,7 +147,7 @@ def audit(
     class_map: Annotated[Optional[str], typer.Option(help="YAML/JSON/CSV file mapping dataset classes to model labels, WordNet ids or output indices (where names do not match by themselves)")] = None,
     input_size: Annotated[Optional[int], typer.Option(help="override the data config's input size (pixels)")] = None,
     methods: Annotated[Optional[str], typer.Option(help="comma-separated: saliency,ig,gradcam,occlusion,lime,shap,shap-gradient ('' for none)")] = None,
-    samples: Annotated[int, typer.Option(help="val images each explanation method explains")] = 16,
+    samples: Annotated[Optional[int], typer.Option(help="val images each explanation method explains (default: per explained class, by the method's cost)")] = None,
     method_samples: Annotated[Optional[str], typer.Option(help="per-method sample sizes, e.g. lime=8,shap=8")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="report store folder (default IMAUDIT_HOME/reports)")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
@@ -243,7 +257,7 @@ def _read_config(path: Path) -> dict:
 def demo(
     epochs: Annotated[int, typer.Option(help="training epochs for the demo model")] = 6,
     methods: Annotated[Optional[str], typer.Option(help="explanation methods (default: all)")] = None,
-    samples: Annotated[int, typer.Option(help="val images each method explains")] = 12,
+    samples: Annotated[Optional[int], typer.Option(help="val images each method explains (default: per explained class, by the method's cost)")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="report store folder")] = None,
     retrain: Annotated[bool, typer.Option(help="train again even if demo-digits@1 is registered")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's logs")] = False,

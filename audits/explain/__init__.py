@@ -24,16 +24,18 @@ from imaudit.audits.explain.run import (
     load_maps,
     render_overlays,
     save_maps,
-    select_sample,
 )
+from imaudit.audits.explain.sample import background_rows, explained_classes, select_sample
 
 __all__ = [
     "EXPLAINERS",
     "Explainer",
     "Explanation",
+    "background_rows",
     "create_explainer",
     "denormalize",
     "explain_method",
+    "explained_classes",
     "layer_views",
     "list_methods",
     "load_maps",

@@ -89,6 +89,12 @@ class Explainer(ABC):
     per_image: ClassVar[bool] = False
     #: Sample size the audit should use for this method when the spec does not say.
     typical_samples: ClassVar[int] = 16
+    #: Images per explained class in a default audit: cheap gradient methods explain many, LIME/SHAP few.
+    samples_per_class: ClassVar[int] = 8
+    #: At most this many in a default audit, however many classes (the sample stays stratified).
+    max_samples: ClassVar[int] = 64
+    #: What the method compares the image with (its baseline, fill or background), as recorded in audit.json.
+    baseline: ClassVar[str] = "none"
 
     def __init__(
         self,
@@ -264,8 +270,25 @@ class Explainer(ABC):
                 out[k] = list(v)
             else:
                 out[k] = repr(v)
-        out.update(batch_size=self.batch_size, seed=self.seed, device=str(self.device))
+        out.update(batch_size=self.batch_size, seed=self.seed, device=str(self.device), baseline=self.baseline_text())
+        try:
+            out["native_resolution"] = self.native_resolution()
+        except Exception as e:  # noqa: BLE001 - a model that cannot be probed: say so, the record stays
+            out["native_resolution"] = {"cells": None, "note": f"could not be determined: {type(e).__name__}: {e}"}
         return out
+
+    def baseline_text(self) -> str:
+        """What the method compares the image with, in words (audit.json settings.baseline)."""
+        return self.baseline
+
+    def native_resolution(self) -> dict[str, Any]:
+        """The resolution the method really attributes at: {"cells": [h, w] or None, "note"}.
+
+        Maps are stored at the input size; a coarser method (Grad-CAM, occlusion,
+        superpixels) is upsampled, and the report says so.
+        """
+        hw = list(self.input_shape[-2:]) if self.input_shape else None
+        return {"cells": hw, "note": "pixel level"}
 
     # -- pixel space, for methods that perturb images as pictures (LIME, SHAP) ---------------------
 

@@ -22,6 +22,7 @@ class LayerInfo:
     module: nn.Module
     shape: tuple[int, ...]  # output shape without the batch dim
     calls: int
+    passthrough: bool = False  # returns its input unchanged (Identity, DropPath in eval): nothing to explain
 
 
 def guess_input_shape(model: nn.Module) -> tuple[int, int, int]:
@@ -47,7 +48,10 @@ def probe_layers(model: nn.Module, input_shape: Sequence[int]) -> list[LayerInfo
                 return
             info = order.pop(name, None)
             calls = info.calls + 1 if info else 1
-            order[name] = LayerInfo(name, mod, tuple(out.shape[1:]), calls)  # re-insert: last call wins order
+            # By type, not by ``out is input``: an in-place ReLU returns its input object too.
+            passthrough = isinstance(mod, nn.Identity) or type(mod).__name__ in PASSTHROUGH_TYPES
+            # re-insert: last call wins order
+            order[name] = LayerInfo(name, mod, tuple(out.shape[1:]), calls, passthrough)
 
         return fn
 
@@ -65,23 +69,44 @@ def probe_layers(model: nn.Module, input_shape: Sequence[int]) -> list[LayerInfo
     return list(order.values())
 
 
+# Modules that hand their input on unchanged in eval mode: hooking one explains nothing of its
+# own and, for DropPath, sits on a residual branch, not the trunk (Swin's last module is drop_path2).
+PASSTHROUGH_TYPES = ("Identity", "DropPath", "DropBlock2d", "Dropout", "Dropout2d")
+
+
+def _grid_factor_ok(hw: tuple[int, int], input_shape: Sequence[int] | None) -> bool:
+    """Both axes down-sampled by the same factor (within 25 %), as a conv stage is."""
+    if hw[0] <= 1 or hw[1] <= 1:
+        return False
+    if input_shape is None:
+        return True
+    fy, fx = input_shape[-2] / hw[0], input_shape[-1] / hw[1]
+    return fy >= 1 and fx >= 1 and max(fy, fx) / min(fy, fx) <= 1.25
+
+
+def layout_of(info: LayerInfo, input_shape: Sequence[int] | None = None) -> str | None:
+    """"nchw" for a (C, h, w) map, "nhwc" for a channels-last (h, w, C) map (Swin, MambaOut stages), else None.
+
+    Channels-last is recognised when (h, w) follow the input's down-sampling and
+    the (C, h, w) reading does not.
+    """
+    if len(info.shape) != 3:
+        return None
+    if _grid_factor_ok((info.shape[1], info.shape[2]), input_shape):
+        return "nchw"
+    if input_shape is not None and _grid_factor_ok((info.shape[0], info.shape[1]), input_shape):
+        return "nhwc"
+    return None
+
+
 def spatial_layers(infos: list[LayerInfo], input_shape: Sequence[int] | None = None) -> list[LayerInfo]:
-    """Modules called once whose output is a (C, h, w) map with h, w > 1.
+    """Modules called once, not pass-through, whose output is a spatial map (C, h, w) or (h, w, C), h, w > 1.
 
     With ``input_shape`` also the same down-sampling factor along both axes
     (within 25%), which keeps conv stages and drops look-alikes such as
     attention tensors (heads, tokens, head_dim).
     """
-    out = []
-    for i in infos:
-        if len(i.shape) != 3 or i.shape[1] <= 1 or i.shape[2] <= 1 or i.calls != 1:
-            continue
-        if input_shape is not None:
-            fy, fx = input_shape[-2] / i.shape[1], input_shape[-1] / i.shape[2]
-            if fy < 1 or fx < 1 or max(fy, fx) / min(fy, fx) > 1.25:
-                continue
-        out.append(i)
-    return out
+    return [i for i in infos if i.calls == 1 and not i.passthrough and layout_of(i, input_shape) is not None]
 
 
 @dataclass
@@ -91,6 +116,15 @@ class CamLayer:
     info: LayerInfo
     prefix: int = 0
     grid: tuple[int, int] | None = None  # set for token layers
+    layout: str = "nchw"  # "nhwc": channels-last output, permuted for Grad-CAM
+
+    @property
+    def spatial(self) -> tuple[int, int]:
+        """The (h, w) of the map Grad-CAM weighs: the map's native resolution."""
+        if self.grid is not None:
+            return self.grid
+        s = self.info.shape
+        return (s[0], s[1]) if self.layout == "nhwc" else (s[1], s[2])
 
 
 def gradcam_layer(model: nn.Module, input_shape: Sequence[int]) -> CamLayer | None:
@@ -102,7 +136,9 @@ def gradcam_layer(model: nn.Module, input_shape: Sequence[int]) -> CamLayer | No
     tokens = _token_layer(model, infos)
     if tokens is not None and (not spatial or position[id(tokens.info.module)] > position[id(spatial[-1].module)]):
         return tokens
-    return CamLayer(spatial[-1]) if spatial else None
+    if not spatial:
+        return None
+    return CamLayer(spatial[-1], layout=layout_of(spatial[-1], input_shape) or "nchw")
 
 
 def last_spatial_layer(model: nn.Module, input_shape: Sequence[int]) -> LayerInfo | None:
@@ -120,7 +156,7 @@ def _token_layer(model: nn.Module, infos: list[LayerInfo]) -> CamLayer | None:
     with a (T, D) output whose patch tokens form a square grid.
     """
     prefix = int(getattr(model, "num_prefix_tokens", 1 if hasattr(model, "cls_token") else 0))
-    tokens = [i for i in infos if len(i.shape) == 2 and i.calls == 1]
+    tokens = [i for i in infos if len(i.shape) == 2 and i.calls == 1 and not i.passthrough]
     by_module = {id(i.module): i for i in tokens}
     blocks = getattr(model, "blocks", None)
     preferred = None
@@ -146,15 +182,17 @@ class TokenGrid(nn.Module):
 
 
 class TokenGridHook:
-    """Routes a token module's output through a ``TokenGrid`` as (N, D, h, w).
+    """Routes a token or channels-last module's output through a ``TokenGrid`` as (N, D, h, w).
 
     Equivalent to pytorch-grad-cam's reshape_transform, but done inside the
     forward pass so Captum's LayerGradCam sees a spatial layer and gets its
-    gradients: tokens (N, T, D) -> drop ``prefix`` tokens -> grid -> back.
+    gradients: tokens (N, T, D) -> drop ``prefix`` tokens -> grid -> back; with
+    ``channels_last`` a (N, h, w, C) map -> (N, C, h, w) -> back.
     """
 
-    def __init__(self, module: nn.Module, prefix: int, grid: tuple[int, int]) -> None:
-        self.module, self.prefix, self.grid = module, prefix, grid
+    def __init__(self, module: nn.Module, prefix: int = 0, grid: tuple[int, int] | None = None,
+                 channels_last: bool = False) -> None:
+        self.module, self.prefix, self.grid, self.channels_last = module, prefix, grid, channels_last
         self.layer = TokenGrid()
         self._handle = None
 
@@ -168,6 +206,8 @@ class TokenGridHook:
             self._handle = None
 
     def _hook(self, _mod: nn.Module, _inp: object, out: Tensor) -> Tensor:
+        if self.channels_last:
+            return self.layer(out.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         n, _t, d = out.shape
         head, tokens = out[:, : self.prefix], out[:, self.prefix :]
         grid = tokens.transpose(1, 2).reshape(n, d, *self.grid)

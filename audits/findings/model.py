@@ -27,10 +27,12 @@ declare(
 )
 declare(
     "shortcut", "model", "Shortcut",
-    "The model relies on a fixed image location rather than on the object: covering it changes the "
-    "predictions and pasting it into other images flips them. It will fail where that cue is absent.",
-    "Look at the box in the example images; remove the cue from the data (crop, in-paint, randomise) "
-    "and retrain. A confirmed shortcut should block the release.",
+    "A place in the image (a corner, a stamp, the background) that a class's explanations single out. As an "
+    "error it is confirmed on the model: covering it costs the class accuracy and pasting it into other images "
+    "flips them to the class, so the model relies on that cue and will fail where it is absent. As info it is a "
+    "candidate the model turned out not to depend on.",
+    "Error: look at the box in the example images, remove the cue from the data (crop, in-paint, randomise it "
+    "across classes) and retrain; a confirmed shortcut should block the release. Info: no action on the model.",
 )
 declare(
     "nonfinite-outputs", "model", "Non-finite outputs",

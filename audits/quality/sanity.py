@@ -2,11 +2,17 @@
 
 An explanation that stays the same when the model's learned weights are
 replaced by random ones cannot be explaining the model. The check
-re-initialises the top layers, cascading down from the logits, on a deep copy
-of the model, explains the same images for the same target classes again and
-compares the two sets of maps by Spearman rank correlation and SSIM
-(scikit-image) of the normalised |maps|. The method passes when both
-similarities stay below their thresholds.
+re-initialises the model's blocks on a deep copy, cascading down from the
+logits as in the paper (the top block, then the top two, ... then all, norm
+layers included), explains the same images for the same target classes again
+after each step and compares the maps with the trained model's by Spearman
+rank correlation and SSIM (scikit-image) of the normalised |maps|. The curve
+of both similarities over the depth is recorded; the method passes when both
+stay below their thresholds at the stated depths (fractions of the blocks).
+
+A randomised model often gives all-zero maps (Grad-CAM's ReLU clips them).
+Such maps carry no ranking: they are counted and reported, never scored as a
+correlation of 0, and a depth where most maps vanished is inconclusive.
 """
 
 from __future__ import annotations
@@ -82,6 +88,63 @@ def randomise_top_layers(
                 for p in mod.parameters(recurse=False):
                     p.normal_(0.0, float(p.std()) if p.numel() > 1 else 0.02)
     return clone, chosen
+
+
+def model_blocks(model: nn.Module, example: Tensor, _run: Callable[[], Any] | None = None) -> list[list[str]]:
+    """The model's blocks from input to output, each a list of names of modules holding parameters.
+
+    timm models say what their blocks are (``group_matcher``, the grouping timm
+    uses for layer-wise learning-rate decay): stem, each stage, head. Other
+    models: their top-level children holding parameters, in the order a forward
+    pass runs them.
+    """
+    # A wrapper (e.g. the audit's RestrictedHead over a subset of outputs) holds no parameters of its own
+    # and one child: the blocks are the child's, named from the wrapper.
+    children = list(model.named_children())
+    if len(children) == 1 and not any(True for _ in model.parameters(recurse=False)):
+        name, child = children[0]
+        return [[f"{name}.{m}" for m in block] for block in model_blocks(child, example, _run=lambda: model(example))]
+    matcher = getattr(model, "group_matcher", None)
+    if callable(matcher):
+        from timm.models import group_modules
+
+        try:
+            groups = group_modules(model, matcher(coarse=True))
+        except Exception:  # noqa: BLE001 - a model whose matcher does not fit its modules: use the fallback
+            groups = {}
+        blocks = [list(groups[k]) for k in sorted(groups) if groups[k]]
+        if len(blocks) >= 2:
+            return blocks
+    owners: dict[str, list[str]] = {}
+    for name, mod in model.named_modules():
+        if name and any(True for _ in mod.parameters(recurse=False)):
+            owners.setdefault(name.split(".")[0], []).append(name)
+    seen: list[str] = []
+    handles = [
+        mod.register_forward_hook(lambda m, i, o, top=top: seen.append(top) if top not in seen else None)
+        for top, mod in model.named_children() if top in owners
+    ]
+    try:
+        with torch.no_grad():
+            (_run or (lambda: model(example)))()
+    finally:
+        for h in handles:
+            h.remove()
+    return [owners[t] for t in seen] + [owners[t] for t in owners if t not in seen]
+
+
+def randomise_modules(model: nn.Module, names: list[str], seed: int) -> None:
+    """Re-initialise the named modules of ``model`` in place (weights, biases, norm statistics)."""
+    mods = dict(model.named_modules())
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed)
+        for name in names:
+            mod = mods[name]
+            if hasattr(mod, "reset_parameters"):
+                mod.reset_parameters()  # BatchNorm's also resets its running statistics
+            else:  # e.g. timm layers that hold a weight but no reset: redraw at the same scale
+                for p in mod.parameters(recurse=False):
+                    p.normal_(0.0, float(p.std()) if p.numel() > 1 else 0.02)
 
 
 def method_explain_fn(method: str, **kwargs: Any) -> ExplainFn:
@@ -170,4 +233,101 @@ def randomisation_sanity(
         "per_image": [{"id": ids[i], "rank_corr": float(rho[j]), "ssim": float(ssim[j])}
                       for j, i in enumerate(np.flatnonzero(ok))],
         "failures": failures,
+    }
+
+
+def _similarity(orig: np.ndarray, rand: np.ndarray) -> dict[str, Any]:
+    """Mean rank correlation and SSIM over the maps both sides can rank; vanished maps counted apart."""
+    finite = np.isfinite(orig).all(axis=(1, 2)) & np.isfinite(rand).all(axis=(1, 2))
+    fo = np.abs(orig).reshape(len(orig), -1)
+    fr = np.abs(np.nan_to_num(rand)).reshape(len(rand), -1)
+    orig_ok = fo.max(axis=1) > fo.min(axis=1)
+    rand_ok = fr.max(axis=1) > fr.min(axis=1)
+    vanished = finite & orig_ok & ~rand_ok
+    use = finite & orig_ok & rand_ok
+    k = int(use.sum())
+    a, b = orig[use].reshape(k, orig[0].size), rand[use].reshape(k, rand[0].size)
+    rho = rowwise_spearman(np.abs(a), np.abs(b)) if k else np.zeros(0)
+    ssim = np.array([_ssim(x, y) for x, y in zip(orig[use], rand[use])])
+
+    def mean(v: np.ndarray) -> float | None:
+        v = v[np.isfinite(v)]
+        return float(v.mean()) if len(v) else None
+
+    return {"rank_corr": mean(rho), "ssim": mean(ssim), "scored": int(use.sum()), "vanished": int(vanished.sum()),
+            "unusable": int((~finite | ~orig_ok).sum())}
+
+
+def cascading_sanity(
+    model: nn.Module,
+    images: Tensor,
+    targets: Tensor,
+    explain_fn: ExplainFn,
+    *,
+    seed: int = 0,
+    original_maps: np.ndarray | None = None,
+    max_rank_corr: float = 0.5,
+    max_ssim: float = 0.7,
+    judge_at: tuple[float, ...] = (0.75, 1.0),
+    ids: list[str] | None = None,
+    blocks: list[list[str]] | None = None,
+) -> dict[str, Any]:
+    """Adebayo et al.'s cascading randomisation: blocks re-initialised from the top, one more per step.
+
+    Returns ``curve`` (one row per depth: blocks randomised, their names,
+    rank_corr, ssim, maps scored and vanished), ``judged`` (the rows at the
+    depths ``judge_at``, as fractions of the blocks rounded up, each with its
+    verdict), ``passed`` (True when every judged depth passes, False when one
+    fails, None when none could be judged), and the judged depth's numbers as
+    ``rank_corr`` / ``ssim`` / ``n_layers`` for summaries. A judged depth where
+    fewer than half the maps could be scored (the rest vanished) is
+    inconclusive: its verdict is None and ``inconclusive`` says why.
+    """
+    ids = ids or [str(i) for i in range(len(images))]
+    device = next(model.parameters()).device
+    blocks = blocks or model_blocks(model, images[:1].to(device))
+    if not blocks:
+        raise BadInputError("model: no blocks with parameters to randomise")
+    orig = np.asarray(original_maps if original_maps is not None else explain_fn(model, images, targets), dtype=np.float64)
+    clone = copy.deepcopy(model)
+    depths = sorted({min(len(blocks), max(1, math.ceil(f * len(blocks)))) for f in judge_at})
+    curve = []
+    for k in range(1, len(blocks) + 1):
+        block = blocks[len(blocks) - k]
+        randomise_modules(clone, block, seed + k)
+        rand = np.asarray(explain_fn(clone, images, targets), dtype=np.float64)
+        if rand.shape != orig.shape:
+            raise BadInputError(f"explain_fn: expected maps of shape {orig.shape} for the randomised model, got {rand.shape}")
+        sim = _similarity(orig, rand)
+        curve.append({"depth": k, "fraction": round(k / len(blocks), 4), "block": block[0].rsplit(".", 1)[0] if len(block) > 1 else block[0],
+                      "modules": block, **sim})
+    judged = []
+    for d in depths:
+        row = dict(curve[d - 1])
+        if row["scored"] < max(1, (row["scored"] + row["vanished"]) / 2):
+            row["passed"] = None
+            row["inconclusive"] = (f"{row['vanished']} of {row['scored'] + row['vanished']} randomised maps came out "
+                                   "all zero: nothing to correlate")
+        else:
+            r, s_ = row["rank_corr"], row["ssim"]
+            row["passed"] = bool(r is not None and r < max_rank_corr and (s_ is None or s_ < max_ssim))
+        judged.append(row)
+    verdicts = [j["passed"] for j in judged if j["passed"] is not None]
+    passed = None if not verdicts else all(verdicts)
+    worst = next((j for j in judged if j["passed"] is False), None) or next(
+        (j for j in judged if j["passed"] is not None), judged[0])
+    return {
+        "method": "cascading",
+        "blocks": len(blocks),
+        "count": int(len(images)),
+        "judge_at": list(judge_at),
+        "curve": curve,
+        "judged": [{k: v for k, v in j.items() if k != "modules"} for j in judged],
+        "passed": passed,
+        "rank_corr": worst["rank_corr"],
+        "ssim": worst["ssim"],
+        "n_layers": worst["depth"],
+        "layers": [b for blk in blocks[len(blocks) - worst["depth"]:] for b in blk],
+        "thresholds": {"max_rank_corr": max_rank_corr, "max_ssim": max_ssim},
+        "ids": list(ids),
     }

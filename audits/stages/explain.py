@@ -1,7 +1,7 @@
 """Stage explain: one method over the audit's sample, chunk by chunk; the one entry point for explaining.
 
 Like predict, three steps the flow runs as separate tasks: ``plan`` keys the
-chunks of ``samples_for(method)`` sample images, ``chunk`` explains one chunk
+chunks of the method's share of the sample (its first rows), ``chunk`` explains one chunk
 (imaudit.audits.explain.explain_method) into its content-addressed .npz under
 the chunk cache (or finds it there), ``assemble`` merges the chunks into the
 method's maps (explanations/<method>.npz), overlays and its audit.json record.
@@ -20,11 +20,14 @@ import torch
 
 from imaudit.audits import chunks
 from imaudit.audits.device import resolve_device
+from imaudit.audits.data import ImageDataset
 from imaudit.audits.explain import (
     Explanation,
+    background_rows,
     create_explainer,
     denormalize,
     explain_method,
+    method_defaults,
     render_overlays,
     save_maps,
 )
@@ -41,18 +44,38 @@ def _target_column(spec: AuditSpec) -> str:
 
 
 def _rows(spec: AuditSpec, work: Path, method: str) -> pd.DataFrame:
-    """The sample rows ``method`` explains: the first samples_for(method) of sample.csv."""
-    return sample.rows(work).head(spec.samples_for(method))
+    """The sample rows ``method`` explains: its share of sample.csv, from the front."""
+    return sample.rows(work).head(sample.share(work, method))
+
+
+def background(spec: AuditSpec, method: str) -> tuple[torch.Tensor, list[str]] | None:
+    """A fixed background of train images for methods that need one (shap-gradient), with their sha256.
+
+    The same seeded images for every chunk and image, so a map never depends on its batch;
+    None for other methods or when the spec gives its own background.
+    """
+    given = spec.method_settings.get(method) or {}
+    if method != "shap-gradient" or given.get("background") is not None:
+        return None
+    ds, model = inputs.dataset(spec), inputs.model(spec)
+    n = int(given.get("background_size") or method_defaults(method)["background_size"])
+    rows = background_rows(ds.manifest, n, spec.seed)
+    dset = ImageDataset(rows, ds.classes, model.transform())
+    if not len(dset):
+        return None
+    return torch.stack([dset[i][0] for i in range(len(dset))]), rows["sha256"].astype(str).tolist()
 
 
 def _settings(spec: AuditSpec, method: str) -> dict[str, Any]:
     """What an explanation chunk's result depends on besides model and images."""
+    bg = background(spec, method)
     settings = {
         "method": method,
         "settings": spec.method_settings.get(method) or {},
         "seed": spec.seed,
         "target": spec.target,
         "device": resolve_device(spec.device).type,
+        **({"background": bg[1]} if bg is not None else {}),
     }
     cmap = inputs.class_map(spec)
     if not cmap.identity:  # targets are dataset classes: which outputs they are belongs to the result
@@ -79,7 +102,7 @@ def plan(spec: AuditSpec, work: Path, method: str) -> list[chunks.Chunk]:
 
 def _images(spec: AuditSpec, work: Path, method: str, start: int, stop: int) -> tuple[torch.Tensor, pd.DataFrame]:
     """Model-ready images of rows [start, stop) of ``method``'s share of the sample."""
-    x, rows, _ = sample.tensors(spec, work, start, min(stop, spec.samples_for(method)), masks=False)
+    x, rows, _ = sample.tensors(spec, work, start, min(stop, sample.share(work, method)), masks=False)
     return x, rows
 
 
@@ -91,13 +114,17 @@ def chunk(spec: AuditSpec, work: Path, method: str, c: chunks.Chunk) -> ChunkRes
         return ChunkResult(path=c.path, computed=False, n=c.size)
     model = inputs.model(spec)
     x, rows = _images(spec, work, method, c.start, c.stop)
+    settings = dict(spec.method_settings.get(method) or {})
+    bg = background(spec, method)
+    if bg is not None:
+        settings["background"] = bg[0]
     expl, record = explain_method(
         model.module,
         x,
         torch.tensor(rows[_target_column(spec)].to_numpy(), dtype=torch.long),  # a copy: pandas arrays are read-only
         rows["id"].astype(str).tolist(),
         method,
-        settings=spec.method_settings.get(method),
+        settings=settings,
         device=resolve_device(spec.device),
         mean=model.data_config.get("mean"),
         std=model.data_config.get("std"),
@@ -170,10 +197,13 @@ def assemble(spec: AuditSpec, work: Path, method: str, results: list[ChunkResult
         save_maps(expl, work / rel, targets=keep[_target_column(spec)].to_numpy(), labels=keep["y"].to_numpy(),
                   preds=keep["pred"].to_numpy())
         record.maps_path = rel.as_posix()
-        x, rows = _images(spec, work, method, 0, spec.samples_for(method))
+        # Overlays for the gallery's images only (the first spec.gallery of the sample).
+        x, rows = _images(spec, work, method, 0, min(spec.gallery, sample.share(work, method)))
         ids = rows["id"].astype(str).tolist()
-        pixels = denormalize(x[[ids.index(i) for i in expl.ids]], mean, std)
-        overlays = render_overlays(pixels, expl.maps, expl.ids, work / "explanations" / "overlays", method)
+        shown = [k for k, i in enumerate(expl.ids) if i in set(ids)]
+        pixels = denormalize(x[[ids.index(expl.ids[k]) for k in shown]], mean, std)
+        overlays = render_overlays(pixels, expl.maps[shown], [expl.ids[k] for k in shown],
+                                   work / "explanations" / "overlays", method)
         record.overlays = {k: (Path("explanations") / "overlays" / v).as_posix() for k, v in overlays.items()}  # type: ignore[attr-defined]
         record.target = spec.target  # type: ignore[attr-defined]
     return record

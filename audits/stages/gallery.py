@@ -24,9 +24,10 @@ def _overlays(record: MethodRecord) -> dict[str, str]:
 
 
 def run(spec: AuditSpec, work: Path, records: dict[str, MethodRecord]) -> Gallery:
-    """Thumbnails under explanations/images/, one gallery row per sampled image, layer views under views/."""
+    """Thumbnails under explanations/images/, one gallery row per image of the first ``spec.gallery`` of the
+    sample (stratified, so every explained class is shown), layer views under views/."""
     model = inputs.model(spec)
-    x, rows, _ = sample.tensors(spec, work)
+    x, rows, _ = sample.tensors(spec, work, 0, spec.gallery)
     out = Gallery()
     if len(rows) == 0:
         return out

@@ -69,10 +69,15 @@ class PredictionOutcome(BaseModel):
 
 
 class SampleOutcome(BaseModel):
-    """sample's output: how many val images the methods explain (rows of sample.csv), from which split."""
+    """sample's output: how many val images the methods explain (rows of sample.csv), from which split,
+    how many each method takes from the front, which classes and why (also in sample.json)."""
 
     n: int
     split: str | None
+    per_method: dict[str, int] = Field(default_factory=dict)
+    classes: list[str] = Field(default_factory=list, description="the explained classes")
+    class_selection: str = "all classes"
+    grouped_by: str = Field(default="pred", description="the column holding the explained class: pred or y")
 
 
 class GalleryItem(BaseModel):
@@ -101,6 +106,9 @@ class Insights(BaseModel):
     strategies: dict[str, Any] = Field(default_factory=dict)
     quality: dict[str, Any] = Field(default_factory=dict)
     method_quality: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per method, for explanations.<m>.quality")
+    shortcuts: dict[str, Any] = Field(default_factory=dict, description="search, background tests, confirmation")
+    coverage: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per check: images, classes or why not")
+    settings: dict[str, Any] = Field(default_factory=dict, description="baselines, fills, native resolutions")
     findings: list[Finding] = Field(default_factory=list)
     cache: "ChunkStats | None" = Field(default=None, description="reused from the insights cache, or computed")
 

@@ -1,11 +1,17 @@
 """Stage sample: the validation images every method explains (shared, so methods can be compared).
 
-Writes sample.csv (rows of predictions.csv, misclassified first); later stages
-read it back with ``rows`` and turn rows into model-ready images with ``tensors``.
+Stratified by the explained class, every prefix too, misclassified images kept
+in (audits/explain/sample.py); on more than ``max_classes`` classes, the most
+confused ones. Writes sample.csv (rows of predictions.csv in that order) and
+sample.json (the SampleOutcome: how many of the first rows each method
+explains, which classes and why); later stages read rows back with ``rows``,
+a method's share with ``share`` and turn rows into model-ready images with
+``tensors``.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +19,12 @@ import pandas as pd
 import torch
 
 from imaudit.audits.data import ImageDataset
-from imaudit.audits.explain import select_sample
+from imaudit.audits.explain import explained_classes, select_sample
 from imaudit.audits.predict import Predictions
 from imaudit.audits.spec import AuditSpec
 from imaudit.audits.stages import inputs
 from imaudit.audits.stages.records import SampleOutcome
+from imaudit.io import atomic_write_json
 
 EVAL_SPLITS = ("val", "test")
 
@@ -28,17 +35,31 @@ def eval_split(table: pd.DataFrame) -> str | None:
 
 
 def run(spec: AuditSpec, work: Path) -> SampleOutcome:
-    """Pick the images (as many as the hungriest method explains) and write sample.csv."""
+    """Pick the images (as many as the hungriest method explains); write sample.csv and sample.json."""
     table = Predictions.load(work).table
     table = table[table["finite"]]
     split = eval_split(table)
-    n = max([spec.samples_for(m) for m in spec.methods] + [0])
+    names = inputs.dataset(spec).classes
+    by = "pred" if spec.target == "pred" else "y"
+    chosen, how = (explained_classes(table, len(names), spec.max_classes, split, by) if split is not None
+                   else ([], "no evaluation split"))
+    counts = {m: spec.samples_for(m, len(chosen)) for m in spec.methods}
+    n = max([*counts.values(), 0])
     if split is None or n == 0:
-        sample = table.iloc[0:0]
+        picked = table.iloc[0:0]
     else:
-        sample = select_sample(table, n, seed=spec.seed, split=split)
-    sample.to_csv(work / "sample.csv", index=False)
-    return SampleOutcome(n=int(len(sample)), split=split)
+        picked = select_sample(table, n, seed=spec.seed, split=split, by=by, classes=chosen)
+    picked.to_csv(work / "sample.csv", index=False)
+    out = SampleOutcome(n=int(len(picked)), split=split, per_method={m: min(k, len(picked)) for m, k in counts.items()},
+                        classes=[names[c] for c in chosen], class_selection=how, grouped_by=by)
+    atomic_write_json(work / "sample.json", out.model_dump(mode="json"))
+    return out
+
+
+def share(work: Path, method: str) -> int:
+    """How many of the sample's first rows ``method`` explains (sample.json)."""
+    plan = json.loads((work / "sample.json").read_text(encoding="utf-8"))
+    return int(plan["per_method"].get(method, 0))
 
 
 def rows(work: Path, start: int = 0, stop: int | None = None) -> pd.DataFrame:

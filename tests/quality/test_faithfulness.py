@@ -102,3 +102,53 @@ def test_bad_map_is_recorded_and_the_rest_evaluated():
     assert [p["id"] for p in r["per_image"]] == ["a", "c"]
     with pytest.raises(BadInputError, match="baseline"):
         deletion_insertion(QuadrantModel(), torch.rand(1, 3, 8, 8), torch.zeros(1), maps[:1], baseline="nope")
+
+
+def test_random_orders_give_an_interval_and_a_verdict():
+    gen = torch.Generator().manual_seed(3)
+    n, size = 12, 16
+    x = torch.rand(n, 3, size, size, generator=gen)
+    t = torch.zeros(n)
+    good = deletion_insertion(QuadrantModel(), x, t, _quadrant_map(n, size), steps=8, baseline="zero", random_trials=4)
+    anti = deletion_insertion(QuadrantModel(), x, t, _quadrant_map(n, size, anti=True), steps=8, baseline="zero",
+                              random_trials=4)
+    lo, hi = good["deletion_gain_ci"]
+    assert lo < good["deletion_gain"] < hi and lo > 0 and good["deletion_vs_random"] == "better"
+    assert anti["deletion_gain_ci"][1] < 0 and anti["deletion_vs_random"] == "worse"
+    assert good["random_orders"] == 4 and len(good["random_deletion_auc_per_order"]) == 4
+    assert len(good["per_image"][0]["random_deletion_aucs"]) == 4
+
+
+def test_a_shared_reference_gives_the_same_numbers_as_computing_it_again():
+    from imaudit.audits.quality.faithfulness import reference_curves
+    from imaudit.audits.quality.priors import edge_maps
+
+    gen = torch.Generator().manual_seed(4)
+    n, size = 8, 16
+    x = torch.rand(n, 3, size, size, generator=gen)
+    t = torch.zeros(n)
+    ids = [f"i{k}" for k in range(n)]
+    priors = {"edges": edge_maps(x)}
+    model = QuadrantModel()
+    own = deletion_insertion(model, x[:5], t[:5], _quadrant_map(5, size), steps=6, baseline="zero", ids=ids[:5],
+                             random_trials=3, priors={"edges": priors["edges"][:5]})
+    ref = reference_curves(model, x, t, ids=ids, priors=priors, random_trials=3, steps=6, baseline="zero")
+    calls = model.calls
+    shared = deletion_insertion(model, x[:5], t[:5], _quadrant_map(5, size), steps=6, baseline="zero", ids=ids[:5],
+                                reference=ref)
+    assert shared["inputs_evaluated"] == 5 * 2 * 7  # only the map's own order was evaluated
+    assert model.calls - calls == shared["forward_passes"]
+    assert shared["deletion_auc"] == pytest.approx(own["deletion_auc"])
+    assert [r["random_deletion_auc"] for r in shared["per_image"]] == pytest.approx(
+        [r["random_deletion_auc"] for r in own["per_image"]])
+    assert shared["deletion_gain"] == pytest.approx(own["deletion_gain"])
+    assert set(shared["priors"]["edges"]) >= {"deletion_auc", "map_deletion_gain", "map_deletion_gain_ci", "map_vs_prior"}
+
+
+def test_edge_prior_ranks_the_edges_of_the_image_first():
+    from imaudit.audits.quality.priors import edge_maps
+
+    x = torch.zeros(1, 3, 16, 16)
+    x[:, :, :, 8:] = 1.0  # one vertical edge at column 8
+    e = edge_maps(x)[0]
+    assert e.shape == (16, 16) and e[:, 7:9].min() > e[:, :5].max()

@@ -65,3 +65,69 @@ def test_randomisation_works_on_a_copy_in_execution_order():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert not torch.equal(clone.head.weight, model.head.weight)
     assert torch.equal(clone.stem.weight, model.stem.weight)
+
+
+def _small_cnn() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1),
+                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)).eval()
+
+
+def test_cascade_randomises_block_by_block_from_the_top_and_judges_at_stated_depths():
+    from imaudit.audits.quality.sanity import cascading_sanity, model_blocks
+
+    model = _small_cnn()
+    images = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    targets = torch.zeros(6)
+    blocks = model_blocks(model, images[:1])
+    assert blocks == [["0"], ["1"], ["3"], ["7"]]  # weighted and norm layers, in execution order
+    good = cascading_sanity(model, images, targets, gradient_map, judge_at=(0.5, 1.0))
+    bad = cascading_sanity(model, images, targets, image_only_map, judge_at=(0.5, 1.0))
+    assert [row["depth"] for row in good["curve"]] == [1, 2, 3, 4]
+    assert [row["block"] for row in good["curve"]] == ["7", "3", "1", "0"]  # from the logits down
+    assert [j["depth"] for j in good["judged"]] == [2, 4]
+    assert good["passed"] is True and bad["passed"] is False
+    assert all(row["rank_corr"] > 0.99 for row in bad["curve"])
+    before = [p.clone() for p in model.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # the model itself is untouched
+
+
+def test_timm_blocks_come_from_its_group_matcher():
+    import timm
+
+    from imaudit.audits.quality.sanity import model_blocks
+
+    model = timm.create_model("test_resnet", num_classes=3).eval()
+    blocks = model_blocks(model, torch.zeros(1, 3, 32, 32))
+    assert blocks[0][0].startswith("conv1") and blocks[-1] == ["fc"] and len(blocks) == 6
+    assert any(name.endswith("bn1") for name in blocks[1])  # norm layers are randomised too
+
+
+def test_vanished_randomised_maps_are_reported_not_scored_as_zero_correlation():
+    from imaudit.audits.quality.sanity import cascading_sanity
+
+    model = _small_cnn()
+    images = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    trained = gradient_map(model, images, torch.zeros(4))
+
+    def vanishing(m: nn.Module, x: torch.Tensor, t: torch.Tensor) -> np.ndarray:
+        return trained if m is model else np.zeros_like(trained)  # every randomised map comes out all zero
+
+    r = cascading_sanity(model, images, torch.zeros(4), vanishing, original_maps=trained, judge_at=(1.0,))
+    row = r["judged"][0]
+    assert row["vanished"] == 4 and row["scored"] == 0 and row["rank_corr"] is None
+    assert row["passed"] is None and "all zero" in row["inconclusive"] and r["passed"] is None
+
+
+def test_blocks_of_a_wrapped_model_are_its_inner_models_named_from_the_wrapper():
+    import timm
+
+    from imaudit.audits.classmap import RestrictedHead
+    from imaudit.audits.quality.sanity import model_blocks
+
+    inner = timm.create_model("test_resnet", num_classes=5).eval()
+    wrapped = RestrictedHead(inner, [4, 0, 2])
+    blocks = model_blocks(wrapped, torch.zeros(1, 3, 32, 32))
+    assert blocks == [[f"inner.{m}" for m in b] for b in model_blocks(inner, torch.zeros(1, 3, 32, 32))]
+    names = dict(wrapped.named_modules())
+    assert all(m in names for b in blocks for m in b)

@@ -19,10 +19,17 @@ class GradCamExplainer(Explainer):
     """ReLU(sum_k alpha_k A^k), alpha_k = spatial mean of d y_target / d A^k, upsampled bilinearly.
 
     The layer A is found by probing a forward pass: the last module (called
-    once) whose output is a (N, C, h, w) map with h, w > 1, i.e. the last
-    convolutional stage. For timm ViTs (token outputs (N, T, D)) the last
-    block's norm1 tokens are reshaped to a (N, D, h, w) grid without the
-    prefix (class/register) tokens, as pytorch-grad-cam's reshape_transform.
+    once, and not a pass-through such as Identity or DropPath, whose output is
+    its input) whose output is a (N, C, h, w) map with h, w > 1, i.e. the last
+    convolutional stage; channels-last stages (N, h, w, C), as in Swin, are
+    permuted. For timm ViTs (token outputs (N, T, D)) the last block's norm1
+    tokens are reshaped to a (N, D, h, w) grid without the prefix
+    (class/register) tokens, as pytorch-grad-cam's reshape_transform.
+
+    The map's native resolution is that layer's h x w: on a 2 x 2 feature map
+    Grad-CAM says which quarter of the image mattered, nothing finer; the
+    upsampled map only smooths it. ``settings_record`` states the layer and
+    its size.
 
     Settings: ``layer`` None (auto) or a module name (``model.get_submodule``);
     ``interpolate`` "bilinear". Typical sample: 64+ images (one backward pass).
@@ -32,8 +39,11 @@ class GradCamExplainer(Explainer):
     defaults = {"layer": None, "interpolate": "bilinear"}
     needs_gradients = True
     typical_samples = 64
+    samples_per_class = 16
+    max_samples = 256
+    baseline = "none: gradients of the target at the chosen layer's activations"
 
-    def _find_layer(self) -> tuple[nn.Module, str, TokenGridHook | None] | str:
+    def _find_layer(self) -> tuple[nn.Module, str, TokenGridHook | None, tuple[int, int] | None] | str:
         """(module Captum hooks, its name, token hook or None), or why there is none.
 
         Remembered per input shape: ``applicable()`` and every ``explain()`` call would
@@ -47,21 +57,25 @@ class GradCamExplainer(Explainer):
         self._found_layer = (key, found)
         return found
 
-    def _probe_layer(self) -> tuple[nn.Module, str, TokenGridHook | None] | str:
+    def _probe_layer(self) -> tuple[nn.Module, str, TokenGridHook | None, tuple[int, int] | None] | str:
         shape = self.input_shape or guess_input_shape(self.model)
         name = self.settings["layer"]
         if name:
             try:
-                return self.model.get_submodule(name), name, None
+                module = self.model.get_submodule(name)
             except AttributeError:
                 raise BadInputError(f"method_settings.gradcam.layer: no module named {name!r}") from None
+            return module, name, None, None
         found = gradcam_layer(self.model, shape)
-        if found is not None and found.grid is None:
-            return found.info.module, found.info.name, None
-        if found is not None:
+        if found is None:
+            return "no spatial layer: no module outputs a (C, h, w) map with h, w > 1 or a square token grid"
+        if found.grid is not None:
             hook = TokenGridHook(found.info.module, found.prefix, found.grid)
-            return hook.layer, f"{found.info.name} (tokens as {found.grid[0]}x{found.grid[1]} grid)", hook
-        return "no spatial layer: no module outputs a (C, h, w) map with h, w > 1 or a square token grid"
+            return hook.layer, f"{found.info.name} (tokens as {found.grid[0]}x{found.grid[1]} grid)", hook, found.spatial
+        if found.layout == "nhwc":
+            hook = TokenGridHook(found.info.module, channels_last=True)
+            return hook.layer, f"{found.info.name} (channels-last, permuted)", hook, found.spatial
+        return found.info.module, found.info.name, None, found.spatial
 
     def applicable(self) -> str | None:
         try:
@@ -76,7 +90,7 @@ class GradCamExplainer(Explainer):
         found = self._find_layer()
         if isinstance(found, str):
             raise RuntimeError(found)
-        self._layer, self.settings_used_layer, self._hook = found
+        self._layer, self.settings_used_layer, self._hook, self.layer_spatial = found
 
     def _attribute(self, images: Tensor, targets: Tensor) -> BatchResult:
         x = self.to_model(images).detach().requires_grad_(True)
@@ -93,3 +107,11 @@ class GradCamExplainer(Explainer):
         if getattr(self, "settings_used_layer", None):
             out["layer_used"] = self.settings_used_layer
         return out
+
+    def native_resolution(self) -> dict:
+        found = self._find_layer()
+        hw = None if isinstance(found, str) else found[3]
+        if hw is None:
+            return {"cells": None, "note": "the chosen layer's spatial size"}
+        return {"cells": list(hw), "note": f"Grad-CAM weighs a {hw[0]}x{hw[1]} feature map: a {hw[0] * hw[1]}-cell map, "
+                                           "upsampled to the image for display"}

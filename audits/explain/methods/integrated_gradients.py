@@ -17,7 +17,9 @@ from imaudit.audits.explain.methods import EXPLAINERS
 class IntegratedGradientsExplainer(Explainer):
     """IG_i = (x_i - x'_i) * mean over alpha of d f(x' + alpha (x - x')) / d x_i.
 
-    The baseline x' is zeros in normalised space, i.e. the dataset mean image.
+    The baseline x' is zeros after normalisation: a flat image of the
+    normalisation mean colour (timm's data-config mean, e.g. ImageNet's grey-brown),
+    not the dataset's mean image.
     Completeness (sum_i IG_i = f(x) - f(x')) is checked per image: Captum's
     convergence delta is recorded in ``extras["delta"]``, summarised in
     ``extras["completeness"]``. Maps are signed sums over channels.
@@ -31,6 +33,9 @@ class IntegratedGradientsExplainer(Explainer):
     defaults = {"n_steps": 32, "method": "gausslegendre"}
     needs_gradients = True
     typical_samples = 16
+    samples_per_class = 12
+    max_samples = 96
+    baseline = "zeros after normalisation: a flat image of the normalisation mean colour"
 
     def _attribute(self, images: Tensor, targets: Tensor) -> BatchResult:
         x = self.to_model(images).detach().requires_grad_(True)

@@ -57,6 +57,16 @@ class LimeExplainer(Explainer):
     needs_gradients = False
     per_image = True
     typical_samples = 8
+    samples_per_class = 4
+    max_samples = 12
+    baseline = "hidden superpixels take their own mean colour (lime's default)"
+
+    def native_resolution(self) -> dict:
+        h, w = self.input_shape[-2:] if self.input_shape else (None, None)
+        if h is None:
+            return {"cells": None, "note": "SLIC superpixels"}
+        n = slic_segments(h, w, int(self.settings["pixels_per_segment"]))
+        return {"cells": None, "segments": n, "note": f"about {n} SLIC superpixels, one weight each"}
 
     def _classifier(self, pixels: np.ndarray) -> np.ndarray:
         pixels = pixels[..., : self._channels]  # 1-channel images travel through lime as 3 equal channels

@@ -35,6 +35,23 @@ class OcclusionExplainer(Explainer):
     defaults = {"window": None, "stride": None, "per_channel": False, "baseline": None}
     needs_gradients = False
     typical_samples = 16
+    samples_per_class = 6
+    max_samples = 24
+
+    def baseline_text(self) -> str:
+        if callable(self.settings["baseline"]):
+            return "custom replacement content (a callable)"
+        return "zeros after normalisation: windows filled with the normalisation mean colour"
+
+    def native_resolution(self) -> dict:
+        h, w = self.input_shape[-2:] if self.input_shape else (None, None)
+        if h is None:
+            return {"cells": None, "note": "windows over the image"}
+        auto_window, auto_stride = occlusion_window(h, w)
+        window = int(self.settings["window"] or auto_window)
+        stride = int(self.settings["stride"] or auto_stride)
+        cells = [(h - window) // stride + 1, (w - window) // stride + 1]
+        return {"cells": cells, "note": f"{window}x{window} px windows every {stride} px ({cells[0]}x{cells[1]} positions)"}
 
     def _attribute(self, images: Tensor, targets: Tensor) -> BatchResult:
         n, c, h, w = images.shape

@@ -23,6 +23,9 @@ class SaliencyExplainer(Explainer):
     defaults = {"reduce": "max"}
     needs_gradients = True
     typical_samples = 64
+    samples_per_class = 16
+    max_samples = 256
+    baseline = "none: the gradient at the image itself"
 
     def _attribute(self, images: Tensor, targets: Tensor) -> BatchResult:
         x = self.to_model(images).detach().requires_grad_(True)

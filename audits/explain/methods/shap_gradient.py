@@ -27,9 +27,13 @@ class _OneOutput(nn.Module):
 class ShapGradientExplainer(Explainer):
     """E over background x', alpha of (x - x') * d f_target(x' + alpha (x - x')) / dx (shap.GradientExplainer).
 
-    Background: ``background_size`` 16 images drawn (seeded) from the explained
-    batch, or ``background`` (a normalised (B,C,H,W) tensor) when given;
-    background images the model cannot score are left out. ``nsamples`` 64
+    Background: ``background`` (a normalised (B,C,H,W) tensor): the audit passes
+    ``background_size`` 16 images drawn (seeded, stratified by class) from the
+    train split, the same for every image and chunk, so an image's map does not
+    depend on which other images share its batch, and one image alone gets a
+    real map. Without one, the background is a single flat image of the
+    normalisation mean colour (zeros after normalisation, IG's baseline).
+    Background images the model cannot score are left out. ``nsamples`` 64
     interpolation points per image, evaluated ``batch_size`` at a time. The
     target logit is explained (images grouped by target class: equal to
     ranked_outputs=1 when the target is the predicted class). Map = values
@@ -41,13 +45,21 @@ class ShapGradientExplainer(Explainer):
     needs_gradients = True
     typical_samples = 16
 
+    samples_per_class = 8
+    max_samples = 48
+
+    def baseline_text(self) -> str:
+        given = self.settings["background"]
+        if given is None:
+            return "a flat image of the normalisation mean colour (no background given)"
+        return f"expected gradients over a fixed background of {len(given)} train images (seeded)"
+
     def _prepare(self, images: Tensor, targets: Tensor) -> None:
         given = self.settings["background"]
         if given is not None:
             candidates = torch.as_tensor(given, dtype=torch.float32)
         else:
-            order = np.random.default_rng(self.seed).permutation(len(images))
-            candidates = images[order[: int(self.settings["background_size"])]]
+            candidates = torch.zeros((1, *images.shape[1:]), dtype=torch.float32)
         self._background = self.to_model(self._scorable(candidates))
 
     def _scorable(self, candidates: Tensor) -> Tensor:

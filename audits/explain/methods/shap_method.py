@@ -31,6 +31,17 @@ class ShapPartitionExplainer(Explainer):
     needs_gradients = False
     per_image = True
     typical_samples = 8
+    samples_per_class = 4
+    max_samples = 12
+
+    def baseline_text(self) -> str:
+        if self.settings["masker"] == "blur":
+            return "hidden regions blurred (box blur an eighth of the side: hides detail, keeps colour)"
+        return f"hidden regions in-painted ({self.settings['masker']})"
+
+    def native_resolution(self) -> dict:
+        return {"cells": None, "note": f"a partition hierarchy of image regions, refined while the {self.settings['max_evals']} "
+                                       "evaluations last"}
 
     def _model_fn(self, pixels: np.ndarray) -> np.ndarray:
         pixels = np.asarray(pixels, dtype=np.float32)
