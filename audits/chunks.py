@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 # Modules whose code decides what a chunk computes: a change to any of them
 # invalidates cached chunks (the package version alone would not move while
 # developing).
-_CODE_MODULES = ("imaudit.audits.predict", "imaudit.audits.device", "imaudit.audits.images", "imaudit.audits.chunks")
+_CODE_MODULES = ("imaudit.audits.predict", "imaudit.audits.device", "imaudit.audits.images", "imaudit.audits.loading",
+                 "imaudit.audits.tensor_store", "imaudit.audits.chunks")
 _CODE_PACKAGES = ("imaudit.audits.explain",)
 
 

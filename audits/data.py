@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from imaudit import paths
 from imaudit.audits.images import IMAGE_EXTENSIONS, ImageDataset, UnreadableImage, load_image, probe_image
+from imaudit.audits.manifest_cache import ManifestCache
 from imaudit.audits.sources import SOURCES, LoadContext, usage
 from imaudit.audits.spec import ImageLimits
 from imaudit.errors import RefError
@@ -96,7 +97,7 @@ def sort_splits(names: Iterable[str]) -> list[str]:
 
 def load_dataset(
     ref: str, *, cache: Path | None = None, progress: bool = True, limits: ImageLimits | None = None,
-    roots: tuple[Path, ...] = (),
+    roots: tuple[Path, ...] = (), rehash: bool = False,
 ) -> DatasetBundle:
     """Resolve a dataset ref into a DatasetBundle (RefError, one line, when it points at nothing).
 
@@ -104,6 +105,8 @@ def load_dataset(
     ``progress`` shows a bar where stderr is a terminal; ``limits`` bound the
     size and dimensions of the files read (default ImageLimits()); ``roots`` are
     folders besides the dataset's own that its files may lie in (a CSV's entries).
+    Files already probed are taken from the manifest cache while their size
+    and mtime are unchanged; ``rehash`` probes every file again.
     """
     scheme, sep, rest = str(ref).partition(":")
     if not sep or scheme not in SOURCES:
@@ -111,7 +114,7 @@ def load_dataset(
     if not rest.strip():
         raise RefError(f"dataset ref {ref!r} names nothing after '{scheme}:'")
     ctx = LoadContext(cache=Path(cache) if cache is not None else paths.cache_dir(), progress=progress,
-                      limits=limits or ImageLimits(), roots=tuple(Path(r) for r in roots))
+                      rehash=rehash, limits=limits or ImageLimits(), roots=tuple(Path(r) for r in roots))
     return SOURCES.get(scheme)().load(ref, rest.strip(), ctx)
 
 
@@ -151,19 +154,32 @@ def split_name(name: str) -> str:
 # --- shared ----------------------------------------------------------------------------------
 
 def probe_files(
-    candidates: list[dict], progress: bool = True, desc: str = "hashing", limits: ImageLimits | None = None
+    candidates: list[dict], progress: bool = True, desc: str = "hashing", limits: ImageLimits | None = None,
+    cache: ManifestCache | None = None,
 ) -> tuple[pd.DataFrame, list[dict]]:
     """Check, hash and decode candidate files in a thread pool: (readable rows, excluded files).
 
-    Threads suit this: reading is I/O and PIL decoders release the GIL.
+    Threads suit this: reading is I/O and PIL decoders release the GIL. With a
+    ``cache`` (audits/manifest_cache), a file whose size and mtime are what
+    the cache recorded is not read at all: its recorded result (row or
+    exclusion with its reason) is used, and the cache is rewritten after.
     """
-    def probe(c: dict) -> dict:
+    def fresh(c: dict) -> dict:
         try:
-            return {**c, **probe_image(c["path"], limits)}
+            return probe_image(c["path"], limits)
         except UnreadableImage as e:
-            return {**c, "error": e.reason}
+            return {"error": e.reason}
         except OSError as e:
-            return {**c, "error": f"cannot read file ({type(e).__name__}: {e.strerror or e})"}
+            return {"error": f"cannot read file ({type(e).__name__}: {e.strerror or e})"}
+
+    def probe(c: dict) -> tuple[dict, os.stat_result | None, bool]:
+        if cache is None:
+            return fresh(c), None, False
+        try:
+            hit, st = cache.lookup(c["path"])
+        except OSError as e:
+            return {"error": f"cannot read file ({type(e).__name__}: {e.strerror or e})"}, None, False
+        return (hit, st, True) if hit is not None else (fresh(c), st, False)
 
     workers = min(8, 2 * (os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -176,9 +192,15 @@ def probe_files(
                 disable=True if not progress or len(candidates) < PROGRESS_MIN_FILES else None,
             )
         )
-    good = [r for r in results if "error" not in r]
+    if cache is not None:
+        for c, (found, st, reused) in zip(candidates, results):
+            if st is not None:
+                cache.remember(c["path"], st, found, reused)
+        cache.save()
+    merged = [{**c, **found} for c, (found, _, _) in zip(candidates, results)]
+    good = [r for r in merged if "error" not in r]
     excluded = [
-        {"path": r["path"], "reason": r["error"], "split": r["split"], "label": r["label"]} for r in results if "error" in r
+        {"path": r["path"], "reason": r["error"], "split": r["split"], "label": r["label"]} for r in merged if "error" in r
     ]
     # object dtype: a file name that is not UTF-8 (kept as-is to open the file) fits no arrow string column.
     frame = pd.DataFrame(good, columns=[c for c in MANIFEST_COLUMNS if c != "id"], dtype=object)

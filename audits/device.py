@@ -40,8 +40,8 @@ def default_batch_size(device: torch.device) -> int:
 
 
 def default_workers(device: torch.device) -> int:
-    """Decode in worker processes on CUDA (the GPU outruns one decoding core); on
-    CPU the model needs every core and decoding small images in-process is cheaper."""
+    """Decode in worker processes on CUDA (the GPU outruns one decoding core); on CPU
+    none: threads decode while the model runs (audits/loading), without spawning processes."""
     cpus = os.cpu_count() or 1
     return min(8, cpus) if device.type == "cuda" else 0
 
@@ -104,6 +104,38 @@ def backoff_chunks(n: int, batch_size: int, run: Callable[[int, int], T]) -> Ite
 
 
 @torch.no_grad()
+def forward_built(
+    model: nn.Module,
+    n: int,
+    build: Callable[[int, int], torch.Tensor],
+    device: torch.device,
+    batch_size: int | None = None,
+    softmax: bool = False,
+) -> torch.Tensor:
+    """Model outputs for ``n`` inputs that ``build(a, b)`` makes (rows a..b-1), as float32 on CPU.
+
+    ``build`` returns its rows already on ``device``, so perturbation methods
+    (LIME, SHAP) assemble their perturbed images there with array operations
+    and no image crosses the host boundary; batches of ``batch_size`` rows are
+    halved on out-of-memory like every batched loop here.
+    """
+    bs = batch_size or default_batch_size(device)
+
+    def run(a: int, b: int) -> torch.Tensor:
+        x = build(a, b)
+        if device.type == "cuda" and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device):
+            out = model(x)
+        out = out.float()
+        return (out.softmax(-1) if softmax else out).cpu()
+
+    parts = list(backoff_chunks(n, bs, run))
+    if not parts:
+        return torch.empty(0)
+    return torch.cat(parts)
+
+
 def forward_batched(
     model: nn.Module,
     x: torch.Tensor,
@@ -113,19 +145,9 @@ def forward_batched(
 ) -> torch.Tensor:
     """Model outputs for a (possibly huge) CPU tensor of inputs, as float32 on CPU.
 
-    Used by perturbation methods (LIME, SHAP, occlusion, deletion curves) to
-    push all perturbed images through the model in large batches.
+    Used by perturbation methods (occlusion, deletion curves, the library
+    paths of LIME and SHAP) to push all perturbed images through the model in
+    large batches.
     """
     device = device or next(model.parameters()).device
-    bs = batch_size or default_batch_size(device)
-
-    def run(a: int, b: int) -> torch.Tensor:
-        with autocast(device):
-            out = model(to_device(x[a:b], device))
-        out = out.float()
-        return (out.softmax(-1) if softmax else out).cpu()
-
-    parts = list(backoff_chunks(len(x), bs, run))
-    if not parts:
-        return torch.empty(0)
-    return torch.cat(parts)
+    return forward_built(model, len(x), lambda a, b: to_device(x[a:b], device), device, batch_size, softmax)

@@ -176,6 +176,14 @@ def _high_depth_to_l(im: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(a, 0, 255).round().astype(np.uint8))
 
 
+def upright_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of an image as load_image returns it (EXIF rotations swap them), from the header only."""
+    with Image.open(path) as im:
+        w, h = im.size
+        orientation = im.getexif().get(0x0112, 1)
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
 def load_mask(path: str | Path) -> Image.Image:
     """An object mask as 8-bit grey (non-zero = object); alpha masks use their alpha."""
     with Image.open(path) as im:
@@ -214,6 +222,7 @@ class ImageDataset(torch.utils.data.Dataset):
         self.paths = [str(p) for p in manifest["path"]]  # not astype(str): names need not be UTF-8
         has_size = {"width", "height"} <= set(manifest.columns)
         self.sizes = list(zip(manifest["width"], manifest["height"])) if has_size else [None] * len(manifest)
+        self.modes = manifest["mode"].tolist() if "mode" in manifest.columns else [None] * len(manifest)
         index = {c: i for i, c in enumerate(classes)}
         self.labels = [index[str(v)] for v in manifest["label"]]
         masks = manifest["mask"] if "mask" in manifest.columns else [None] * len(manifest)
@@ -232,6 +241,12 @@ class ImageDataset(torch.utils.data.Dataset):
         if not self.return_mask:
             return x, self.labels[i], i
         return x, self.labels[i], i, self._mask(i, img.size, x)
+
+    def mask(self, i: int) -> torch.Tensor:
+        """Row i's mask at ``mask_size`` without decoding the image (its upright size comes from the header)."""
+        if self.mask_size is None:
+            raise ValueError("ImageDataset.mask needs mask_size")
+        return self._mask(i, upright_size(self.paths[i]), None)
 
     def _load_mask(self, i: int, size: tuple[int, int]) -> Image.Image:
         """Row i's mask, or an empty one: a mask that cannot be read affects its own image only

@@ -13,17 +13,17 @@ imaudit.audits.classmap.
 from __future__ import annotations
 
 import json
-import multiprocessing
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from imaudit.audits.device import autocast, default_batch_size, default_workers, prepare_model, to_device
+from imaudit.audits.images import ImageDataset
+from imaudit.audits.loading import batches
 
 PRED_COLUMNS = ["id", "split", "label", "y", "pred", "pred_label", "confidence", "loss", "correct", "finite", "top5"]
 
@@ -83,36 +83,29 @@ def select_rows(manifest: pd.DataFrame, splits: list[str] | None, train_cap: int
 @torch.no_grad()
 def infer_logits(
     module: torch.nn.Module,
-    dataset: torch.utils.data.Dataset,
+    dataset: ImageDataset,
     device: torch.device,
     *,
     batch_size: int | None = None,
     workers: int | None = None,
+    decode: str = "auto",
     progress: bool = True,
     desc: str = "predict",
 ) -> np.ndarray:
-    """Logits (N, K) float32 for every item of ``dataset``, in order."""
+    """Logits (N, K) float32 for every item of ``dataset``, in order.
+
+    Images are decoded while the model runs (imaudit.audits.loading: threads
+    on CPU, worker processes or GPU JPEG decoding on CUDA).
+    """
     module = prepare_model(module, device)
     bs = batch_size or default_batch_size(device)
     nw = default_workers(device) if workers is None else workers
-    if len(dataset) <= bs:  # a worker process costs more than it saves on one batch
-        nw = 0
-    # Workers are spawned, not forked: a fork inherits the Prefect process's state
-    # (its temporary API server, event loop threads, held locks) and such workers
-    # were seen to die silently with exit code 1 inside flows.
-    ctx = multiprocessing.get_context("spawn") if nw > 0 else None
-    loader = DataLoader(
-        dataset,
-        batch_size=bs,
-        shuffle=False,
-        num_workers=nw,
-        pin_memory=device.type == "cuda",
-        persistent_workers=False,
-        multiprocessing_context=ctx,
-    )
+    it, _ = batches(dataset, device, bs, nw, decode)
     out: list[torch.Tensor] = []
-    for batch in tqdm(loader, desc=desc, disable=None if progress else True, leave=False, unit="batch"):
-        x = to_device(batch[0], device)
+    # disable=None: a bar only where stderr is a terminal (tqdm checks isatty)
+    for x in tqdm(it, desc=desc, disable=None if progress else True, leave=False, unit="batch",
+                  total=-(-len(dataset) // bs)):
+        x = to_device(x, device)
         with autocast(device):
             logits = module(x)
         out.append(logits.float().cpu())

@@ -225,7 +225,21 @@ class AuditSpec(BaseModel):
     out: Path | None = Field(default=None, description="Report store folder (default IMAUDIT_HOME/reports)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int | None = Field(default=None, ge=1, description="Inference batch size (default by device)")
-    workers: int | None = Field(default=None, ge=0, description="DataLoader workers (default by CPU count)")
+    workers: int | None = Field(
+        default=None, ge=0,
+        description="DataLoader decoding processes (default: 0 on CPU, where threads decode while the model runs; "
+        "up to 8 on CUDA)",
+    )
+    decode: Literal["auto", "cpu", "gpu"] = Field(
+        default="auto",
+        description="Where JPEGs are decoded for prediction: auto = on the GPU (nvJPEG) when the device is CUDA and "
+        "the files are JPEGs of at least 128x128; cpu = always PIL; gpu = torchvision's decode_jpeg on the device",
+    )
+    rehash: bool = Field(
+        default=False,
+        description="Hash and decode every dataset file again instead of trusting the manifest cache "
+        "(which re-reads a file only when its size or modification time changed)",
+    )
     chunk_size: int = Field(default=512, ge=1, description="Images per cached prediction/explanation chunk")
     fail_on: Literal["warning", "error"] | None = Field(default=None, description="Gate: fail on findings this severe")
     seed: int = 0

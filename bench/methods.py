@@ -200,21 +200,28 @@ def bench_sanity(work: Workload, method: str, maps: np.ndarray, peaks: Peaks, se
 
 
 def bench_methods(work: Workload, methods: list[str], peaks: Peaks, settings: dict[str, dict] | None = None,
-                  sanity_methods: list[str] | None = None, progress: bool = False) -> tuple[list[MethodRow], dict[str, np.ndarray]]:
+                  sanity_methods: list[str] | None = None, progress: bool = False,
+                  caps: dict[str, int] | None = None) -> tuple[list[MethodRow], dict[str, np.ndarray]]:
     """Rows for every method, deletion/insertion (on the first method's maps) and the sanity
-    check for each method the audit sanity-checks by default; also the maps by method."""
-    settings = settings or {}
+    check for each method the audit sanity-checks by default; also the maps by method.
+
+    ``caps`` bounds the images per method (and ``"deletion/insertion"``) where a big
+    model makes the typical sample too slow to time.
+    """
+    settings, caps = settings or {}, caps or {}
     sanity = QualitySettings().sanity_methods if sanity_methods is None else sanity_methods
     rows: list[MethodRow] = []
     maps_by: dict[str, np.ndarray] = {}
     for m in tqdm(methods, desc="methods", disable=None if progress else True, leave=False):
-        row, maps = bench_method(work.head(method_images(m, len(work.images))), m, peaks, settings.get(m))
+        n = min(method_images(m, len(work.images)), caps.get(m, len(work.images)))
+        row, maps = bench_method(work.head(n), m, peaks, settings.get(m))
         rows.append(row)
         if row.images:
             maps_by[m] = maps
     if maps_by:
         source = next(iter(maps_by))
-        rows.append(bench_deletion(work.head(len(maps_by[source])), maps_by[source], peaks, source))
+        n = min(len(maps_by[source]), caps.get("deletion/insertion", len(maps_by[source])))
+        rows.append(bench_deletion(work.head(n), maps_by[source][:n], peaks, source))
     for m in methods:
         if m in sanity and m in maps_by:
             rows.append(bench_sanity(work.head(len(maps_by[m])), m, maps_by[m], peaks, settings.get(m)))

@@ -52,6 +52,8 @@ def run_direct(spec: AuditSpec) -> Path:
     aid = audit_id(spec)
     with atomic_dir(store / aid) as work:
         out = StageOutputs(identity=identify.run(spec, work))
+        if out.identity.manifest is not None:
+            out.cache["manifest"] = out.identity.manifest
         out.data_gate = check_data.run(spec, work)
         out.prediction = predict.run(spec, work, progress=False)
         out.prediction_gate = check_outputs.run(spec, work)

@@ -29,7 +29,18 @@ from imaudit.bench.workload import build_workload
 from imaudit.errors import BadInputError
 from imaudit.io import atomic_write_text
 
-TARGETS = {"prediction": 0.8, "efficiency": 0.7, "speedup": 1.0, "cache": 0.1, "overhead": 1.15}
+# The issue's targets (issue 18), each printed with its measured value as met or missed.
+TARGETS = {
+    "prediction": 0.8,  # prediction from files / forward peak, small row
+    "prediction_realistic": 0.9,  # the same on the realistic row (resnet50, 224 px JPEGs)
+    "efficiency": 0.8,  # every method and quality check, both rows
+    "speedup": 1.0,  # our rate / the library's default use
+    "speedup_perturb": 1.5,  # LIME and SHAP against lime_image / shap Partition defaults
+    "cache": 0.05,  # warm re-audit / cold audit
+    "overhead": 1.10,  # audit flow / direct stage calls
+    "scale_time": 1.2,  # seconds per image at the largest size / at the smallest
+}
+PERTURB_METHODS = ("lime", "shap")
 QUICK_METHODS = ["saliency", "gradcam", "occlusion"]
 
 
@@ -45,6 +56,9 @@ class BenchConfig:
     pipeline_images: int = 1024
     baselines: bool = True
     audits: bool = True
+    realistic: bool = False  # the resnet50 / 224 px / JPEG row (minutes on a CPU)
+    scale: list[int] | None = None  # dataset sizes for the scale row, e.g. [1000, 4000, 16000]
+    bad_input: bool = True  # the bad --model row
     quick: bool = False
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
@@ -134,6 +148,19 @@ def run_bench(cfg: BenchConfig, console: Console | None = None) -> dict[str, Any
 
     if cfg.audits:
         report.update(_audit_rows(cfg, methods, say))
+    if cfg.realistic:
+        from imaudit.bench.realistic import bench_realistic
+
+        report["realistic"] = bench_realistic(methods, cfg.device, say, quick=cfg.quick)
+    if cfg.scale:
+        from imaudit.bench.scale import bench_scale
+
+        report["scale"] = bench_scale(sorted(cfg.scale), device=cfg.device, say=say)
+    if cfg.bad_input:
+        from imaudit.bench.bad_input import bench_bad_model
+
+        say("bad --model: how soon the CLI answers")
+        report["bad_model"] = [asdict(r) for r in bench_bad_model()]
     report["targets"] = targets(report)
     report["machine"]["load_average_end"] = machine()["load_average"]
     print_report(report, console)
@@ -167,7 +194,7 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
 
     def add(name: str, value: float | None, limit: float, higher_is_better: bool = True) -> None:
-        met = None if value is None else (value >= limit if higher_is_better else value <= limit)
+        met = None if value is None or value != value else (value >= limit if higher_is_better else value <= limit)
         out.append({"target": name, "value": value, "limit": limit, "met": met,
                     "rule": ">=" if higher_is_better else "<="})
 
@@ -176,10 +203,32 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         if r["images"]:
             add(f"efficiency {r['name']}", r["efficiency"], TARGETS["efficiency"])
     for b in report["baselines"]:
-        add(f"speed-up {b['name']} vs library default", b["speedup"], TARGETS["speedup"])
+        limit = TARGETS["speedup_perturb"] if b["name"] in PERTURB_METHODS else TARGETS["speedup"]
+        add(f"speed-up {b['name']} vs library default", b["speedup"], limit)
     if "cache" in report:
         add("warm / cold audit", report["cache"]["ratio"], TARGETS["cache"], higher_is_better=False)
         add("flow / direct (Prefect overhead)", report["overhead"]["ratio"], TARGETS["overhead"], higher_is_better=False)
+    real = report.get("realistic")
+    if real:
+        add("realistic: prediction / peak", real["prediction"]["ratio_to_peak"], TARGETS["prediction_realistic"])
+        for r in real["methods"]:
+            if r["images"]:
+                add(f"realistic: efficiency {r['name']}", r["efficiency"], TARGETS["efficiency"])
+    rows = (report.get("scale") or {}).get("rows") or []
+    if len(rows) >= 2:
+        small, big = rows[0], rows[-1]
+        add(f"scale: s/image at {big['images']:,} / at {small['images']:,}",
+            big["seconds_per_image"] / small["seconds_per_image"], TARGETS["scale_time"], higher_is_better=False)
+        # Peak memory may grow by what the audit must hold (logits and maps), nothing more.
+        grew = big["peak_rss_mb"] - small["peak_rss_mb"]
+        add(f"scale: peak RSS growth {small['images']:,} -> {big['images']:,} minus held growth (MB)",
+            grew - (big["held_mb"] - small["held_mb"]), 0.0, higher_is_better=False)
+    for bad in report.get("bad_model") or []:
+        kind = bad["ref"].split(":", 1)[0]
+        add(f"bad --model {kind}:...: dataset files opened before exit 2", bad["images_opened"], 0,
+            higher_is_better=False)
+        if bad["exit_code"] != 2 or bad["images_opened"] < 0:
+            out[-1]["met"] = False
     return out
 
 
@@ -191,31 +240,26 @@ def _f(v: float | None, digits: int = 2) -> str:
     return f"{v:.{digits}f}"
 
 
-def print_report(report: dict[str, Any], console: Console) -> None:
-    """The three tables (model and prediction, methods, audits) and the targets."""
-    m = report["machine"]
-    where = m["cuda"] or f"{m['cpu_count']} CPU cores"
-    console.print(f"device {report['device']} ({where}), torch {m['torch']}, "
-                  f"{m['torch_threads']} threads, load average {m['load_average']}", highlight=False)
-    t = Table(title="Model-bound peak and prediction")
+def _peak_table(title: str, peaks: dict[str, Any], pred: dict[str, Any]) -> Table:
+    t = Table(title=title)
     for col in ("row", "batch", "images/s", "vs peak"):
         t.add_column(col, no_wrap=True)
-    pk = report["peaks"]
-    t.add_row("peak forward", str(pk["forward"]["batch_size"]), _f(pk["forward"]["images_per_s"]), "1.00")
-    t.add_row("peak forward+backward", str(pk["forward+backward"]["batch_size"]),
-              _f(pk["forward+backward"]["images_per_s"]), "-")
-    p = report["prediction"]
-    share = "" if p["model_share"] is None else f", {p['model_share']:.0%} in model"
-    t.add_row(f"prediction (files, {p['images']} images, {p['workers']} workers{share})", str(p["batch_size"]),
-              _f(p["images_per_s"]), _f(p["ratio_to_peak"]))
-    console.print(t)
+    t.add_row("peak forward", str(peaks["forward"]["batch_size"]), _f(peaks["forward"]["images_per_s"]), "1.00")
+    t.add_row("peak forward+backward", str(peaks["forward+backward"]["batch_size"]),
+              _f(peaks["forward+backward"]["images_per_s"]), "-")
+    share = "" if pred["model_share"] is None else f", {pred['model_share']:.0%} in model"
+    t.add_row(f"prediction (files, {pred['images']} images, {pred.get('decoder', 'threads')}{share})",
+              str(pred["batch_size"]), _f(pred["images_per_s"]), _f(pred["ratio_to_peak"]))
+    return t
 
-    t = Table(title="Explanation methods and quality checks")
+
+def _methods_table(title: str, methods: list[dict[str, Any]], baselines: list[dict[str, Any]]) -> Table:
+    t = Table(title=title)
     for col in ("method", "images", "fwd/img", "bwd/img", "pass-eq/img", "images/s", "ideal/s", "efficiency",
                 "in model", "library default/s", "speed-up"):
         t.add_column(col, no_wrap=True)
-    base = {b["name"]: b for b in report["baselines"]}
-    for r in report["methods"]:
+    base = {b["name"]: b for b in baselines}
+    for r in methods:
         b = base.get(r["name"])
         t.add_row(
             r["name"], str(r["images"]), _f(r["forward_per_image"], 1), _f(r["backward_per_image"], 1),
@@ -223,7 +267,17 @@ def print_report(report: dict[str, Any], console: Console) -> None:
             "-" if r["model_share"] is None else f"{r['model_share']:.0%}",
             _f(b["row"]["images_per_s"]) if b else "-", _f(b["speedup"]) if b else "-",
         )
-    console.print(t)
+    return t
+
+
+def print_report(report: dict[str, Any], console: Console) -> None:
+    """Every table (model and prediction, methods, audits, realistic, scale, bad input, GPU) and the targets."""
+    m = report["machine"]
+    where = m["cuda"] or f"{m['cpu_count']} CPU cores"
+    console.print(f"device {report['device']} ({where}), torch {m['torch']}, "
+                  f"{m['torch_threads']} threads, load average {m['load_average']}", highlight=False)
+    console.print(_peak_table("Model-bound peak and prediction", report["peaks"], report["prediction"]))
+    console.print(_methods_table("Explanation methods and quality checks", report["methods"], report["baselines"]))
 
     if "cache" in report:
         c, o = report["cache"], report["overhead"]
@@ -238,12 +292,61 @@ def print_report(report: dict[str, Any], console: Console) -> None:
             stages = ", ".join(f"{k} {v:.2f}" for k, v in c[f"{which}_stages"].items())
             console.print(f"{which} audit stages (s): {stages}", highlight=False)
 
+    real = report.get("realistic")
+    if real:
+        title = f"Realistic: {real['model']} at {real['image_size']} px, random weights, {real['images']} JPEGs"
+        console.print(_peak_table(title, real["peaks"], real["prediction"]))
+        console.print(_methods_table("Realistic: methods and quality checks", real["methods"], []))
+        _print_gpu(real.get("gpu"), console)
+    elif report["device"].startswith("cuda"):
+        console.print("GPU table: run with --realistic to measure nvJPEG and the LIME/SHAP device paths", highlight=False)
+    else:
+        console.print("GPU table: not measured (no CUDA device here)", highlight=False)
+
+    sc = report.get("scale")
+    if sc:
+        t = Table(title=f"Scale: audits of generated PNG folders ({sc['model']} at {sc['image_size']} px; "
+                        f"{', '.join(sc['methods'])} on {sc['samples']} images; every image predicted)")
+        for col in ("images", "cold s", "s/image", "peak RSS MB", "grew in audit MB", "logits+maps MB",
+                    "warm s", "warm: to predict s"):
+            t.add_column(col, no_wrap=True)
+        for r in sc["rows"]:
+            t.add_row(f"{r['images']:,}", _f(r["seconds"]), f"{r['seconds_per_image'] * 1000:.2f} ms",
+                      _f(r["peak_rss_mb"], 0), _f(r["peak_rss_mb"] - r["rss_before_mb"], 0), _f(r["held_mb"], 1),
+                      _f(r["warm_seconds"]), _f(r["warm_to_predict_seconds"]))
+        console.print(t)
+
+    for bad in report.get("bad_model") or []:
+        console.print(f"bad --model {bad['ref']}: exit {bad['exit_code']} after {bad['seconds']:.2f} s (a fresh "
+                      f"process), {bad['images_opened']} of {bad['dataset_files']} dataset files opened first: "
+                      f"{bad['message']}", highlight=False)
+
     t = Table(title="Targets")
     for col in ("target", "value", "limit", "met"):
         t.add_column(col, no_wrap=True)
     for g in report["targets"]:
-        met = {True: "[green]yes[/green]", False: "[red]no[/red]", None: "-"}[g["met"]]
+        met = {True: "[green]met[/green]", False: "[red]missed[/red]", None: "-"}[g["met"]]
         t.add_row(g["target"], _f(g["value"]), f"{g['rule']} {g['limit']}", met)
+    console.print(t)
+
+
+def _print_gpu(gpu: dict[str, Any] | None, console: Console) -> None:
+    if not gpu:
+        console.print("GPU table: not measured (no CUDA device here)", highlight=False)
+        return
+    t = Table(title="GPU: decoders and perturbation paths")
+    for col in ("row", "images/s", "vs"):
+        t.add_column(col, no_wrap=True)
+    cpu, dev = gpu["prediction"]["cpu"], gpu["prediction"]["gpu"]
+    t.add_row(f"prediction, PIL in workers ({cpu['decoder']})", _f(cpu["images_per_s"]), "1.00")
+    t.add_row(f"prediction, nvJPEG ({dev['decoder']})", _f(dev["images_per_s"]),
+              _f(dev["images_per_s"] / max(cpu["images_per_s"], 1e-9)))
+    for m in PERTURB_METHODS:
+        if m in gpu:
+            lib, fast = gpu[m]["library"], gpu[m]["device"]
+            t.add_row(f"{m}, perturbed by the library", _f(lib["images_per_s"]), "1.00")
+            t.add_row(f"{m}, perturbed on the device", _f(fast["images_per_s"]),
+                      _f(fast["images_per_s"] / max(lib["images_per_s"], 1e-9)))
     console.print(t)
 
 

@@ -54,9 +54,11 @@ def random_timm_ref(model: str) -> str:
     return ref if "?" in ref else f"{ref}?pretrained=false"
 
 
-def build_workload(model: str, image_size: int, images: int, device: str = "auto") -> Workload:
-    """Load ``timm:<model>`` (random weights, one output per digit) at ``image_size`` px and
-    the first ``images`` val digits through the model's own preprocessing.
+def build_workload(model: str, image_size: int, images: int, device: str = "auto",
+                   dataset: str = DATASET) -> Workload:
+    """Load ``timm:<model>`` (random weights, one output per class) at ``image_size`` px and
+    the first ``images`` val images of ``dataset`` (default builtin:digits) through the
+    model's own preprocessing.
 
     Targets are the model's predicted classes, so every method explains the same
     class a library's "top prediction" default would.
@@ -67,7 +69,7 @@ def build_workload(model: str, image_size: int, images: int, device: str = "auto
         raise BadInputError(f"--images {images}: need at least 1 image")
     dev = resolve_device(device)
     ref = random_timm_ref(model)
-    ds = load_dataset(DATASET, progress=False)
+    ds = load_dataset(dataset, progress=False)
     lm = load_model(ref, num_classes=len(ds.classes), input_size=image_size)
     prepare_model(lm.module, dev)
     rows = ds.split("val").head(images)

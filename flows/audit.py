@@ -113,6 +113,8 @@ def audit(spec: AuditSpec, trigger: str = "manual") -> str:
         out = StageOutputs(identity=identity, errors=stages.errors, timings=stages.timings)
         if identity.cache is not None:
             out.cache["builtin"] = identity.cache
+        if identity.manifest is not None:
+            out.cache["manifest"] = identity.manifest
         log.info("auditing %s (%s) on %s", spec.model, out.identity.model.arch, out.identity.dataset.ref)
         out.data_gate = stages.run("check_data", lambda: t.check_data(spec, work))
         out.prediction = stages.run("predict", lambda: _predict(spec, work, out.cache))

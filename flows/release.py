@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from imaudit.errors import BadInputError
-from imaudit.models import Registry, load_history
+from imaudit.models import Registry, load_history, watch
 
 EVENT = "imaudit.model.released"
 RESOURCE_PREFIX = "imaudit.model."
@@ -45,6 +45,7 @@ class Emission:
 
     sent: bool
     detail: str
+    ids: tuple[str, ...] = ()
 
 
 def read_request(manifest: Path | None, given: dict[str, Any]) -> ReleaseRequest:
@@ -110,6 +111,32 @@ def release_model(req: ReleaseRequest) -> tuple[Any, bool]:
     return manifest, not existed
 
 
+def release_and_announce(req: ReleaseRequest, emit: bool = True) -> tuple[Any, bool, Emission | None]:
+    """Register the release and, with ``emit``, announce it; (manifest, new, emission or None).
+
+    The registry watcher must not announce it a second time: the watcher's
+    marker is claimed before the release exists (so no poll sees the release
+    without it), kept when the event went out, and dropped when it did not, so
+    the watcher announces the release on its next poll instead. Without ``emit``
+    nothing is claimed: a running watcher announces the release.
+    """
+    claimed = emit and watch.claim(req.name, req.version)
+    try:
+        manifest, new = release_model(req)
+    except BaseException:
+        if claimed:
+            watch.unclaim(req.name, req.version)
+        raise
+    if not emit:
+        return manifest, new, None
+    sent = emit_release_event(manifest)
+    if sent.sent:
+        watch.mark_sent(manifest.name, manifest.version, ", ".join(sent.ids))
+    elif claimed:
+        watch.unclaim(manifest.name, manifest.version)
+    return manifest, new, sent
+
+
 def release_event(manifest: Any) -> dict[str, Any]:
     """The event announcing ``manifest`` (keyword arguments of prefect.events.emit_event)."""
     return {
@@ -130,17 +157,46 @@ def release_event(manifest: Any) -> dict[str, Any]:
     }
 
 
+def announcement_event(a: Any) -> dict[str, Any]:
+    """The event for a watcher's announcement (imaudit.models.watch.Announcement) of a concrete version.
+
+    An imaudit release is announced as `imaudit release` announces it; an MLflow
+    version names its concrete ref (mlflow:models:/NAME/VERSION), never an alias.
+    The id is the announcement's own, so a repeated poll sends the same event.
+    """
+    if a.source == "imaudit":
+        event = release_event(Registry().get(a.name, a.version))
+    else:
+        event = {
+            "event": EVENT,
+            "resource": {"prefect.resource.id": f"{RESOURCE_PREFIX}mlflow/{a.name}",
+                         "prefect.resource.name": a.name, "imaudit.version": a.version},
+            "payload": {"ref": a.ref, "dataset": a.dataset, "name": a.name, "version": a.version,
+                        "registry": "mlflow", "tracking_uri": a.registry},
+        }
+    event["payload"]["reason"] = a.reason
+    event["id"] = a.event_id
+    return event
+
+
 def emit_release_event(manifest: Any, timeout_s: float = 30.0) -> Emission:
     """Send the release event to the Prefect server named by PREFECT_API_URL.
 
     Without a configured server there is nobody to trigger, so nothing is
     sent (Prefect would otherwise start a throw-away local server).
     """
+    return send_events([release_event(manifest)], timeout_s)
+
+
+def send_events(events: list[dict[str, Any]], timeout_s: float = 30.0) -> Emission:
+    """Emit events (keyword arguments of emit_event) to PREFECT_API_URL and wait until they were delivered."""
     from prefect.client.orchestration import get_client
     from prefect.events import emit_event
     from prefect.events.worker import EventsWorker
     from prefect.settings import PREFECT_API_URL
 
+    if not events:
+        return Emission(True, "nothing to announce")
     url = PREFECT_API_URL.value() or os.environ.get("PREFECT_API_URL")
     if not url:
         return Emission(False, "PREFECT_API_URL is not set, so no Prefect server was told")
@@ -148,9 +204,10 @@ def emit_release_event(manifest: Any, timeout_s: float = 30.0) -> Emission:
         problem = client.api_healthcheck()
     if problem is not None:
         return Emission(False, f"Prefect API at {url} is unreachable ({type(problem).__name__}: {problem})")
-    event = emit_event(**release_event(manifest))
-    if event is None:
+    sent = [emit_event(**event) for event in events]
+    if any(event is None for event in sent):
         return Emission(False, f"Prefect refused to emit {EVENT} (see its log)")
     # Events go out from a background worker: wait until it has delivered them.
     EventsWorker.drain_all(timeout=timeout_s, at_exit=False)
-    return Emission(True, f"event {EVENT} {event.id} sent to {url}")
+    ids = tuple(str(event.id) for event in sent)
+    return Emission(True, f"event {EVENT} {', '.join(ids)} sent to {url}", ids)

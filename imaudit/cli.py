@@ -141,8 +141,8 @@ def _print_finding(f) -> None:
 
 @app.command()
 def audit(
-    model: Annotated[str, typer.Option(help="timm:NAME[.TAG][?pretrained=false] | hf-hub:ORG/NAME | file:PATH-OR-URL | release:NAME@VERSION")],
-    dataset: Annotated[Optional[str], typer.Option(help="folder:PATH-OR-URL | csv:PATH-OR-URL | hf:ORG/NAME[?split=..&image=..&label=..&config=..] | builtin:digits | builtin:shapes[?opts]; default: the release's dataset")] = None,
+    model: Annotated[str, typer.Option(help="timm:NAME[.TAG][?pretrained=false] | hf-hub:ORG/NAME | file:PATH-OR-URL | release:NAME@VERSION | mlflow:models:/NAME/VERSION | mlflow:models:/NAME@ALIAS")],
+    dataset: Annotated[Optional[str], typer.Option(help="folder:PATH-OR-URL | csv:PATH-OR-URL | hf:ORG/NAME[?split=..&image=..&label=..&config=..] | builtin:digits | builtin:shapes[?opts]; default: the release's dataset (an MLflow version's imaudit.dataset tag)")] = None,
     arch: Annotated[Optional[str], typer.Option(help="timm architecture of a bare state_dict checkpoint")] = None,
     class_map: Annotated[Optional[str], typer.Option(help="YAML/JSON/CSV file mapping dataset classes to model labels, WordNet ids or output indices (where names do not match by themselves)")] = None,
     input_size: Annotated[Optional[int], typer.Option(help="override the data config's input size (pixels)")] = None,
@@ -154,7 +154,9 @@ def audit(
     fail_on: Annotated[Optional[str], typer.Option(help="exit 1 when a finding is at least this severe: warning | error")] = None,
     target: Annotated[str, typer.Option(help="explain the predicted (pred) or true class")] = "pred",
     batch_size: Annotated[Optional[int], typer.Option(help="inference batch size (default by device)")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="DataLoader decoding processes (default: 0 on CPU, up to 8 on CUDA)")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="DataLoader decoding processes (default: 0 on CPU, where threads decode while the model runs; up to 8 on CUDA)")] = None,
+    decode: Annotated[Optional[str], typer.Option(help="where JPEGs are decoded for prediction: auto (GPU on CUDA for JPEGs of 128x128 or more) | cpu | gpu")] = None,
+    rehash: Annotated[bool, typer.Option("--rehash", help="hash and decode every dataset file again instead of trusting the manifest cache (size + mtime)")] = False,
     train_cap: Annotated[int, typer.Option(help="at most this many train images are predicted")] = 2000,
     seed: Annotated[int, typer.Option(help="seed for sampling and perturbation methods")] = 0,
     task_runner: Annotated[str, typer.Option(help="sequential | dask")] = "sequential",
@@ -182,7 +184,7 @@ def audit(
         "model": model, "dataset": dataset, "arch": arch, "class_map": class_map, "input_size": input_size, "samples": samples,
         "out": out_dir, "device": device, "fail_on": fail_on, "target": target, "batch_size": batch_size, "workers": workers,
         "train_cap": train_cap, "seed": seed, "task_runner": task_runner, "dask_address": dask_address,
-        "counterfactuals": counterfactuals or None, "generator": generator,
+        "counterfactuals": counterfactuals or None, "generator": generator, "decode": decode, "rehash": rehash or None,
     }
     fields.update({k: v for k, v in given.items() if v is not None})
     if methods is not None:
@@ -290,23 +292,22 @@ def release(
     input_size: Annotated[Optional[int], typer.Option(help="input size in pixels (default: the checkpoint's)")] = None,
     classes: Annotated[Optional[str], typer.Option(help="comma-separated class names in output order")] = None,
     manifest: Annotated[Optional[Path], typer.Option(help="YAML/JSON file with these fields (options given here win)")] = None,
-    emit: Annotated[bool, typer.Option("--emit/--no-emit", help="announce the release to Prefect (triggers audit-on-release)")] = True,
+    emit: Annotated[bool, typer.Option("--emit/--no-emit", help="announce the release to Prefect (triggers audit-on-release); without it, a running registry watcher announces it")] = True,
 ) -> None:
     """Register a checkpoint as NAME@VERSION (sha256, manifest) and emit imaudit.model.released.
 
     Exits 2 on bad input, including NAME@VERSION already released with another
     checkpoint; exits 3 when the release was registered but the event could not be sent.
     """
-    from imaudit.flows.release import emit_release_event, read_request, release_model
+    from imaudit.flows.release import read_request, release_and_announce
 
     given = {"name": name, "version": version, "arch": arch, "checkpoint": checkpoint, "dataset": dataset,
              "history": history, "input_size": input_size, "classes": classes}
-    rel, new = release_model(read_request(manifest, given))
+    rel, new, sent = release_and_announce(read_request(manifest, given), emit)  # BadInputError: exit 2
     state = "released" if new else "already released (same checkpoint)"
     out.print(f"{state} {rel.ref}: {rel.arch}, sha256 {rel.sha256[:12]}, dataset {rel.dataset}", highlight=False)
-    if not emit:
+    if sent is None:
         return
-    sent = emit_release_event(rel)
     if not sent.sent:
         raise IncompleteError(f"{rel.ref} is registered but not announced: {sent.detail}")
     out.print(sent.detail, highlight=False)
@@ -409,17 +410,26 @@ def bench(
     out_file: Annotated[Optional[Path], typer.Option("--out", help="write the measurements as JSON here")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="tiny configuration (seconds): a smoke check")] = False,
     audits: Annotated[bool, typer.Option("--audits/--no-audits", help="time cold/warm audits and Prefect overhead")] = True,
+    realistic: Annotated[bool, typer.Option("--realistic", help="add the resnet50 / 224 px / JPEG row (minutes on a CPU; with a GPU also the GPU table)")] = False,
+    scale: Annotated[Optional[str], typer.Option(help="dataset sizes for the scale row, e.g. 1000,4000,16000 (one audit process each; data generated once)")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's logs")] = False,
 ) -> None:
-    """Measure throughput: peak, prediction, every method vs peak and vs the libraries' defaults, cache, Prefect."""
+    """Measure throughput: peak, prediction, every method vs peak and vs the libraries' defaults, cache, Prefect;
+    with --realistic a resnet50 row (and the GPU table on CUDA), with --scale how audits grow with the data."""
     _quiet_prefect(verbose)
     from rich.console import Console
 
     from imaudit.bench.run import BenchConfig, run_bench, write_json
 
     names = None if methods is None else [m.strip() for m in methods.split(",") if m.strip()]
+    try:
+        sizes = None if scale is None else [int(v) for v in scale.split(",") if v.strip()]
+    except ValueError:
+        raise BadInputError(f"--scale {scale}: expected comma-separated image counts, e.g. 1000,4000,16000") from None
+    if sizes is not None and (not sizes or min(sizes) < 10):
+        raise BadInputError(f"--scale {scale}: each size must be at least 10 images")
     cfg = BenchConfig.make(quick=quick, model=model, image_size=image_size, images=images, device=device,
-                           methods=names, audits=audits)
+                           methods=names, audits=audits, realistic=realistic or None, scale=sizes)
     console = out if out.is_terminal else Console(width=180)
     report = run_bench(cfg, console)
     if out_file is not None:

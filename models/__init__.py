@@ -1,4 +1,7 @@
-"""Model sources (one module each under sources/: timm, hf-hub, file, release) and the release registry.
+"""Model sources (one module each under sources/: timm, hf-hub, file, release, mlflow) and the release registry.
+
+Also here: what imaudit reads from MLflow's model registry (mlflow_registry) and
+the registry watcher's engine (watch: what changed since the last poll).
 
 What belongs here: turning a model ref into a LoadedModel (module, digest,
 classes, timm data config), checkpoint files, the release registry, the small

@@ -57,7 +57,7 @@ class ReleaseManifest(BaseModel):
         return f"release:{self.name}@{self.version}"
 
 
-def _check_part(value: str, field: str) -> str:
+def check_part(value: str, field: str) -> str:
     if not isinstance(value, str) or not _SAFE.match(value) or value in {".", ".."}:
         raise BadInputError(
             f"release {field} '{value}' may only hold letters, digits and . _ + - (and not start with one of them)"
@@ -161,8 +161,8 @@ class Registry:
 
         Classes, input size and history default to the checkpoint's metadata.
         """
-        _check_part(name, "name")
-        _check_part(version, "version")
+        check_part(name, "name")
+        check_part(version, "version")
         if version == "latest":
             raise BadInputError("release version 'latest' is reserved; give a concrete version")
         checkpoint = Path(checkpoint)

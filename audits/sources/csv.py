@@ -88,8 +88,9 @@ def load_csv(ref: str, csv_path: Path, ctx: LoadContext) -> DatasetBundle:
         candidates.append({**record, "path": str((base / path).resolve()), "mask": mask_path})
 
     classes = sorted({str(lbl).strip() for lbl in table["label"] if str(lbl).strip()})
-    manifest, bad = probe_files(candidates, progress=ctx.progress, desc=ref, limits=ctx.limits)
-    bundle = make_bundle(ref, classes, manifest, excluded + bad, base, "csv")
+    known = ctx.manifest_cache(base)
+    manifest, bad = probe_files(candidates, progress=ctx.progress, desc=ref, limits=ctx.limits, cache=known)
+    bundle = make_bundle(ref, classes, manifest, excluded + bad, base, "csv", meta={"manifest_cache": known.stats})
     if bad_masks:
         bundle.meta["dropped_masks"] = text_safe_tree(bad_masks)
     return bundle

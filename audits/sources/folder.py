@@ -73,7 +73,8 @@ def load_folder(ref: str, root: Path, ctx: LoadContext) -> DatasetBundle:
                 else:
                     candidates.append({"path": str(f), "label": cdir.name, "split": split, "mask": None})
 
-    manifest, excluded = probe_files(candidates, progress=ctx.progress, desc=ref, limits=ctx.limits)
+    known = ctx.manifest_cache(root)
+    manifest, excluded = probe_files(candidates, progress=ctx.progress, desc=ref, limits=ctx.limits, cache=known)
     split_method = "folders"
     if not split_layout:
         manifest["split"] = auto_split(manifest)
@@ -81,7 +82,7 @@ def load_folder(ref: str, root: Path, ctx: LoadContext) -> DatasetBundle:
             f"auto: no split folders, so a stratified {1 - AUTO_VAL_FRACTION:.0%}/{AUTO_VAL_FRACTION:.0%} "
             f"train/val split by file hash (seed {AUTO_SPLIT_SEED})"
         )
-    return make_bundle(ref, sorted(classes), manifest, excluded + stray, root, split_method)
+    return make_bundle(ref, sorted(classes), manifest, excluded + stray, root, split_method, meta={"manifest_cache": known.stats})
 
 
 def _subdirs(folder: Path) -> list[Path]:

@@ -6,7 +6,8 @@ left in ``HF_DATASETS_CACHE``. Rows are streamed in batches (an
 ``IterableDataset``, shard by shard), so a large set is never held in memory;
 each image's stored bytes (PNG/JPEG as the dataset holds them, undecoded) are
 written once into imaudit's cache as ``SPLIT/CLASS/ROW.ext`` and from then on
-the dataset is read like a folder, hashed and probed like any other source.
+the dataset is read like a folder, hashed and probed like any other source
+(and, like any other source, probed once: the manifest cache keeps the results).
 
 Options: ``split`` (comma-separated HF split names, default all; ``validation``
 counts as val), ``image`` and ``label`` (columns; default the first Image and
@@ -77,7 +78,8 @@ class HfSource(DatasetSource):
         unlabelled = rows[rows["label"] == ""]
         candidates = [{"path": str(folder / r.path), "label": r.label, "split": r.split, "mask": None}
                       for r in rows[rows["label"] != ""].itertuples(index=False)]
-        manifest, excluded = probe_files(candidates, progress=ctx.progress, desc=ref)
+        known = ctx.manifest_cache(folder)
+        manifest, excluded = probe_files(candidates, progress=ctx.progress, desc=ref, cache=known)
         excluded += [{"path": str(folder / r.path), "reason": "no label", "split": r.split, "label": None}
                      for r in unlabelled.itertuples(index=False)]
         method = f"hf splits ({', '.join(splits)})"
@@ -85,7 +87,7 @@ class HfSource(DatasetSource):
             manifest["split"] = auto_split(manifest)
             method = (f"auto: only a train split, so a stratified {1 - AUTO_VAL_FRACTION:.0%}/{AUTO_VAL_FRACTION:.0%} "
                       f"train/val split by file hash (seed {AUTO_SPLIT_SEED})")
-        bundle = make_bundle(ref, classes, manifest, excluded, folder, method)
+        bundle = make_bundle(ref, classes, manifest, excluded, folder, method, meta={"manifest_cache": known.stats})
         bundle.meta["hf"] = {"dataset": name, "splits": {s: split_name(s) for s in splits},
                              "image": image_col, "label": label_col, **{k: opts[k] for k in ("config", "revision")
                                                                         if k in opts}}

@@ -27,7 +27,7 @@ def run(spec: AuditSpec, work: Path, records: dict[str, MethodRecord]) -> Galler
     """Thumbnails under explanations/images/, one gallery row per image of the first ``spec.gallery`` of the
     sample (stratified, so every explained class is shown), layer views under views/."""
     model = inputs.model(spec)
-    x, rows, _ = sample.tensors(spec, work, 0, spec.gallery)
+    x, rows, _ = sample.tensors(spec, work, 0, spec.gallery, masks=False)
     out = Gallery()
     if len(rows) == 0:
         return out

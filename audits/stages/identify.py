@@ -53,4 +53,5 @@ def run(spec: AuditSpec, work: Path) -> Identity:
         class_map=cmap.record(ds.classes),
         seconds=time.perf_counter() - t0,
         cache=ChunkStats.model_validate(ds.meta["cache"]) if ds.meta.get("cache") else None,
+        manifest=ChunkStats.model_validate(ds.meta["manifest_cache"]) if ds.meta.get("manifest_cache") else None,
     )

@@ -21,8 +21,8 @@ from imaudit.storage import fetch_file, is_url
 
 
 @functools.lru_cache(maxsize=4)
-def _dataset(ref: str, limits: ImageLimits, roots: tuple[Path, ...] = ()) -> DatasetBundle:
-    return load_dataset(ref, limits=limits, roots=roots)
+def _dataset(ref: str, limits: ImageLimits, roots: tuple[Path, ...] = (), rehash: bool = False) -> DatasetBundle:
+    return load_dataset(ref, limits=limits, roots=roots, rehash=rehash)
 
 
 @functools.lru_cache(maxsize=4)
@@ -48,13 +48,15 @@ def dataset_ref(spec: AuditSpec) -> str:
         return own
     if spec.model.startswith("release:"):
         raise BadInputError(f"release {spec.model[len('release:'):]} names no dataset; pass --dataset")
+    if spec.model.startswith("mlflow:"):
+        raise BadInputError(f"{spec.model} names no dataset (MLflow tag imaudit.dataset); pass --dataset")
     raise BadInputError("no dataset: pass --dataset REF (folder:PATH, csv:PATH, builtin:digits, builtin:shapes)")
 
 
 def dataset(spec: AuditSpec) -> DatasetBundle:
     """The audited dataset (manifest, classes, digest), its files checked against ``spec.limits`` and
-    confined to its folder and ``spec.allowed_roots``."""
-    return _dataset(dataset_ref(spec), spec.limits, tuple(spec.allowed_roots))
+    confined to its folder and ``spec.allowed_roots``; ``spec.rehash`` probes every file again."""
+    return _dataset(dataset_ref(spec), spec.limits, tuple(spec.allowed_roots), spec.rehash)
 
 
 def _model_key(spec: AuditSpec) -> tuple[str, str | None, int | None, int | None]:

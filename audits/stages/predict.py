@@ -39,8 +39,8 @@ def _rows(spec: AuditSpec) -> pd.DataFrame:
 def plan(spec: AuditSpec) -> list[chunks.Chunk]:
     """The prediction chunks of this audit, in row order, keyed for caching."""
     cmap = inputs.class_map(spec)
-    # Autocast on CUDA changes the numbers: GPU and CPU results are different entries.
-    settings: dict[str, Any] = {"device": resolve_device(spec.device).type}
+    # Autocast on CUDA and GPU JPEG decoding change the numbers: they are different entries.
+    settings: dict[str, Any] = {"device": resolve_device(spec.device).type, "decode": spec.decode}
     if cmap.subset:  # a subset chunk keeps the matched outputs' logits and the full view's top outputs
         settings["columns"] = cmap.columns
     return chunks.plan(
@@ -72,6 +72,7 @@ def chunk(spec: AuditSpec, c: chunks.Chunk, progress: bool = False) -> ChunkResu
         resolve_device(spec.device),
         batch_size=spec.batch_size,
         workers=spec.workers,
+        decode=spec.decode,
         progress=progress,
         desc=f"predict chunk {c.index}",
     )

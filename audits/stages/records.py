@@ -26,6 +26,9 @@ class Identity(BaseModel):
     class_map: dict[str, Any] | None = Field(default=None, description="which model output is which dataset class")
     seconds: float = 0.0
     cache: "ChunkStats | None" = Field(default=None, description="a generated (builtin) set: reused or generated")
+    manifest: "ChunkStats | None" = Field(
+        default=None, description="files of a local dataset taken from the manifest cache (reused) or probed (computed)"
+    )
 
 
 class ChunkResult(BaseModel):
@@ -137,3 +140,6 @@ class StageOutputs:
     errors: list[StageError] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     cache: dict[str, ChunkStats] = field(default_factory=dict)
+
+
+Identity.model_rebuild()

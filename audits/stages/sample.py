@@ -23,7 +23,9 @@ from imaudit.audits.explain import explained_classes, select_sample
 from imaudit.audits.predict import Predictions
 from imaudit.audits.spec import AuditSpec
 from imaudit.audits.stages import inputs
+from imaudit.audits.stages.predict import chunk_config
 from imaudit.audits.stages.records import SampleOutcome
+from imaudit.audits.tensor_store import cached_images
 from imaudit.io import atomic_write_json
 
 EVAL_SPLITS = ("val", "test")
@@ -72,16 +74,22 @@ def tensors(
     spec: AuditSpec, work: Path, start: int = 0, stop: int | None = None, masks: bool = True
 ) -> tuple[torch.Tensor, pd.DataFrame, np.ndarray | None]:
     """Model-ready images of sample rows [start, stop), the rows, and (when asked and the
-    dataset has them) their object masks at input size."""
+    dataset has them) their object masks at input size.
+
+    Images come from the tensor store (audits/tensor_store: decoded once per
+    image and transform, shared by every method, the gallery, the quality
+    checks and later audits); masks are read from their files without
+    decoding the images again.
+    """
     ds, model = inputs.dataset(spec), inputs.model(spec)
     sample = rows(work, start, stop)
     manifest_rows = ds.manifest.set_index("id").loc[sample["id"]].reset_index()
-    size = int(model.data_config["input_size"][-1])
-    with_mask = masks and bool(ds.has_masks)
-    dset = ImageDataset(manifest_rows, ds.classes, model.transform(), return_mask=with_mask, mask_size=size)
-    items = [dset[i] for i in range(len(dset))]
-    if not items:
-        return torch.empty(0), sample, None
-    x = torch.stack([it[0] for it in items])
-    mask_arr = np.stack([np.asarray(it[3], dtype=np.float32) for it in items]) if with_mask else None
+    x = cached_images(manifest_rows, ds.classes, model.transform(), chunk_config(spec), spec.batch_size or 64)
+    if len(sample) == 0:
+        return x, sample, None
+    mask_arr = None
+    if masks and bool(ds.has_masks):
+        size = int(model.data_config["input_size"][-1])
+        dset = ImageDataset(manifest_rows, ds.classes, model.transform(), return_mask=True, mask_size=size)
+        mask_arr = np.stack([np.asarray(dset.mask(i), dtype=np.float32) for i in range(len(dset))])
     return x, sample, mask_arr

@@ -16,7 +16,7 @@ from imaudit.cli import app
 def test_quick_bench_prints_every_row_and_counts_passes(tmp_path, monkeypatch):
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))  # the bench's temporary Prefect server
     out = tmp_path / "bench.json"
-    res = CliRunner().invoke(app, ["bench", "--quick", "--out", str(out)])
+    res = CliRunner().invoke(app, ["bench", "--quick", "--realistic", "--out", str(out)])
     assert res.exit_code == 0, res.output
     report = json.loads(out.read_text())
     methods = report["config"]["methods"]
@@ -52,8 +52,27 @@ def test_quick_bench_prints_every_row_and_counts_passes(tmp_path, monkeypatch):
     assert cache["chunks_total"] > 0 and cache["chunks_reused"] == cache["chunks_total"]
     assert cache["ratio"] == cache["warm_seconds"] / cache["cold_seconds"]
     assert report["overhead"]["ratio"] == report["overhead"]["flow_seconds"] / report["overhead"]["direct_seconds"]
-    assert {t["target"] for t in report["targets"]} >= {"prediction / peak", "warm / cold audit",
-                                                          "flow / direct (Prefect overhead)"}
+    names = {t["target"] for t in report["targets"]}
+    assert names >= {"prediction / peak", "warm / cold audit", "flow / direct (Prefect overhead)",
+                     "realistic: prediction / peak"}
+    for t in report["targets"]:  # every target says met or missed, by its own rule
+        if t["value"] is not None:
+            assert t["met"] == (t["value"] >= t["limit"] if t["rule"] == ">=" else t["value"] <= t["limit"]) or (
+                t["target"].startswith("bad --model") and t["met"] is False)
+    assert "met" in res.output or "missed" in res.output
+
+    # The realistic row (quick: a test network on a few generated JPEGs) runs the same rows on its own model.
+    real = report["realistic"]
+    assert real["prediction"]["images"] == real["images"] and real["prediction"]["decoder"] == "threads"
+    real_by = {r["name"]: r for r in real["methods"]}
+    assert real_by["saliency"]["forward_per_image"] == 1 and real_by["saliency"]["backward_per_image"] == 1
+    assert real["prediction"]["ratio_to_peak"] == real["prediction"]["images_per_s"] / real["peaks"]["forward"]["images_per_s"]
+
+    # A bad --model is answered in its own process with exit 2; the row counts dataset files opened first.
+    bad = {b["ref"].split(":", 1)[0]: b for b in report["bad_model"]}
+    assert set(bad) == {"file", "timm"} and all(b["exit_code"] == 2 for b in bad.values())
+    assert bad["file"]["images_opened"] == 0 and "does not exist" in bad["file"]["message"]
+    assert "no_such_architecture" in bad["timm"]["message"] and 0 <= bad["timm"]["images_opened"] <= 300
 
 
 def test_bench_rejects_unknown_method():

@@ -89,6 +89,16 @@ def run(args: list[str], env: dict[str, str], timeout: float = 180, cwd: Path = 
 
 
 @contextlib.contextmanager
+def sync_client(api: str) -> Iterator:
+    """A synchronous Prefect client on the server at ``api`` (this process's settings untouched after)."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        yield client
+
+
+@contextlib.contextmanager
 def prefect_server(home: Path, timeout: float = 120) -> Iterator[tuple[str, Proc]]:
     """`prefect server start` on 127.0.0.1 with SQLite under ``home``; yields (api_url, process)."""
     port = free_port()

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from orch_helpers import DATASET, FAST, tiny_checkpoint
-from prefect_procs import BIN, REPO, Proc, prefect_env, run
+from prefect_procs import BIN, REPO, Proc, prefect_env, run, sync_client
 
 pytestmark = pytest.mark.slow
 
@@ -37,6 +37,9 @@ def stack(prefect_api, tmp_path_factory):
     env = prefect_env(prefect_home, api, IMAUDIT_HOME=str(home), IMAUDIT_CACHE=str(home / "cache"),
                       PREFECT_WORKER_QUERY_SECONDS="1", IMAUDIT_STORAGE="")
     config = repo_prefect_yaml()
+    # The registry watcher polls on its own schedule; this stack audits exactly the one release it makes
+    # (test_mlflow_watcher.py deploys the watcher).
+    config["deployments"] = [d for d in config["deployments"] if d["name"] != "watch-registries"]
     for dep in config["deployments"]:
         dep["parameters"]["overrides"] = FAST
     prefect_file = root / "prefect.yaml"
@@ -52,24 +55,6 @@ def stack(prefect_api, tmp_path_factory):
         yield {"api": api, "env": env, "home": home, "root": root, "procs": [server, worker]}
     finally:
         worker.stop()
-
-
-def _client(api: str):
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    class _Ctx:
-        def __enter__(self):
-            self._settings = temporary_settings({PREFECT_API_URL: api})
-            self._settings.__enter__()
-            self._client = get_client(sync_client=True)
-            return self._client.__enter__()
-
-        def __exit__(self, *exc):
-            self._client.__exit__(*exc)
-            self._settings.__exit__(*exc)
-
-    return _Ctx()
 
 
 def _logs(stack) -> str:
@@ -88,7 +73,7 @@ def test_release_event_triggers_an_audit_whose_report_exists(stack, tmp_path):
 
     deadline = time.monotonic() + 360
     run_state = None
-    with _client(stack["api"]) as client:
+    with sync_client(stack["api"]) as client:
         dep = client.read_deployment_by_name("imaudit-on-release/audit-on-release")
         while time.monotonic() < deadline:
             runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[dep.id])))
@@ -116,7 +101,7 @@ def test_schedule_and_trigger_are_registered_from_prefect_yaml(stack):
     by_name = {d["name"]: d for d in config["deployments"]}
     want = by_name["scheduled-audit"]["schedules"][0]
     trigger = by_name["audit-on-release"]["triggers"][0]
-    with _client(stack["api"]) as client:
+    with sync_client(stack["api"]) as client:
         dep = client.read_deployment_by_name("imaudit-scheduled/scheduled-audit")
         assert dep.work_pool_name == POOL
         assert len(dep.schedules) == 1

@@ -57,3 +57,18 @@ def hf_datasets_cache(tmp_path_factory, monkeypatch) -> Path:
     monkeypatch.setenv("HF_DATASETS_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return cache
+
+
+@pytest.fixture(scope="session")
+def mlflow_store(tmp_path_factory) -> str:
+    """A local MLflow tracking and registry store (SQLite file) for this test process; its URI."""
+    from mlflow_store import local_store
+
+    return local_store(tmp_path_factory.mktemp("mlflow"))
+
+
+@pytest.fixture
+def mlflow_uri(mlflow_store: str, monkeypatch) -> str:
+    """The local MLflow store, named by MLFLOW_TRACKING_URI as a team's server would be."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store)
+    return mlflow_store

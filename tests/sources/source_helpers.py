@@ -75,3 +75,29 @@ def save_hf_dataset(cache: Path, repo: str, splits: dict[str, list[tuple[bytes, 
 
 def png_bytes(path: Path) -> bytes:
     return Path(path).read_bytes()
+
+
+def count_probes(monkeypatch) -> list[str]:
+    """Paths whose bytes the dataset loader reads and decodes (probe_image calls), collected from now on."""
+    from imaudit.audits import data as data_module
+
+    seen: list[str] = []
+    original = data_module.probe_image
+
+    def counting(path, *args, **kwargs):
+        seen.append(str(path))
+        return original(path, *args, **kwargs)
+
+    monkeypatch.setattr(data_module, "probe_image", counting)
+    return seen
+
+
+def age_files(root: Path, seconds: int = 3600) -> None:
+    """Move every file's mtime under ``root`` into the past, past the manifest cache's racy window (as time would)."""
+    import os
+    import time
+
+    past = time.time_ns() - seconds * 10**9
+    for f in Path(root).rglob("*"):
+        if f.is_file():
+            os.utime(f, ns=(past, past))

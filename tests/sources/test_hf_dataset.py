@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 from orch_helpers import CLASSES, tiny_checkpoint
-from source_helpers import SHAPES, audit_json, audit_predictions, oracle_logits, save_hf_dataset
+from source_helpers import SHAPES, age_files, audit_json, audit_predictions, count_probes, oracle_logits, save_hf_dataset
 from typer.testing import CliRunner
 
 from imaudit.audits.data import load_dataset
+from imaudit.audits.stages import inputs
 from imaudit.cli import app
 from imaudit.models import load_model
 
@@ -60,3 +61,29 @@ def test_options_and_offline_errors(shapes_hf, tmp_path):
                         ("hf:acme/absent", "dataset acme/absent is not in the local Hugging Face datasets cache")]:
         code, out = cli("audit", "--model", "timm:test_resnet?pretrained=false", "--dataset", bad)
         assert code == 2 and needle in out and len(out.strip().splitlines()) == 1, out
+
+
+def test_a_re_audit_of_an_hf_dataset_reads_no_image_again(shapes_hf, tmp_path, monkeypatch):
+    """The manifest cache works for hf: too: the materialised copy is probed once (audit.json cache.manifest)."""
+    ref, shapes = shapes_hf
+    ckpt = tiny_checkpoint(tmp_path, seed=2)
+    probed = count_probes(monkeypatch)
+
+    def audit(store: str) -> dict:
+        inputs.forget()  # a new audit process would not have the bundle in memory either
+        code, out = cli("audit", "--model", f"file:{ckpt}", "--dataset", ref, "--methods", "", "--out",
+                        str(tmp_path / store), "--train-cap", "8")
+        assert code == 0, out
+        return audit_json(tmp_path / store)
+
+    cold = audit("cold")
+    n = len(shapes.manifest)  # labelled rows; the 3 unlabelled ones are excluded before probing
+    assert cold["cache"]["manifest"] == {"total": n, "reused": 0, "computed": n} and len(probed) == n
+    folder = load_dataset(ref, progress=False).root
+    age_files(folder)  # just written: past the cache's racy window, as time would
+    load_dataset(ref, progress=False)  # the cache learns the aged mtimes
+    probed.clear()
+    warm = audit("warm")
+    assert probed == [] and warm["cache"]["manifest"] == {"total": n, "reused": n, "computed": 0}
+    assert warm["dataset"]["digest"] == cold["dataset"]["digest"] == shapes.digest
+    inputs.forget()

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from source_helpers import SHAPES, audit_json, audit_predictions, oracle_logits
+from source_helpers import SHAPES, age_files, audit_json, audit_predictions, count_probes, oracle_logits
 from typer.testing import CliRunner
 
 from imaudit.audits.data import load_dataset
@@ -84,3 +84,35 @@ def test_storage_options_from_a_prefect_block(s3, tmp_path, monkeypatch):
         assert storage.fetch_file("s3://models/block.bin", cache=tmp_path).read_bytes() == b"weights"
     finally:
         storage._block_options.cache_clear()
+
+
+def test_a_re_audit_of_an_s3_folder_reads_no_image_again(s3, tmp_path, monkeypatch):
+    """The manifest cache works for URL-fetched folders: the second audit probes nothing (audit.json cache.manifest)."""
+    from imaudit.audits.stages import inputs
+    from imaudit.storage import fetch_root
+
+    probed = count_probes(monkeypatch)
+    local = _shapes_folder()
+    s3.upload(local, "s3://data/again")
+    ckpt = _tiny_checkpoint(tmp_path)
+
+    def audit(store: str) -> dict:
+        inputs.forget()  # a new audit process would not have the bundle in memory either
+        args = ["audit", "--model", f"file:{ckpt}", "--dataset", "folder:s3://data/again", "--methods", "",
+                "--out", str(tmp_path / store), "--train-cap", "8"]
+        result = CliRunner().invoke(app, args, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return audit_json(tmp_path / store)
+
+    cold = audit("cold")
+    n = len(list(local.rglob("*.png")))
+    assert cold["cache"]["manifest"] == {"total": n, "reused": 0, "computed": n} and len(probed) == n
+    # Fetched blobs are fresh: age them past the cache's racy window, as time would.
+    age_files(fetch_root())
+    inputs.forget()
+    load_dataset("folder:s3://data/again", progress=False)  # the cache is rewritten with the aged mtimes
+    probed.clear()
+    warm = audit("warm")
+    assert probed == [] and warm["cache"]["manifest"] == {"total": n, "reused": n, "computed": 0}
+    assert warm["dataset"]["digest"] == cold["dataset"]["digest"] and warm["dataset"]["excluded"] == cold["dataset"]["excluded"]
+    inputs.forget()
