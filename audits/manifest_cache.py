@@ -101,7 +101,8 @@ class ManifestCache:
 
     def save(self) -> None:
         """Write the results of this listing (files gone since are dropped), atomically."""
-        table = pd.DataFrame(list(self._seen.values()), columns=COLUMNS)
+        # object dtype: a path that is not UTF-8 (surrogate-escaped) fits no arrow string column (pandas 3)
+        table = pd.DataFrame(list(self._seen.values()), columns=COLUMNS, dtype=object)
         buf = io.StringIO()
         table.to_csv(buf, index=False)
         try:
