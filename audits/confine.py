@@ -19,6 +19,8 @@ from imaudit.errors import BadInputError
 from imaudit.storage import is_url
 
 ROOTS_ENV = "IMAUDIT_DATASET_ROOTS"
+# Model refs an event may name: versions in a model registry, whose dataset the registry records.
+REGISTRY_SCHEMES = ("release:", "mlflow:")
 
 
 def outside(path: Path, roots: Sequence[Path]) -> str | None:
@@ -85,11 +87,13 @@ def check_event_dataset(ref: str, roots: Sequence[Path | str], trusted: str | No
 def event_refs(ref: str, dataset: str | None, roots: Sequence[Path | str]) -> tuple[str, str | None]:
     """The (model ref, dataset ref) a release event may make a worker audit, or BadInputError.
 
-    The model must be a ``release:`` ref (read from the registry, digest-checked);
+    The model must be a registry ref: ``release:`` (read from imaudit's registry, digest-checked) or
+    ``mlflow:`` (a registered MLflow version, as the registry watcher announces them);
     the dataset is None (the release's own), or passes ``check_event_dataset``.
     """
-    if not ref.startswith("release:"):
-        raise BadInputError(f"model {ref!r} from the release event: only release:NAME@VERSION refs are audited on events")
+    if not ref.startswith(REGISTRY_SCHEMES):
+        raise BadInputError(f"model {ref!r} from the release event: only registry refs (release:NAME@VERSION, "
+                            "mlflow:models:/NAME/VERSION) are audited on events")
     if dataset in (None, "", "None"):  # an event without a dataset renders the template as "" or "None"
         return ref, None
     try:
