@@ -14,8 +14,9 @@ mtime.
 Like git's index, an entry whose mtime is not safely older than the moment
 the cache was written is not trusted (a file rewritten within the same clock
 tick would keep its mtime). The cache file is one CSV per root (and probe
-settings) under ``cache_dir()/manifests/``, written atomically; an unreadable
-one is ignored and rewritten.
+settings) under ``cache_dir()/manifests/``, written atomically with its size
+and sha256 beside it (``.sum``); one that is unreadable or does not verify is
+ignored and rewritten.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 import pandas as pd
 
 from imaudit.audits import chunks
-from imaudit.io import atomic_write_bytes
+from imaudit.io import read_verified, write_verified
 
 log = logging.getLogger(__name__)
 COLUMNS = ["path", "size", "mtime_ns", "sha256", "width", "height", "mode", "error"]
@@ -61,12 +62,15 @@ class ManifestCache:
         return cls(Path(cache_dir) / "manifests" / f"{key[:32]}.csv", rehash)
 
     def _load(self) -> None:
+        data, problem = read_verified(self.path)  # size + sha256 in its .sum: a damaged cache is not trusted
+        if data is None:
+            if problem:
+                log.warning("manifest cache %s did not verify (%s); probing every file", self.path, problem)
+            return
         try:
-            table = pd.read_csv(self.path, dtype={"path": str, "sha256": str, "mode": str, "error": str},
+            table = pd.read_csv(io.BytesIO(data), dtype={"path": str, "sha256": str, "mode": str, "error": str},
                                 keep_default_na=False, encoding_errors="surrogateescape")
             self.written_ns = self.path.stat().st_mtime_ns  # when the cache was written (see RACY_NS)
-        except FileNotFoundError:
-            return
         except (OSError, ValueError, pd.errors.ParserError) as e:
             log.warning("manifest cache %s unreadable (%s); probing every file", self.path, e)
             return
@@ -106,7 +110,7 @@ class ManifestCache:
         buf = io.StringIO()
         table.to_csv(buf, index=False)
         try:
-            atomic_write_bytes(self.path, buf.getvalue().encode("utf-8", "surrogateescape"))
+            write_verified(self.path, buf.getvalue().encode("utf-8", "surrogateescape"))
         except OSError as e:  # a read-only cache folder costs the next audit a re-probe, nothing else
             log.warning("manifest cache %s not written: %s", self.path, e)
             return
