@@ -76,6 +76,11 @@ def assemble(spec: AuditSpec, aid: str, out: StageOutputs) -> AuditResult:
         findings += diag.findings
     if ins is not None:
         findings += ins.findings
+    if out.generative:
+        # Counterfactual changes become evidence once every other finding is known (audits/generative/evidence.py).
+        from imaudit.audits.generative.evidence import link_counterfactuals
+
+        findings = link_counterfactuals(findings, out.generative, spec.thresholds.counterfactuals)
     errors = [e.model_dump() for e in out.errors]
     for err in errors:
         findings.append(

@@ -92,10 +92,12 @@ def audit_coverage(spec: AuditSpec, out: StageOutputs) -> dict[str, dict[str, An
     elif gen.get("skipped"):
         cov["counterfactuals"] = coverage_entry(False, reason=gen["skipped"])
     else:
-        items = gen.get("items") or []
-        cov["counterfactuals"] = coverage_entry(True, len(items), sorted({str(i.get("label")) for i in items
-                                                                           if i.get("label") is not None}),
-                                                success_rate=gen.get("success_rate"))
+        # The section's own entry: images actually searched and their target classes (audits/generative/section.py);
+        # images left out before the search (zero-step, reconstruction-flipped, ...) are counted apart.
+        own = dict(gen.get("coverage") or {})
+        cov["counterfactuals"] = coverage_entry(
+            bool(own.get("ran")), own.get("images", 0), own.get("classes", []), reason=own.get("reason"),
+            selected=len(gen.get("items") or []), counts=gen.get("counts"), success_rate=gen.get("success_rate"))
     return cov
 
 

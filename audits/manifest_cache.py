@@ -50,6 +50,7 @@ class ManifestCache:
         self._entries: dict[str, tuple] = {}
         self._seen: dict[str, dict[str, Any]] = {}
         self.reused = 0
+        self.damaged = False  # the cache file was there but did not verify or could not be read
         if not rehash:
             self._load()
 
@@ -65,6 +66,7 @@ class ManifestCache:
         data, problem = read_verified(self.path)  # size + sha256 in its .sum: a damaged cache is not trusted
         if data is None:
             if problem:
+                self.damaged = True
                 log.warning("manifest cache %s did not verify (%s); probing every file", self.path, problem)
             return
         try:
@@ -72,6 +74,7 @@ class ManifestCache:
                                 keep_default_na=False, encoding_errors="surrogateescape")
             self.written_ns = self.path.stat().st_mtime_ns  # when the cache was written (see RACY_NS)
         except (OSError, ValueError, pd.errors.ParserError) as e:
+            self.damaged = True
             log.warning("manifest cache %s unreadable (%s); probing every file", self.path, e)
             return
         if list(table.columns) != COLUMNS:
@@ -119,5 +122,11 @@ class ManifestCache:
 
     @property
     def stats(self) -> dict[str, int]:
-        """Files seen in this listing and how many were taken from the cache (audit.json ``cache.manifest``)."""
-        return {"total": len(self._seen), "reused": self.reused, "computed": len(self._seen) - self.reused}
+        """Files seen in this listing and how many were taken from the cache (audit.json ``cache.manifest``).
+
+        ``rejected``: files probed again because the cache file was there but did not verify (every one
+        of them: a damaged cache is not trusted for any file), as for the chunk cache's counts.
+        """
+        computed = len(self._seen) - self.reused
+        return {"total": len(self._seen), "reused": self.reused, "computed": computed,
+                "rejected": computed if self.damaged else 0}

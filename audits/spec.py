@@ -132,6 +132,32 @@ class ExplanationThresholds(BaseModel):
     agreement_min: float = 0.2
 
 
+class CounterfactualThresholds(BaseModel):
+    """When counterfactual changes become evidence (audits/generative/evidence.py).
+
+    Changes are aggregated per target class (and over all targets) from the
+    successful counterfactuals (audits/generative/concentration.py).
+    A ``shortcut`` finding cites them when a group of at least ``min_images``
+    puts at least ``cite_mass`` of its change inside the finding's box, at
+    least ``cite_lift`` times the box's share of the image.
+    A ``counterfactual-hotspot`` (info) finding is raised when a group's top
+    box covers at most ``hotspot_max_area`` of the image, holds at least
+    ``hotspot_mass`` of the change at ``hotspot_lift`` times its area share,
+    is hot in at least ``hotspot_consistency`` of the group's images, and no
+    shortcut finding's box holds half of that change.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_images: int = Field(default=3, ge=1)
+    cite_mass: float = 0.25
+    cite_lift: float = 2.0
+    hotspot_max_area: float = 0.05
+    hotspot_mass: float = 0.5
+    hotspot_lift: float = 5.0
+    hotspot_consistency: float = 0.75
+
+
 class Thresholds(BaseModel):
     """All finding thresholds, grouped by check."""
 
@@ -141,6 +167,7 @@ class Thresholds(BaseModel):
     calibration: CalibrationThresholds = Field(default_factory=CalibrationThresholds)
     data: DataThresholds = Field(default_factory=DataThresholds)
     explanations: ExplanationThresholds = Field(default_factory=ExplanationThresholds)
+    counterfactuals: CounterfactualThresholds = Field(default_factory=CounterfactualThresholds)
 
 
 class QualitySettings(BaseModel):
@@ -188,6 +215,57 @@ class ImageLimits(BaseModel):
 
     max_file_mb: float = Field(default=1024.0, gt=0, description="Largest image file read, in MiB")
     max_pixels: int = Field(default=120_000_000, gt=0, description="Largest image decoded, width x height")
+
+
+class GenerativeSettings(BaseModel):
+    """Counterfactual settings (AuditSpec.counterfactuals turns them on with a number of images).
+
+    Which images: ``select`` kinds in order of preference (misclassified;
+    near-boundary = correct with top-1 minus top-2 probability below
+    ``margin``; correct = the other correct images, classes in turn), only
+    images labelled one of ``classes`` when given, moved towards ``target``
+    (a class name) or, by default, towards the true label when misclassified
+    and the runner-up class when correct.
+    The search (audits/generative/counterfactual.py, which takes its defaults
+    from here): Adam for at most ``steps`` steps until the model gives the
+    target ``confidence``, with the weights of the pixel change
+    (``proximity``), the latent prior (``prior``), the discriminator's realism
+    (``realism``) and the mask's smoothness (``smoothness``); ``masked: false``
+    searches the latent code alone; ``invert_steps`` for the reconstruction.
+    The generator: the stored one for the dataset in the model's input space
+    (with ``image_size``/``epochs``/``z_dim`` when given); with ``train`` the
+    audit trains one when none is stored. ``infill`` compares deletion curves
+    under grey, blur and generative in-fill.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    select: list[Literal["misclassified", "near-boundary", "correct"]] = Field(
+        default_factory=lambda: ["misclassified", "near-boundary", "correct"])
+    margin: float = Field(default=0.2, gt=0, le=1)
+    classes: list[str] = Field(default_factory=list)
+    target: str | None = None
+    confidence: float = Field(default=0.9, ge=0, lt=1)
+    steps: int = Field(default=300, ge=1)
+    lr: float = Field(default=0.05, gt=0)
+    proximity: float = Field(default=10.0, ge=0)
+    prior: float = Field(default=0.01, ge=0)
+    realism: float = Field(default=0.05, ge=0)
+    smoothness: float = Field(default=0.1, ge=0)
+    masked: bool = True
+    invert_steps: int = Field(default=200, ge=1)
+    image_size: int | None = Field(default=None, ge=8)
+    epochs: int | None = Field(default=None, ge=1)
+    z_dim: int | None = Field(default=None, ge=1)
+    train: bool = False
+    infill: bool = True
+
+    @field_validator("select", "classes", mode="before")
+    @classmethod
+    def _split(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [p.strip() for p in v.split(",") if p.strip()]
+        return v
 
 
 class AuditSpec(BaseModel):
@@ -253,11 +331,12 @@ class AuditSpec(BaseModel):
     )
     quality: QualitySettings = Field(default_factory=QualitySettings)
     counterfactuals: int = Field(
-        default=0, ge=0, description="Misclassified val images to explain with GAN counterfactuals (0: off)"
+        default=0, ge=0, description="Val images to explain with GAN counterfactuals (0: off)"
     )
     generator: Path | None = Field(
         default=None, description="Generator checkpoint for counterfactuals (default: the one trained for the dataset)"
     )
+    generative: GenerativeSettings = Field(default_factory=GenerativeSettings)
 
     @field_validator("methods", mode="before")
     @classmethod

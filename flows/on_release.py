@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.states import Failed, State
 
 from imaudit.audits.confine import event_refs, roots_from
 from imaudit.flows import presence, results
@@ -33,12 +34,13 @@ def _run_name() -> str:
       persist_result=True, result_storage=results.storage_ref(),
       on_failure=[presence.record_failure], on_crashed=[presence.record_failure])
 def on_release(ref: str, dataset: str | None = None, overrides: dict[str, Any] | None = None,
-               trigger: str = "release", dataset_roots: list[str] | None = None) -> str:
+               trigger: str = "release", dataset_roots: list[str] | None = None) -> str | State:
     """Audit release ``ref`` (release:NAME@VERSION) against ``dataset`` (default: the release's own).
 
     ``trigger`` says why (release, schedule, manual): the scheduled deployment's fan-out runs this flow too.
     The refs are checked before anything is read (imaudit.audits.confine.event_refs): a refused one
-    fails the run as bad input, with its failure record and event.
+    fails the run as bad input, with its failure record and event. A failed audit fails this run with
+    the audit's error (its hooks record it).
     """
     # First, before anything is read: an event without a dataset renders the template as "" or "None"
     # (the release's own, None); any other dataset must lie under the deployment's roots.
@@ -46,4 +48,11 @@ def on_release(ref: str, dataset: str | None = None, overrides: dict[str, Any] |
     presence.tag_this_run(ref, trigger)
     spec = audit_spec(ref, dataset, overrides)
     get_run_logger().info("%s audit of %s on %s", trigger, ref, spec.dataset or "its dataset")
-    return str(run_audit(spec, trigger))
+    try:
+        return str(run_audit(spec, trigger))
+    except TimeoutError:
+        raise  # this run's own timeout: Prefect makes it TimedOut
+    except Exception as exc:  # noqa: BLE001 - not swallowed: the run fails with it as its data
+        # The audit subflow already logged the traceback; raising it again here would log it a
+        # second time in this run's log (Prefect logs every flow's exception where it leaves the flow).
+        return Failed(message=f"{type(exc).__name__}: {exc}", data=exc)

@@ -35,10 +35,10 @@ from imaudit import paths
 from imaudit.exits import OUTCOME, code_of_error
 from imaudit.io import text_safe
 from imaudit.audits.result import AuditResult
+from imaudit.audits.verdict import verdict
 from imaudit.reports.failures import FailureRecord, record_path
 from imaudit.reports.index import key_metrics, model_identity
 from imaudit.reports.published import publish_failure
-from imaudit.reports.render import overall_verdict
 
 EVENT_COMPLETED = "imaudit.audit.completed"
 EVENT_FAILED = "imaudit.audit.failed"
@@ -107,9 +107,9 @@ def report_link(audit_id: str, folder: Path, published: str | None) -> str:
 # --- artifacts and events ------------------------------------------------------------------
 
 def _verdict_payload(result: AuditResult) -> dict[str, Any]:
-    v = overall_verdict(result)
-    return {"verdict": v["state"], "headline": v["headline"], "status": result.status, "fit": result.fit.verdict,
-            "gates_passed": result.gates.passed, "findings": v["counts"]}
+    v = verdict(result)  # the same word the report's banner, the index and the CLI print
+    return {"verdict": v.state, "headline": v.line(), "status": result.status, "fit": result.fit.verdict,
+            "gates_passed": result.gates.passed, "findings": v.counts, "caveats": v.caveats}
 
 
 def publish_artifacts(result: AuditResult, link: str) -> None:

@@ -6,7 +6,7 @@ with the release's ref and dataset, so every audit has its own flow run, state,
 timeout, logs, artifacts and worker slot. The parent waits for all of them
 (``child_timeout_s`` in all) and ends Failed, naming the failed models, when
 any child did not complete; its result (model -> child run, state, error) is
-persisted; the children's reports are in the store. ``deployment=None`` audits
+persisted (on failure as ``AuditsFailed.outcome``); the children's reports are in the store. ``deployment=None`` audits
 in this process instead, as subflows one after another (no workers needed).
 """
 
@@ -97,6 +97,23 @@ def _audit_here(reg: Registry, name: str, overrides: dict[str, Any] | None) -> d
         return {"state": "Failed", "error": f"{type(e).__name__}: {e}"}
 
 
+class AuditsFailed(Exception):
+    """The scheduled run's failure: the message names the models that did not complete; ``outcome`` holds every model's.
+
+    A Failed state's data must be an exception (Prefect raises it where the
+    run's result is read, e.g. when a worker's run ends); it carries the outcome
+    so the persisted result still says which child run did what.
+    """
+
+    def __init__(self, message: str, outcome: dict[str, dict[str, Any]]) -> None:
+        super().__init__(message, outcome)  # both in args: the exception pickles (persisted result)
+        self.message = message
+        self.outcome = outcome
+
+    def __str__(self) -> str:
+        return self.message
+
+
 def _verdict(outcome: dict[str, dict[str, Any]]) -> State:
     """Completed when every child completed; Failed naming the models that did not, with the outcome as data."""
     log = get_run_logger()
@@ -105,6 +122,7 @@ def _verdict(outcome: dict[str, dict[str, Any]]) -> State:
         log.error("audit of %s: %s (%s)", name, o["state"], o.get("error"))
     if failed:
         names = ", ".join(f"{name} ({o['state']})" for name, o in failed.items())
-        return Failed(message=f"{len(failed)} of {len(outcome)} audits did not complete: {names}", data=outcome)
+        message = f"{len(failed)} of {len(outcome)} audits did not complete: {names}"
+        return Failed(message=message, data=AuditsFailed(message, outcome))
     log.info("audited %d model(s)", len(outcome))
     return Completed(message=f"{len(outcome)} audits completed", data=outcome)

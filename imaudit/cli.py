@@ -44,6 +44,7 @@ app = typer.Typer(
 )
 generative_app = typer.Typer(help="Class-conditional generators for counterfactuals and in-fill.", no_args_is_help=True)
 app.add_typer(generative_app, name="generative")
+CF = "Counterfactuals"  # --help panel of the generative options
 # soft_wrap: paths and messages are never hard-wrapped, so they can be copied from the terminal.
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -98,11 +99,21 @@ def _start_prefect() -> None:
 
 
 def _summary(folder: Path) -> int:
-    """Print an audit's verdict and findings; return the gate exit code (0 pass, 1 fail)."""
+    """Print an audit's verdict (the report's vocabulary), headline numbers and findings; return the gate exit code."""
     from imaudit.audits.result import AuditResult
+    from imaudit.audits.verdict import group_of, headline, verdict
 
     r = AuditResult.load(folder)
+    v = verdict(r)
+    colour = {"pass": "green", "attention": "yellow", "fail": "red"}.get(v.state, "magenta")
     out.print(f"[bold]{escape(r.model.ref)}[/bold] on {escape(r.dataset.ref)}: fit [bold]{r.fit.verdict}[/bold]", highlight=False)
+    out.print(f"verdict: [bold {colour}]{escape(v.label)}[/bold {colour}]"
+              + (f" ({escape('; '.join(v.reasons))})" if v.reasons else ""), highlight=False)
+    head = headline(r)
+    if head["accuracy"] is not None and head["ci"]:
+        lo, hi = head["ci"]
+        out.print(f"  {head['split']} accuracy {100 * head['accuracy']:.1f}% (95% CI {100 * lo:.1f}-{100 * hi:.1f}%, n={head['n']})",
+                  highlight=False)
     for split, m in r.metrics.items():
         acc = "n/a" if m.accuracy is None else f"{m.accuracy:.3f}"
         ece = "n/a" if m.ece is None else f"{m.ece:.3f}"
@@ -110,8 +121,8 @@ def _summary(folder: Path) -> int:
     from imaudit.audits.coverage import coverage_lines
 
     # Findings about the model and the data first; caveats about the explainers apart, after them.
-    caveats = [f for f in r.findings if f.group == "explainer"]
-    for f in [f for f in r.findings if f.group != "explainer"]:
+    caveats = [f for f in r.findings if group_of(f) == "explainer"]
+    for f in [f for f in r.findings if group_of(f) != "explainer"]:
         _print_finding(f)
     if caveats:
         out.print("  explainer caveats (about the explanation methods, not the model):", highlight=False)
@@ -136,7 +147,8 @@ def _audit_exit(r, folder: Path) -> int:
 
 def _print_finding(f) -> None:
     colour = {"error": "red", "warning": "yellow"}.get(f.severity, "cyan")
-    out.print(f"  [{colour}]{f.severity:7s}[/{colour}] {escape(f.code)}: {escape(f.message)}", highlight=False)
+    message = f.message if len(f.message) <= 200 else f.message[:199] + "…"  # the whole message is in the report
+    out.print(f"  [{colour}]{f.severity:7s}[/{colour}] {escape(f.code)}: {escape(message)}", highlight=False)
 
 
 @app.command()
@@ -161,8 +173,19 @@ def audit(
     seed: Annotated[int, typer.Option(help="seed for sampling and perturbation methods")] = 0,
     task_runner: Annotated[str, typer.Option(help="sequential | dask")] = "sequential",
     dask_address: Annotated[Optional[str], typer.Option(help="Dask scheduler address (default: a local cluster)")] = None,
-    counterfactuals: Annotated[int, typer.Option(help="misclassified val images to explain with GAN counterfactuals (needs 'imaudit generative train')")] = 0,
-    generator: Annotated[Optional[Path], typer.Option(help="pretrained generator checkpoint for counterfactuals")] = None,
+    counterfactuals: Annotated[int, typer.Option(help="val images to explain with GAN counterfactuals (needs a generator: 'imaudit generative train' or --train-generator)", rich_help_panel=CF)] = 0,
+    generator: Annotated[Optional[Path], typer.Option(help="pretrained generator checkpoint for counterfactuals", rich_help_panel=CF)] = None,
+    cf_select: Annotated[Optional[str], typer.Option(help="which images, in order: misclassified,near-boundary,correct", rich_help_panel=CF)] = None,
+    cf_margin: Annotated[Optional[float], typer.Option(help="near-boundary: top-1 minus top-2 probability below this (default 0.2)", rich_help_panel=CF)] = None,
+    cf_classes: Annotated[Optional[str], typer.Option(help="only images labelled one of these classes (comma-separated)", rich_help_panel=CF)] = None,
+    cf_target: Annotated[Optional[str], typer.Option(help="move every image towards this class (default: true label if wrong, else runner-up)", rich_help_panel=CF)] = None,
+    cf_confidence: Annotated[Optional[float], typer.Option(help="target confidence the search must reach (default 0.9)", rich_help_panel=CF)] = None,
+    cf_steps: Annotated[Optional[int], typer.Option(help="search steps at most (default 300)", rich_help_panel=CF)] = None,
+    cf_set: Annotated[Optional[str], typer.Option(help="other generative settings as KEY=VALUE pairs, e.g. proximity=20,realism=0,infill=false", rich_help_panel=CF)] = None,
+    generator_size: Annotated[Optional[int], typer.Option(help="use (or train) a generator of this size (default: the input size, at most 64)", rich_help_panel=CF)] = None,
+    generator_epochs: Annotated[Optional[int], typer.Option(help="use (or train) a generator trained this many epochs", rich_help_panel=CF)] = None,
+    generator_z_dim: Annotated[Optional[int], typer.Option(help="use (or train) a generator with this latent size", rich_help_panel=CF)] = None,
+    train_generator: Annotated[Optional[bool], typer.Option("--train-generator/--no-train-generator", help="train a generator when none is stored for these settings", rich_help_panel=CF)] = None,
     allowed_root: Annotated[Optional[list[Path]], typer.Option(help="a folder besides a CSV dataset's own that its image and mask paths may point into (repeatable)")] = None,
     max_image_mb: Annotated[Optional[float], typer.Option(help="image files larger than this (MiB) are left out unread (default 1024)")] = None,
     max_image_pixels: Annotated[Optional[int], typer.Option(help="images with more pixels than this are left out undecoded (default 120000000)")] = None,
@@ -194,9 +217,19 @@ def audit(
     limits = {"max_file_mb": max_image_mb, "max_pixels": max_image_pixels}
     if any(v is not None for v in limits.values()):
         fields["limits"] = {**fields.get("limits", {}), **{k: v for k, v in limits.items() if v is not None}}
-    if method_samples:
-        fields["method_samples"] = {**fields.get("method_samples", {}), **_parse_pairs(method_samples, "--method-samples")}
+    gen = {
+        "select": cf_select, "margin": cf_margin, "classes": cf_classes, "target": cf_target, "confidence": cf_confidence,
+        "steps": cf_steps, "image_size": generator_size, "epochs": generator_epochs, "z_dim": generator_z_dim,
+        "train": train_generator,
+    }
+    gen = {k: v for k, v in gen.items() if v is not None}
+    if gen or cf_set:
+        fields["generative"] = {**fields.get("generative", {}), **gen}
     try:
+        if method_samples:
+            fields["method_samples"] = {**fields.get("method_samples", {}), **_parse_pairs(method_samples, "--method-samples")}
+        if cf_set:
+            fields["generative"].update(_parse_settings(cf_set, "--cf-set"))
         spec = AuditSpec.model_validate(fields)
     except ValidationError as e:
         first = e.errors()[0]
@@ -225,6 +258,17 @@ def _parse_pairs(text: str, option: str) -> dict[str, int]:
         if not sep or not value.strip().isdigit():
             raise BadInputError(f"{option}: expected METHOD=N pairs, got {part!r}")
         out[name.strip()] = int(value)
+    return out
+
+
+def _parse_settings(text: str, option: str) -> dict[str, str]:
+    """'a=1,b=x' -> {'a': '1', 'b': 'x'} (pydantic converts the values); anything else is bad input naming the option."""
+    out: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise BadInputError(f"{option}: expected KEY=VALUE pairs, got {part!r}")
+        out[name.strip()] = value.strip()
     return out
 
 
@@ -387,7 +431,7 @@ def compare(
 ) -> None:
     """Compare two audits: metric and per-class deltas, changed predictions, moved importance."""
     from imaudit.reports import published
-    from imaudit.reports.compare import render_compare
+    from imaudit.reports.compare import compare_folders, render_compare, summary_lines
     from imaudit.reports.store import resolve_audit
 
     if out_file is not None and Path(out_file).is_dir():
@@ -395,7 +439,10 @@ def compare(
     # Audit ids are looked up in the shared store (IMAUDIT_STORAGE) when there is one, through its local mirror.
     folder = Path(store) if store else published.readable_store()
     fa, fb = resolve_audit(a, folder), resolve_audit(b, folder)
-    path = render_compare(fa, fb, out_file or (fb / "compare.html"))
+    cmp = compare_folders(fa, fb)
+    path = render_compare(fa, fb, out_file or (fb / "compare.html"), cmp=cmp)
+    for line in summary_lines(cmp):
+        out.print(escape(line), highlight=False)
     out.print(f"comparison: {path}", highlight=False)
 
 # [bench command]
@@ -573,20 +620,29 @@ def gate(
 @generative_app.command("train")
 def generative_train(
     dataset: Annotated[str, typer.Option(help="dataset ref whose train split the GAN learns")],
+    model: Annotated[str, typer.Option(help="the model the generator will explain: it learns the images this model sees (its timm eval transform)")],
+    arch: Annotated[Optional[str], typer.Option(help="timm architecture of a bare state_dict checkpoint")] = None,
+    input_size: Annotated[Optional[int], typer.Option(help="the model's input size, when the audit overrides it")] = None,
     epochs: Annotated[int, typer.Option(help="training epochs")] = 30,
-    image_size: Annotated[int, typer.Option(help="generated image size (pixels)")] = 32,
+    image_size: Annotated[Optional[int], typer.Option(help="generator size, a power of two (default: the input size, at most 64)")] = None,
+    z_dim: Annotated[int, typer.Option(help="latent size")] = 64,
+    batch_size: Annotated[int, typer.Option(help="training batch size (small data sets learn faster with 16)")] = 64,
+    lr: Annotated[float, typer.Option(help="Adam learning rate (DCGAN's 2e-4; 1e-3 suits a few hundred images)")] = 2e-4,
+    width: Annotated[int, typer.Option(help="channels of the networks' first/last layer (capacity)")] = 32,
     checkpoint: Annotated[Optional[Path], typer.Option(help="register a pretrained generator checkpoint instead of training")] = None,
     seed: Annotated[int, typer.Option(help="seed")] = 0,
     max_images: Annotated[Optional[int], typer.Option(help="train on at most this many images")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda")] = None,
     force: Annotated[bool, typer.Option(help="train again even when a generator for this data exists")] = False,
 ) -> None:
-    """Train a class-conditional GAN for counterfactuals and in-fill (stored by dataset digest)."""
-    from imaudit.audits.generative import generative_cli_train
+    """Train a class-conditional GAN for counterfactuals and in-fill, in the model's input space (stored by dataset digest)."""
+    from imaudit.audits.generative import GeneratorSettings, generative_cli_train
 
+    settings = GeneratorSettings(image_size=image_size, epochs=epochs, z_dim=z_dim, seed=seed, max_images=max_images,
+                                 batch_size=batch_size, lr=lr, width=width)
     generative_cli_train(
-        dataset, epochs, image_size, checkpoint=checkpoint, seed=seed, max_images=max_images,
-        device=device, force=force, echo=lambda s: out.print(s, highlight=False),
+        dataset, model, settings, arch=arch, input_size=input_size, checkpoint=checkpoint, device=device,
+        force=force, progress=err.is_terminal, echo=lambda s: out.print(s, highlight=False),
     )
 
 

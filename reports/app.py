@@ -274,23 +274,27 @@ def _audit_routes(app: FastAPI, svc: Services) -> None:
         return entry, result, digest
 
     def audit_page(request: Request, visitor: Visitor, audit_id: str, *, form: dict[str, Any] | None = None,
-                   message: str | None = None, status: int = 200) -> Response:
+                   message: str | None = None, status: int = 200, recorded: bool = False) -> Response:
         entry, result, digest = full_audit(audit_id)
         history = svc.log.history(audit_id)
         latest = svc.log.latest()
         entries = svc.catalog.entries()
         release = release_of(result)
         base = f"{audit_href(audit_id)}/files/"
+        values = page(request, visitor)
+        # The review section (reports/sections/review.py) draws these after the evidence.
+        review = {"history": history, "decisions": DECISIONS, "message": message, "recorded": recorded,
+                  "form": form or {"decision": "", "comment": "", "ack": []},
+                  "review_action": f"{audit_href(audit_id)}/review", "audit_digest": digest,
+                  "ack_items": _ack_items(result), "release": release,
+                  "related": related_decisions(result, audit_id, entries, latest),
+                  "gate": verdict(release, entries, latest) if release else None,
+                  "can_review": visitor.identity.can("reviewer"), "user": values["user"],
+                  "csrf_token": values["csrf_token"]}
         text = report_html(
-            result, entry.folder, base=base, template="app_report.html", redraw=False,
-            history=history, decisions=DECISIONS, message=message,
-            form=form or {"decision": "", "comment": "", "ack": []},
-            review=dataclasses.asdict(history[-1]) if history else None,
-            review_action=f"{audit_href(audit_id)}/review", report_file=base + "report.html",
-            audit_digest=digest, ack_items=_ack_items(result), release=release,
-            related=related_decisions(result, audit_id, entries, latest),
-            gate=verdict(release, entries, latest) if release else None,
-            can_review=visitor.identity.can("reviewer"), **page(request, visitor))
+            result, entry.folder, base=base, template="app_report.html", redraw=False, store=svc.store,
+            decisions=latest, entries=entries, app=review, report_file=base + "report.html",
+            **{k: v for k, v in values.items() if k != "app"})
         return html(request, text, status)
 
     @app.get("/", response_class=HTMLResponse)
@@ -303,8 +307,9 @@ def _audit_routes(app: FastAPI, svc: Services) -> None:
         return html(request, text)
 
     @app.get("/audits/{audit_id}", response_class=HTMLResponse)
-    def show_audit(request: Request, audit_id: str) -> Response:
-        return audit_page(request, visitor_of(request), audit_id)
+    def show_audit(request: Request, audit_id: str, recorded: int = 0) -> Response:
+        # ?recorded=1 (the redirect after a decision) shows the confirmation above the decision log.
+        return audit_page(request, visitor_of(request), audit_id, recorded=bool(recorded))
 
     @app.get("/audits/{audit_id}/files/{path:path}")
     def audit_file(request: Request, audit_id: str, path: str) -> Response:
@@ -334,7 +339,7 @@ def _audit_routes(app: FastAPI, svc: Services) -> None:
         except BadInputError as exc:
             return audit_page(request, visitor, audit_id, form=form, message=str(exc), status=422)
         svc.refresher.request()
-        return reply(request, RedirectResponse(f"{audit_href(audit_id)}#review", status_code=303))
+        return reply(request, RedirectResponse(f"{audit_href(audit_id)}?recorded=1#review", status_code=303))
 
     @app.get("/compare", response_class=HTMLResponse)
     def compare(request: Request, a: str = "", b: str = "") -> Response:
@@ -343,7 +348,8 @@ def _audit_routes(app: FastAPI, svc: Services) -> None:
             raise HTTPException(400, "compare needs two audit ids: /compare?a=ID&b=ID")
         fa, fb = entry_of(a).folder, entry_of(b).folder
         try:
-            text = compare_html(fa, fb, a_href=audit_href(a), b_href=audit_href(b), **page(request, visitor))
+            text = compare_html(fa, fb, a_href=audit_href(a), b_href=audit_href(b), a_files=f"{audit_href(a)}/files/",
+                                b_files=f"{audit_href(b)}/files/", **page(request, visitor))
         except BadInputError as exc:
             raise HTTPException(404, str(exc)) from exc
         return html(request, text)

@@ -1,5 +1,7 @@
-"""Release-to-release comparison of two audits: metric and per-class deltas, predictions
-that changed, and how global importance moved (Spearman rank correlation of grids)."""
+"""Release-to-release comparison of two audits: the settings that differ (first, because they
+decide what the deltas mean), metric and per-class deltas, what happened to every image
+(fixed, regressed, wrong in both), the changed images with both audits' maps side by side,
+and how global importance moved for every class (Spearman rank correlation of grids)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,10 @@ from imaudit.audits.result import AuditResult
 from imaudit.errors import BadInputError
 from imaudit.io import atomic_write_text
 from imaudit.paths import report_store
-from imaudit.reports.index import headline_split, model_identity
+from imaudit.audits.verdict import headline_split, verdict
+from imaudit.reports.history import comparable, settings_diff
+from imaudit.reports.identity import model_identity
+from imaudit.reports.page import Page
 from imaudit.reports.store import load_audit, safe_file
 from imaudit.reports.templating import render
 
@@ -27,6 +32,7 @@ CLASS_METRICS = ("precision", "recall", "f1", "support")
 MOVED_BELOW = 0.5  # Spearman rho under this: the class's attribution map moved
 STEADY_WITHIN = 0.02  # |accuracy delta| within this: the class's accuracy did not move
 ROW_LIMIT = 1000
+SHOWN_IMAGES = 24  # changed images drawn with both audits' maps
 
 
 def _num(v: Any) -> bool:
@@ -39,9 +45,11 @@ def _delta(a: Any, b: Any) -> float | None:
 
 def _identity(r: AuditResult, folder: Path | None) -> dict[str, Any]:
     name, version = model_identity(r)
+    v = verdict(r)
     return {"id": r.id, "model": name, "version": version, "ref": r.model.ref, "digest": r.model.digest,
             "dataset": r.dataset.ref, "dataset_digest": r.dataset.digest, "created": r.created,
-            "fit": r.fit.verdict, "folder": str(folder) if folder else None}
+            "fit": r.fit.verdict, "folder": str(folder) if folder else None, "status": str(r.status),
+            "verdict": v.state, "verdict_label": v.label}
 
 
 def metric_deltas(a: AuditResult, b: AuditResult) -> list[dict[str, Any]]:
@@ -110,13 +118,16 @@ def changed_predictions(a: AuditResult, b: AuditResult, a_folder: Path | None, b
         return {"available": False, "reason": f"predictions.csv missing for {', '.join(missing)}", "rows": []}
     keep = [c for c in ("id", "split", "label", "y", "pred", "pred_label", "confidence", "correct") if c in pa.columns]
     joined = pa[keep].merge(pb[[c for c in keep if c in pb.columns]], on=["id", "split"], suffixes=("_a", "_b"))
+    right_a, right_b = joined["correct_a"] == True, joined["correct_b"] == True  # noqa: E712 (pandas masks)
+    wrong_a, wrong_b = joined["correct_a"] == False, joined["correct_b"] == False  # noqa: E712
     changed = joined[joined["pred_a"] != joined["pred_b"]].copy()
-    fixed = changed[(changed["correct_a"] == False) & (changed["correct_b"] == True)]  # noqa: E712 (pandas masks)
-    broke = changed[(changed["correct_a"] == True) & (changed["correct_b"] == False)]  # noqa: E712
+    fixed = joined[wrong_a & right_b]
+    broke = joined[right_a & wrong_b]
+    both_wrong = joined[wrong_a & wrong_b]
     # Regressions first (right -> wrong), then fixes, then wrong -> differently wrong.
     changed["order"] = 2
-    changed.loc[fixed.index, "order"] = 1
-    changed.loc[broke.index, "order"] = 0
+    changed.loc[changed.index.intersection(fixed.index), "order"] = 1
+    changed.loc[changed.index.intersection(broke.index), "order"] = 0
     changed = changed.sort_values(["order", "split", "id"])
     rows = []
     for rec in changed.head(ROW_LIMIT).to_dict("records"):
@@ -128,7 +139,9 @@ def changed_predictions(a: AuditResult, b: AuditResult, a_folder: Path | None, b
             "kind": {0: "regressed", 1: "fixed", 2: "changed"}[int(rec["order"])],
         })
     return {"available": True, "reason": None, "n_common": int(len(joined)), "n_a": int(len(pa)), "n_b": int(len(pb)),
-            "changed": int(len(changed)), "fixed": int(len(fixed)), "regressed": int(len(broke)), "rows": rows}
+            "changed": int(len(changed)), "fixed": int(len(fixed)), "regressed": int(len(broke)),
+            "wrong_both": int(len(both_wrong)), "wrong_both_changed": int((both_wrong["pred_a"] != both_wrong["pred_b"]).sum()),
+            "right_both": int((right_a & right_b).sum()), "rows": rows}
 
 
 def rank_correlation(ga: Any, gb: Any) -> tuple[float | None, bool]:
@@ -172,13 +185,19 @@ def importance_movement(a: AuditResult, b: AuditResult, *, moved_below: float = 
         pa = {str(k): v for k, v in ia["per_class"].items()} if isinstance(ia.get("per_class"), Mapping) else {}
         pb = {str(k): v for k, v in ib["per_class"].items()} if isinstance(ib.get("per_class"), Mapping) else {}
         classes = []
-        for cls in [c for c in pa if c in pb]:
+        for cls in list(pa) + [c for c in pb if c not in pa]:
+            if cls not in pa or cls not in pb:
+                classes.append({"class": cls, "rho": None, "resampled": False, "acc_a": acc_a.get(cls),
+                                "acc_b": acc_b.get(cls), "acc_delta": _delta(acc_a.get(cls), acc_b.get(cls)),
+                                "moved": False, "moved_not_accuracy": False,
+                                "missing": "not explained in A" if cls not in pa else "not explained in B"})
+                continue
             rho, res = rank_correlation(pa[cls], pb[cls])
             da = _delta(acc_a.get(cls), acc_b.get(cls))
             moved = rho is not None and rho < moved_below
             steady = da is not None and abs(da) <= steady_within
             row = {"class": cls, "rho": rho, "resampled": res, "acc_a": acc_a.get(cls), "acc_b": acc_b.get(cls),
-                   "acc_delta": da, "moved": moved, "moved_not_accuracy": moved and steady}
+                   "acc_delta": da, "moved": moved, "moved_not_accuracy": moved and steady, "missing": None}
             classes.append(row)
             if row["moved_not_accuracy"]:
                 flagged.append({"method": method, **row})
@@ -202,6 +221,8 @@ def compare_audits(a: AuditResult, b: AuditResult, *, a_folder: Path | None = No
         "a": _identity(a, a_folder),
         "b": _identity(b, b_folder),
         "same_dataset": a.dataset.digest == b.dataset.digest,
+        "settings": settings_diff(a, b),
+        "comparable": {k: comparable(a, b, k) for k in ("accuracy", "faithfulness")},
         "metrics": metric_deltas(a, b),
         "per_class": class_deltas(a, b),
         "predictions": changed_predictions(a, b, a_folder, b_folder),
@@ -217,16 +238,83 @@ def _default_folder(r: AuditResult) -> Path | None:
     return folder if folder.is_dir() else None
 
 
+def changed_images(c: dict[str, Any], a: AuditResult, b: AuditResult, a_folder: Path, b_folder: Path,
+                   a_base: str, b_base: str) -> dict[str, Any]:
+    """Changed images explained in either audit: the image and each common method's map in A and in B."""
+    pa, pb = Page(a, a_folder, base=a_base), Page(b, b_folder, base=b_base)
+    ga = {row["id"]: row for row in pa.gallery_rows}
+    gb = {row["id"]: row for row in pb.gallery_rows}
+    methods = [m for m in b.explanations if m in a.explanations]
+    shown = []
+    for row in c["predictions"]["rows"]:
+        ra, rb = ga.get(row["id"]), gb.get(row["id"])
+        if ra is None and rb is None:
+            continue
+        image = pb.src((rb or {}).get("image")) or pa.src((ra or {}).get("image"))
+        maps = [(m, pa.src(((ra or {}).get("overlays") or {}).get(m)), pb.src(((rb or {}).get("overlays") or {}).get(m)))
+                for m in methods]
+        shown.append({**row, "image": image, "maps": [x for x in maps if x[1] or x[2]]})
+        if len(shown) >= SHOWN_IMAGES:
+            break
+    return {"methods": methods, "rows": shown}
+
+
+def _base(folder: Path, out_dir: Path | None, app_base: str | None) -> str:
+    if app_base is not None:
+        return app_base
+    if out_dir is None:
+        return ""
+    rel = Path(os.path.relpath(Path(folder).resolve(), out_dir.resolve())).as_posix()
+    return "" if rel == "." else rel + "/"
+
+
 def compare_html(a_folder: Path, b_folder: Path, *, a_href: str | None = None, b_href: str | None = None,
-                 app: bool = False, **page: Any) -> str:
-    """The comparison page as HTML text for two audit folders (``page``: the app's per-request template values)."""
+                 app: bool = False, out_dir: Path | None = None, a_files: str | None = None,
+                 b_files: str | None = None, cmp: dict[str, Any] | None = None, **page: Any) -> str:
+    """The comparison page as HTML text for two audit folders.
+
+    Image URLs are relative to ``out_dir`` (where the page is written) or, in the app,
+    prefixed with ``a_files``/``b_files``; ``page`` holds the app's per-request template values.
+    """
     a, b = load_audit(a_folder), load_audit(b_folder)
-    cmp = compare_audits(a, b, a_folder=a_folder, b_folder=b_folder)
-    return render("compare.html", c=cmp, a_href=a_href, b_href=b_href, app=app,
+    cmp = cmp or compare_audits(a, b, a_folder=a_folder, b_folder=b_folder)
+    images = changed_images(cmp, a, b, Path(a_folder), Path(b_folder), _base(a_folder, out_dir, a_files),
+                            _base(b_folder, out_dir, b_files))
+    return render("compare.html", c=cmp, images=images, a_href=a_href, b_href=b_href, app=app,
                   title=f"Compare {a.id} → {b.id}", shown=200, **page)
 
 
-def render_compare(a_folder: Path, b_folder: Path, out: Path) -> Path:
+def summary_lines(c: dict[str, Any]) -> list[str]:
+    """A short terminal summary of a comparison (what `imaudit compare` prints)."""
+    lines = [f"A {c['a']['id']} ({c['a']['verdict_label']}) -> B {c['b']['id']} ({c['b']['verdict_label']})"]
+    if c["settings"]:
+        lines.append("settings differ: " + "; ".join(f"{d['name']} {d['a_text']} -> {d['b_text']}" for d in c["settings"][:6])
+                     + (f"; +{len(c['settings']) - 6} more" if len(c["settings"]) > 6 else ""))
+    for row in c["metrics"]:
+        if row["metric"] == "accuracy" and row["delta"] is not None:
+            lines.append(f"{row['split']} accuracy {row['a']:.3f} -> {row['b']:.3f} ({row['delta']:+.3f})")
+    p = c["predictions"]
+    if p["available"]:
+        lines.append(f"{p['n_common']} images in both: {p['fixed']} fixed, {p['regressed']} regressed, "
+                     f"{p['wrong_both']} wrong in both ({p['wrong_both_changed']} with a different wrong class)")
+    else:
+        lines.append(f"predictions not compared: {p['reason']}")
+    f = c["findings"]
+    if f["added"] or f["removed"]:
+        lines.append(f"findings added: {', '.join(f['added']) or 'none'}; removed: {', '.join(f['removed']) or 'none'}")
+    moved = c["importance"]["moved_not_accuracy"]
+    if moved:
+        why = "" if c["comparable"]["faithfulness"] else " (explanation settings differ)"
+        lines.append(f"attribution moved while accuracy did not{why}: " + ", ".join(f"{m['class']} ({m['method']})" for m in moved[:6]))
+    return lines
+
+
+def compare_folders(a_folder: Path, b_folder: Path) -> dict[str, Any]:
+    """compare_audits for two audit folders."""
+    return compare_audits(load_audit(a_folder), load_audit(b_folder), a_folder=Path(a_folder), b_folder=Path(b_folder))
+
+
+def render_compare(a_folder: Path, b_folder: Path, out: Path, *, cmp: dict[str, Any] | None = None) -> Path:
     """Write compare.html for audits ``a_folder`` (before) and ``b_folder`` (after).
 
     ``out`` is the file to write, or a folder (an existing one, or a path without a suffix)
@@ -241,5 +329,6 @@ def render_compare(a_folder: Path, b_folder: Path, out: Path) -> Path:
         report = Path(folder).resolve() / "report.html"
         return Path(os.path.relpath(report, base)).as_posix() if report.is_file() else None
 
-    html = compare_html(Path(a_folder), Path(b_folder), a_href=href(a_folder), b_href=href(b_folder))
+    html = compare_html(Path(a_folder), Path(b_folder), a_href=href(a_folder), b_href=href(b_folder), out_dir=base,
+                        cmp=cmp)
     return atomic_write_text(out, html)

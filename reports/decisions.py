@@ -80,21 +80,24 @@ def required_acks(result: AuditResult) -> tuple[str, ...]:
 
 
 def validate(seen: Seen, decision: str, comment: str, acknowledged: Iterable[str]) -> tuple[str, str, tuple[str, ...]]:
-    """Normalised (decision, comment, acknowledged codes); BadInputError naming the form field."""
+    """Normalised (decision, comment, acknowledged codes); BadInputError naming the form field as the form
+    labels it and saying what to do (the message is shown to the reviewer above the form)."""
     decision = (decision or "").strip()
     comment = (comment or "").strip()
     if decision not in DECISIONS:
-        raise BadInputError(f"field 'decision': must be one of {', '.join(DECISIONS)} (got {decision!r})")
+        raise BadInputError(f"Decision: choose one of {', '.join(DECISIONS)}"
+                            + (f" ('{decision[:40]}' is not one)." if decision else "."))
     if len(comment) > MAX_COMMENT:
-        raise BadInputError(f"field 'comment': at most {MAX_COMMENT} characters")
+        raise BadInputError(f"Comment: use at most {MAX_COMMENT} characters (this one has {len(comment)}).")
     acks = tuple(sorted({(a or "").strip() for a in acknowledged} - {""}))
     unknown = [a for a in acks if a not in seen.codes]
     if unknown:
-        raise BadInputError(f"field 'ack': {', '.join(unknown)[:200]} is not a finding of audit {seen.audit_id}")
+        raise BadInputError(f"Acknowledgements: {', '.join(unknown)[:200]} is not a finding of this audit; "
+                            "reload the page and tick only the findings it lists.")
     missing = [c for c in seen.required if c not in acks]
     if decision == "approve" and missing:
-        raise BadInputError("field 'ack': approving needs each error and warning finding acknowledged; "
-                            f"not acknowledged: {', '.join(missing)}")
+        raise BadInputError("To approve, tick each error and warning finding to acknowledge it; "
+                            f"not acknowledged: {', '.join(missing)}.")
     return decision, comment, acks
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from imaudit.audits.result import AuditResult
+from imaudit.audits.verdict import verdict as audit_verdict
 from imaudit.errors import BadInputError
 from imaudit.reports.catalog import StoreCatalog
 from imaudit.reports.db import open_existing
@@ -102,7 +103,9 @@ def verdict(release: str, entries: list[AuditEntry], latest: Mapping[str, Decisi
         return GateVerdict(release, False, f"audit {head.id} is approved but newer audit {newer_pending[-1]} "
                            "is pending review", head.id, d)
     acks = f" (acknowledged {', '.join(d.acknowledged)})" if d.acknowledged else ""
-    return GateVerdict(release, True, f"audit {head.id} approved by {who}{acks}", head.id, d)
+    # The audit's own verdict, in the words the report, the index and the CLI use.
+    said = audit_verdict(head.result).label
+    return GateVerdict(release, True, f"audit {head.id} approved by {who}{acks}; the audit's verdict: {said}", head.id, d)
 
 
 def release_gate(ref: str, store: Path, db_url: str | None = None) -> GateVerdict:

@@ -1,12 +1,16 @@
-"""index.html over the report store: every audit newest first, review decisions,
-filters by model and verdict, and per-model trends across releases.
+"""index.html over the report store: every audit newest first, with its verdict, settings,
+review state and key numbers; filters and sortable columns; per-model trends.
 
-The page is rebuilt from the audits on disk each time (never appended to), so
-it always agrees with the store; trends are inline SVG so the index is one file.
+The page is rebuilt from the audits on disk each time (never appended to), so it
+always agrees with the store. A newer audit of the same model version supersedes
+older ones for review, so a release shows one "pending review". Trends only join
+audits whose settings make a number comparable (reports/history.py), and they are
+inline SVG so the index stays one file.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import logging
 import math
@@ -18,36 +22,31 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from filelock import FileLock, Timeout
-from markupsafe import Markup
 
 from imaudit.audits.result import AuditResult
+from imaudit.audits.verdict import LABELS, REVIEW_LABELS, headline_split, review_state, verdict
 from imaudit.errors import BadInputError, ImauditError
 from imaudit.io import atomic_write_text
 from imaudit.reports import figures as figs
 from imaudit.reports.db import DatabaseProblem, open_existing
 from imaudit.reports.decisions import Decision, DecisionLog
+from imaudit.reports.history import comparable, settings_of
 from imaudit.reports.identity import is_release_audit, model_identity, release_of
 from imaudit.reports.failures import list_failures
-from imaudit.reports.render import overall_verdict
 from imaudit.reports.store import AuditEntry, list_audits
 from imaudit.reports.templating import render
 
 log = logging.getLogger(__name__)
 
 TREND_METRICS = ("accuracy", "ece", "gap", "faithfulness")
-PREFERRED_SPLITS = ("val", "valid", "validation", "test")
+TREND_TITLES = {"accuracy": "accuracy", "ece": "ECE", "gap": "train/val gap", "faithfulness": "faithfulness"}
+
+__all__ = ["IndexRefresher", "build_index", "faithfulness", "headline_split", "index_html", "index_rows", "key_metrics",
+           "logged_decisions", "model_identity"]
 
 
 def _num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def headline_split(r: AuditResult) -> str | None:
-    """The split whose metrics stand for the audit: val (or test), else the first one."""
-    for s in PREFERRED_SPLITS:
-        if s in r.metrics:
-            return s
-    return next(iter(r.metrics), None)
 
 
 def faithfulness(r: AuditResult) -> float | None:
@@ -56,7 +55,7 @@ def faithfulness(r: AuditResult) -> float | None:
     A method's own ``faithfulness`` score is used when its producer stored one.
     """
     scores = []
-    for method in set(r.explanations) | {k for k in r.quality if k != "agreement"}:
+    for method in set(r.explanations) | {k for k in r.quality if k not in ("agreement", "faithfulness", "sanity", "localisation")}:
         q: dict[str, Any] = {}
         if method in r.explanations:
             q.update(r.explanations[method].quality)
@@ -69,15 +68,28 @@ def faithfulness(r: AuditResult) -> float | None:
     return sum(scores) / len(scores) if scores else None
 
 
-def key_metrics(r: AuditResult) -> dict[str, float | None]:
-    """Accuracy and ECE of the headline split, train/val accuracy gap, faithfulness."""
+def key_metrics(r: AuditResult) -> dict[str, Any]:
+    """Accuracy, n and ECE of the headline split, train/val accuracy gap, faithfulness."""
     split = headline_split(r)
     m = r.metrics.get(split) if split else None
     gap = r.fit.gap.get("accuracy")
     if not _num(gap):
         gap = next((v for v in r.fit.gap.values() if _num(v)), None)
-    return {"accuracy": m.accuracy if m else None, "ece": m.ece if m else None, "gap": gap,
+    return {"accuracy": m.accuracy if m else None, "n": m.n if m else None, "ece": m.ece if m else None, "gap": gap,
             "faithfulness": faithfulness(r), "split": split}
+
+
+def settings_text(r: AuditResult) -> str:
+    """The audit's explanation settings in a few words: methods and samples."""
+    s = settings_of(r)
+    methods = s.get("methods") or []
+    if not methods:
+        return "no explanations"
+    per = s.get("method_samples") or {}
+    samples = f"{s.get('samples')} samples" if s.get("samples") is not None else ""
+    if per:
+        samples += " (" + ", ".join(f"{k} {v}" for k, v in per.items()) + ")"
+    return f"{', '.join(methods)} · {samples}".strip(" ·")
 
 
 @dataclass
@@ -89,13 +101,19 @@ class IndexRow:
     version: str | None = None
     dataset: str = "—"
     created: str = ""
+    status: str = "broken"
     verdict: str = "broken"
-    headline: str = "broken"
+    headline: str = "Broken"
+    reasons: list[str] = field(default_factory=list)
     fit: str = "—"
     gates_passed: bool | None = None
+    settings: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     findings: dict[str, int] = field(default_factory=dict)
+    caveats: int = 0
     review: dict[str, Any] | None = None
+    review_state: str = "none"
+    review_label: str = ""
     pending: bool = False
     href: str | None = None
     previous: str | None = None
@@ -125,28 +143,46 @@ def _earlier_reviews(rows: list[IndexRow]) -> None:
             decided[row.release] = row.review
 
 
+def _failure(r: AuditResult) -> str | None:
+    """The first error of an audit that did not complete, in one line."""
+    if r.status == "complete" and not r.errors:
+        return None
+    e = r.errors[0] if r.errors else {}
+    return f"{e.get('stage', 'stage')} failed: {e.get('error', '')}".strip() if e else f"status {r.status}"
+
+
 def index_rows(entries: list[AuditEntry], decisions: Mapping[str, Decision], *, app: bool) -> list[IndexRow]:
     """One row per audit folder (newest first), broken folders included."""
-    rows = []
+    rows: list[IndexRow] = []
+    newest_of_release: set[tuple[str, str | None]] = set()
     for e in entries:
         if e.result is None:
-            rows.append(IndexRow(id=e.id, broken=True, error=e.error, created=e.sort_key))
+            rows.append(IndexRow(id=e.id, broken=True, error=e.error, created=e.sort_key, headline=LABELS.get("broken", "Broken")))
             continue
         r = e.result
         name, version = model_identity(r)
-        v = overall_verdict(r)
+        v = verdict(r)
         review = _review_of(e, decisions)
+        release = is_release_audit(r)
+        # Entries are newest first: the first audit of a release seen is the one to review.
+        superseded = release and (name, version) in newest_of_release
+        if release:
+            newest_of_release.add((name, version))
+        state = review_state(review["decision"] if review else None, release=release, superseded=superseded)
         if app:
             href = f"/audits/{quote(e.id, safe='')}"
         else:
             href = f"{quote(e.id, safe='')}/report.html" if (e.folder / "report.html").is_file() else None
         rows.append(IndexRow(
-            id=e.id, broken=False, model=name, version=version, dataset=r.dataset.ref, created=r.created,
-            verdict=v["state"], headline=v["headline"], fit=r.fit.verdict, gates_passed=r.gates.passed,
-            metrics=key_metrics(r), findings=v["counts"], review=review,
-            pending=review is None and is_release_audit(r), href=href, release=release_of(r)))
+            id=e.id, broken=False, error=_failure(r), model=name, version=version, dataset=r.dataset.ref,
+            created=r.created, status=str(r.status), verdict=v.state, headline=v.label, reasons=v.reasons,
+            fit=r.fit.verdict, gates_passed=r.gates.passed, settings=settings_text(r), metrics=key_metrics(r),
+            findings=v.counts, caveats=v.caveats, review=review, review_state=state,
+            review_label=REVIEW_LABELS.get(state, state), pending=state == "pending", href=href,
+            release=release_of(r)))
     _earlier_reviews(rows)
     # "vs previous": the next older audit of the same model (rows are newest first; one pass from the oldest).
+    results = {e.id: e.result for e in entries if e.result is not None}
     older: dict[str, IndexRow] = {}
     for row in reversed(rows):
         if row.broken:
@@ -156,35 +192,50 @@ def index_rows(entries: list[AuditEntry], decisions: Mapping[str, Decision], *, 
             row.previous = prev.id
             if app:
                 row.compare = "/compare?" + urlencode({"a": prev.id, "b": row.id})
+            if not comparable(results[prev.id], results[row.id], "faithfulness"):
+                row.settings += " (settings differ from the previous audit)"
         older[row.model] = row
     return rows
 
 
 @functools.lru_cache(maxsize=512)
-def _trend_svg(labels: tuple[str, ...], series: tuple[tuple[str, tuple[Any, ...]], ...]) -> str:
-    """figures.trend_svg memoised by the numbers it draws: a decision changes no trend, so pages reuse them."""
-    return figs.trend_svg(list(labels), {name: list(values) for name, values in series})
+def _trend_src(labels: tuple[str, ...], series: tuple[tuple[str, tuple[Any, ...]], ...]) -> str:
+    """The trend figure as a data: URL, memoised by the numbers it draws (a decision changes no trend)."""
+    png = figs.trend_png(list(labels), {name: list(values) for name, values in series})
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def trends(rows: list[IndexRow]) -> list[dict[str, Any]]:
-    """Per model with two or more audits: key metrics across its releases, oldest first, as inline SVG."""
+def trends(rows: list[IndexRow], results: Mapping[str, AuditResult]) -> list[dict[str, Any]]:
+    """Per model with two or more audits: key metrics across audits, oldest first, as inline SVG.
+
+    A metric's point is drawn only for audits whose settings make it comparable with the
+    model's newest audit; the others are left out of that metric's line and counted.
+    """
     by_model: dict[str, list[IndexRow]] = {}
     for row in rows:
-        if not row.broken:
+        if not row.broken and row.status == "complete":
             by_model.setdefault(row.model, []).append(row)
     out = []
     for model in sorted(by_model):
         series_rows = sorted(by_model[model], key=lambda r: r.created)
         if len(series_rows) < 2:
             continue
+        newest = results[series_rows[-1].id]
         labels = [r.version or r.created[:10] for r in series_rows]
-        series = {k: [r.metrics.get(k) for r in series_rows] for k in TREND_METRICS}
-        svg = _trend_svg(tuple(labels), (("accuracy", tuple(series["accuracy"])), ("ECE", tuple(series["ece"])),
-                                         ("train/val gap", tuple(series["gap"])),
-                                         ("faithfulness", tuple(series["faithfulness"]))))
-        out.append({"model": model, "svg": Markup(svg),  # SVG from matplotlib: it escapes the text it writes
-                    "points": [(lbl, r.id, [r.metrics.get(k) for k in TREND_METRICS])
-                               for lbl, r in zip(labels, series_rows)]})
+        series: dict[str, list[float | None]] = {}
+        left_out: dict[str, int] = {}
+        for k in TREND_METRICS:
+            ok = [comparable(results[r.id], newest, k) for r in series_rows]
+            series[k] = [r.metrics.get(k) if c else None for r, c in zip(series_rows, ok)]
+            left_out[k] = ok.count(False)
+        drawn = {k: ys for k, ys in series.items() if sum(y is not None for y in ys) >= 2}
+        if not drawn:
+            continue
+        src = _trend_src(tuple(labels), tuple((TREND_TITLES[k], tuple(ys)) for k, ys in drawn.items()))
+        out.append({"model": model, "src": src,
+                    "left_out": {TREND_TITLES[k]: n for k, n in left_out.items() if n},
+                    "points": [(lbl, r.id, [series[k][i] for k in TREND_METRICS])
+                               for i, (lbl, r) in enumerate(zip(labels, series_rows))]})
     return out
 
 
@@ -198,10 +249,14 @@ def index_html(store: Path, decisions: Mapping[str, Decision] | None = None, *, 
     """
     entries = list_audits(store) if entries is None else entries
     rows = index_rows(entries, decisions or {}, app=app)
+    results = {e.id: e.result for e in entries if e.result is not None}
     models = sorted({r.model for r in rows if not r.broken})
-    verdicts = [v for v in ("pass", "warn", "fail", "broken") if any(r.verdict == v for r in rows)]
-    return render("index.html", rows=rows, models=models, verdicts=verdicts, trends=trends(rows), app=app,
-                  store=str(store), n_broken=sum(r.broken for r in rows), db_problem=db_problem, failures=list_failures(store),
+    verdicts = [(v, LABELS.get(v, "Broken")) for v in ("pass", "attention", "fail", "incomplete", "broken")
+                if any(r.verdict == v for r in rows)]
+    reviews = [(s, REVIEW_LABELS[s]) for s in REVIEW_LABELS if any(r.review_state == s for r in rows)]
+    return render("index.html", rows=rows, models=models, verdicts=verdicts, reviews=reviews,
+                  trends=trends(rows, results), app=app, store=str(store), n_broken=sum(r.broken for r in rows),
+                  n_failed=sum(1 for r in rows if not r.broken and r.error), db_problem=db_problem, failures=list_failures(store),
                   n_pending=sum(r.pending for r in rows), metric_names=TREND_METRICS, **page)
 
 

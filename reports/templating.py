@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 import re
 from functools import lru_cache
+from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
+from jinja2 import Environment, PackageLoader, StrictUndefined, Template
 from jinja2.ext import Extension
+from markupsafe import Markup
 
 from imaudit import __version__
 
@@ -31,9 +33,24 @@ def signed(value: object, digits: int = 3) -> str:
 
 
 def pct(value: object, digits: int = 1) -> str:
+    """A proportion as a percentage (0.9972 -> '99.7%')."""
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         return "—"
     return f"{100 * value:.{digits}f}%"
+
+
+def points(value: object, digits: int = 1) -> str:
+    """A change of a proportion in percentage points, with its sign (+0.3 pt)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return "—"
+    return f"{100 * value:+.{digits}f} pt".replace("-", "−")
+
+
+def human(key: object) -> str:
+    """A machine key as words: 'deletion_auc' -> 'deletion AUC', 'rank_corr' -> 'rank corr'."""
+    words = str(key).replace("_", " ").replace("-", " ").split()
+    upper = {"auc": "AUC", "ece": "ECE", "ssim": "SSIM", "id": "id", "ids": "ids", "n": "n"}
+    return " ".join(upper.get(w.lower(), w) for w in words) or str(key)
 
 
 class ScriptNonce(Extension):
@@ -62,7 +79,7 @@ def environment() -> Environment:
         lstrip_blocks=True,
         extensions=[ScriptNonce],
     )
-    env.filters.update(num=num, signed=signed, pct=pct)
+    env.filters.update(num=num, signed=signed, pct=pct, points=points, human=human)
     env.globals["version"] = __version__
     # Per-request values of the review app; static pages keep these defaults.
     env.globals.update(csp_nonce="", user=None, csrf_token="")
@@ -71,3 +88,13 @@ def environment() -> Environment:
 
 def render(template: str, **context: object) -> str:
     return environment().get_template(template).render(**context)
+
+
+@lru_cache(maxsize=None)
+def _section_template(cls: type) -> Template:
+    return environment().from_string(cls.template)
+
+
+def render_section(cls: type, **context: Any) -> Markup:
+    """A report section's template (its ``template`` source, compiled once) rendered with ``context``."""
+    return Markup(_section_template(cls).render(**context))

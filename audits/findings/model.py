@@ -49,3 +49,11 @@ declare(
     "Predictions point at classes the dataset does not have.",
     "Check that the model's outputs map onto the dataset's classes.",
 )
+declare(
+    "counterfactual-hotspot", "model", "Counterfactuals change one small region",
+    "GAN counterfactuals (what an image would need to look like to be another class) put most of their change "
+    "into the same small region across images, and no other check named that region: the model may depend on "
+    "something that sits there rather than on the object.",
+    "Open the Counterfactuals section: look at the change maps and boxes and at what the images hold in that "
+    "box; run the shortcut checks (explanations) on it and, if it is a cue, remove it from the data and retrain.",
+)

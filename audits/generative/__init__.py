@@ -1,21 +1,34 @@
-"""Generative explanations: a class-conditional GAN of the audit dataset,
-counterfactual images from it, and generative in-fill for perturbation methods.
+"""Generative explanations: a class-conditional GAN of the audit dataset drawn in the
+model's input space, counterfactual images from it, where their changes concentrate,
+and generative in-fill for perturbation methods.
 
+- space: InputSpace, the exact pixels a model sees (its timm eval transform)
 - gan: the DCGAN generator/discriminator and training loop
-- store: GeneratorArtifact, versioned on disk by dataset digest; pretrained checkpoints
-- training: train_generator (train or reuse), generative_cli_train
+- store: GeneratorArtifact, versioned on disk by dataset digest and input space; pretrained checkpoints
+- training: train_generator (train or reuse, in a model's input space), generative_cli_train
 - latent: GAN inversion and generator <-> image space adapters
-- counterfactual: the smallest latent move that flips the model's prediction
+- counterfactual: the latent search to a target confidence, with honest outcomes
+- concentration: change maps and boxes per target class
+- evidence: counterfactual evidence for shortcut findings, or a hotspot finding
+- figures: item images, fixed-scale change maps, the legend
 - infill: replacement content for occlusion and deletion/insertion
-- section: the ``generative`` section of audit.json
+- section: the ``generative`` section of audit.json; stage: the audit's counterfactual stage
 
 Never imports prefect.
 """
 
-from imaudit.audits.generative.counterfactual import counterfactuals, find_counterfactuals
+from imaudit.audits.generative.counterfactual import SearchSettings, counterfactuals, find_counterfactuals
 from imaudit.audits.generative.gan import ConditionalDiscriminator, ConditionalGenerator, GanConfig, train_gan
 from imaudit.audits.generative.infill import GenerativeInfill, generative_infill
-from imaudit.audits.generative.section import compare_infill, run_counterfactual_section
+from imaudit.audits.generative.section import (
+    Candidates,
+    SectionSettings,
+    Selection,
+    compare_infill,
+    run_counterfactual_section,
+    select_images,
+)
+from imaudit.audits.generative.space import InputSpace
 from imaudit.audits.generative.store import (
     GeneratorArtifact,
     export_checkpoint,
@@ -23,14 +36,25 @@ from imaudit.audits.generative.store import (
     load_pretrained_generator,
     resolve_generator,
 )
-from imaudit.audits.generative.training import generative_cli_train, summary_lines, train_generator
+from imaudit.audits.generative.training import (
+    GeneratorSettings,
+    generative_cli_train,
+    summary_lines,
+    train_generator,
+)
 
 __all__ = [
+    "Candidates",
     "ConditionalDiscriminator",
     "ConditionalGenerator",
     "GanConfig",
     "GenerativeInfill",
     "GeneratorArtifact",
+    "GeneratorSettings",
+    "InputSpace",
+    "SearchSettings",
+    "SectionSettings",
+    "Selection",
     "compare_infill",
     "counterfactuals",
     "export_checkpoint",
@@ -41,6 +65,7 @@ __all__ = [
     "load_pretrained_generator",
     "resolve_generator",
     "run_counterfactual_section",
+    "select_images",
     "summary_lines",
     "train_gan",
     "train_generator",

@@ -5,12 +5,14 @@ method partly measures the model's reaction to artefacts (Chang et al. 2019,
 "Explaining image classifiers by counterfactual generation"). Here the
 replacement comes from the class-conditional generator instead:
 
-- ``reconstruction``: the image's own class-conditional reconstruction
-  (GAN inversion with the class code fixed to the given label). Plausible,
-  in-distribution content that keeps the image's layout.
-- ``neutral``: the same style code z with the class code set to the mean of
-  all class codes: the image's layout with class evidence blurred towards
-  "any class", so removing pixels removes evidence rather than adding artefacts.
+- ``neutral`` (the default): GAN inversion with the class code fixed to the
+  mean of all class codes, so neither the label nor the prediction enters:
+  the image's layout drawn as "any class". This is the generative fill
+  offered as a deletion baseline.
+- ``reconstruction``: the image's reconstruction with the class code of the
+  given label. It puts the class evidence back into every removed pixel, so
+  deletion curves stay high whatever the map says: useful to look at, never
+  a deletion baseline (the section does not offer it as one).
 
 The content is computed once per image (mask-independent). Using the
 generator to in-fill conditioned on the visible pixels of every mask would be
@@ -88,41 +90,45 @@ def _neutral_code(generator: torch.nn.Module, n: int, device: torch.device) -> T
 def generative_infill(
     generator_art: GeneratorArtifact,
     images_pixel: Tensor,
-    labels: Tensor | Sequence[int],
+    labels: Tensor | Sequence[int] | None = None,
     *,
     normalize: Callable[[Tensor], Tensor] | None = None,
-    mode: InfillMode = "reconstruction",
+    mode: InfillMode = "neutral",
     steps: int = 200,
     seed: int = 0,
     device: torch.device | str | None = None,
 ) -> GenerativeInfill:
-    """Build the replacement-content source for ``images_pixel`` (N,C,H,W in [0, 1]).
+    """Build the replacement-content source for ``images_pixel`` (N,C,H,W in [0, 1], the model's input space).
 
-    ``labels`` fix the class code of each reconstruction. With ``normalize``
-    (pixel -> model input), both the images the returned function expects and
-    the content it returns are in model-input space, as deletion/insertion and
-    occlusion see them.
+    ``labels`` fix the class code of each reconstruction (``reconstruction``
+    mode only; ``neutral`` never looks at them). With ``normalize`` (pixel ->
+    model input), both the images the returned function expects and the
+    content it returns are in model-input space, as deletion/insertion and
+    occlusion see them. ``recon_error`` is the RMS error of the fit.
     """
     if mode not in ("reconstruction", "neutral"):
         raise BadInputError(f"mode={mode!r}: expected 'reconstruction' or 'neutral'")
     if images_pixel.dim() != 4:
         raise BadInputError(f"images_pixel: expected (N, C, H, W), got shape {tuple(images_pixel.shape)}")
-    labels = torch.as_tensor(labels).long().reshape(-1)
-    if len(labels) != len(images_pixel):
-        raise BadInputError(f"labels: {len(labels)} labels for {len(images_pixel)} images")
-    if len(labels) and (labels.min() < 0 or labels.max() >= len(generator_art.classes)):
-        raise BadInputError(f"labels: class indices must lie in [0, {len(generator_art.classes)})")
+    if mode == "reconstruction":
+        if labels is None:
+            raise BadInputError("labels: the reconstruction fill needs a class per image")
+        labels = torch.as_tensor(labels).long().reshape(-1)
+        if len(labels) != len(images_pixel):
+            raise BadInputError(f"labels: {len(labels)} labels for {len(images_pixel)} images")
+        if len(labels) and (labels.min() < 0 or labels.max() >= len(generator_art.classes)):
+            raise BadInputError(f"labels: class indices must lie in [0, {len(generator_art.classes)})")
     normalize = normalize or (lambda x: x)
     device = torch.device(device or "cpu")
     generator = generator_art.load_generator().to(device)
     x = images_pixel.float().to(device)
     n, c, h, w = x.shape
     targets = to_generator_space(x, generator_art.channels, generator_art.image_size)
-    z, e = invert(generator, targets, labels.to(device), steps=steps, seed=seed)
+    if mode == "neutral":
+        z, e = invert(generator, targets, codes=_neutral_code(generator, n, device), steps=steps, seed=seed)
+    else:
+        z, e = invert(generator, targets, labels.to(device), steps=steps, seed=seed)
     with torch.no_grad():
-        recon = match_images(generator.synthesize(z, e), c, h, w).clamp(0, 1)
-        content = recon if mode == "reconstruction" else match_images(
-            generator.synthesize(z, _neutral_code(generator, n, device)), c, h, w
-        ).clamp(0, 1)
-        error = (recon - x).pow(2).flatten(1).mean(1).sqrt()
+        content = match_images(generator.synthesize(z, e), c, h, w).clamp(0, 1)
+        error = (content - x).pow(2).flatten(1).mean(1).sqrt()
         return GenerativeInfill(normalize(x), normalize(content), mode, error)

@@ -47,8 +47,9 @@ def to_generator_space(images: Tensor, channels: int, size: int) -> Tensor:
 def invert(
     generator: nn.Module,
     targets: Tensor,
-    labels: Tensor,
+    labels: Tensor | None = None,
     *,
+    codes: Tensor | None = None,
     steps: int = 200,
     restarts: int = 4,
     lr: float = 0.05,
@@ -57,7 +58,8 @@ def invert(
 ) -> tuple[Tensor, Tensor]:
     """Latent codes (z, e) whose generated images best match ``targets`` (already in generator space).
 
-    The class code e is fixed to ``embed(labels)``; z is optimised with Adam on
+    The class code e is fixed to ``embed(labels)`` (or to the given ``codes``,
+    e.g. the mean class code for a label-free fit); z is optimised with Adam on
     the pixel MSE plus a small Gaussian prior (``prior`` * mean z^2) that keeps
     z where the generator was trained. ``restarts`` random starts per image run
     for a quarter of the steps; the best start per image continues.
@@ -65,8 +67,10 @@ def invert(
     targets = targets.detach()
     device = targets.device
     n = len(targets)
+    if codes is None and labels is None:
+        raise BadInputError("invert: give labels or class codes")
     with torch.no_grad():
-        e = generator.embed(labels.to(device)).detach()
+        e = (generator.embed(labels.to(device)) if codes is None else codes.to(device)).detach()
 
     def fit(z0: Tensor, e_: Tensor, x_: Tensor, k: int) -> tuple[Tensor, Tensor]:
         z = z0.clone().requires_grad_(True)

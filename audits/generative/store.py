@@ -4,7 +4,8 @@ Layout: ``<store>/<dataset_digest>/<version>/`` (store defaults to
 ``paths.cache_dir()/generative``) holding
 
 - ``meta.json``: identity (digest, version, classes, created), the GanConfig
-  (``arch``) and the training settings (``train``);
+  (``arch``), the training settings (``train``) and the model input space the
+  generator draws (``space``: input size, interpolation, crop; see space.py);
 - ``losses.json``: one row per epoch (d_loss, g_loss, d_real, d_fake, mean_gap);
 - ``generator.safetensors`` (and ``discriminator.safetensors`` when trained here);
 - ``samples.png``: a grid with one row of samples per class.
@@ -15,8 +16,8 @@ Each folder is written with ``atomic_dir``: a crash never leaves half an artifac
 
 A pretrained checkpoint (``load_pretrained_generator``) is a ``torch.save`` dict
 ``{"format": "imaudit.generator/1", "classes", "arch": {GanConfig fields},
-"state_dict", optional "dataset_digest", "losses"}``; ``export_checkpoint``
-writes one from any artifact.
+"state_dict", optional "dataset_digest", "losses", "space",
+"discriminator_state_dict"}``; ``export_checkpoint`` writes one from any artifact.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from imaudit.errors import CheckpointError
 from imaudit.io import atomic_dir, atomic_write_bytes, atomic_write_json, sha256_file
 
 from .gan import ConditionalDiscriminator, ConditionalGenerator, GanConfig, sample_latents
+from .space import same_geometry
 
 CHECKPOINT_FORMAT = "imaudit.generator/1"
 
@@ -73,10 +75,16 @@ class GeneratorArtifact:
     created: str = ""
     arch: dict[str, Any] = field(default_factory=dict)
     source: str = "trained"
+    space: dict[str, Any] | None = None  # InputSpace.geometry() the generator draws; None: unknown
+    train: dict[str, Any] = field(default_factory=dict)
     _module: nn.Module | None = field(default=None, repr=False, compare=False)
+    _critic: nn.Module | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def in_memory(cls, generator: nn.Module, classes: list[str], *, dataset_digest: str = "memory", version: str = "memory") -> "GeneratorArtifact":
+    def in_memory(
+        cls, generator: nn.Module, classes: list[str], *, dataset_digest: str = "memory", version: str = "memory",
+        discriminator: nn.Module | None = None, space: dict[str, Any] | None = None,
+    ) -> "GeneratorArtifact":
         """Wrap an already built generator (tests, hand-built generators) without touching disk."""
         probe = generator.synthesize(torch.zeros(1, generator.z_dim), generator.embed(torch.zeros(1, dtype=torch.long)))
         return cls(
@@ -89,7 +97,9 @@ class GeneratorArtifact:
             z_dim=int(generator.z_dim),
             created=_now(),
             source="memory",
+            space=space,
             _module=generator.eval(),
+            _critic=None if discriminator is None else discriminator.eval(),
         )
 
     def load_generator(self) -> nn.Module:
@@ -104,6 +114,20 @@ class GeneratorArtifact:
             self._module = g.eval()
         # Inference only: gradients flow to latent codes, never into the weights.
         return self._module.requires_grad_(False)
+
+    def load_discriminator(self) -> nn.Module | None:
+        """The trained discriminator (frozen, eval mode), or None when the artifact has none."""
+        if self._critic is None:
+            weights = self.path / "discriminator.safetensors"
+            if not self.arch or not weights.is_file():
+                return None
+            d = ConditionalDiscriminator(GanConfig(**self.arch))
+            try:
+                d.load_state_dict(load_file(str(weights)))
+            except (OSError, RuntimeError) as e:
+                raise CheckpointError(f"{weights}: cannot load discriminator weights ({_first_line(e)})") from None
+            self._critic = d.eval()
+        return self._critic.requires_grad_(False)
 
     def identity(self) -> dict[str, Any]:
         """The generator's identity as audit.json records it."""
@@ -120,6 +144,8 @@ class GeneratorArtifact:
             "created": self.created,
             "epochs": len(self.losses),
             "losses_final": {k: v for k, v in final.items() if k not in ("epoch", "step")},
+            "space": self.space,
+            "train_seconds": self.train.get("seconds"),
         }
 
 
@@ -133,6 +159,7 @@ def save_artifact(
     discriminator: ConditionalDiscriminator | None = None,
     settings: dict[str, Any] | None = None,
     source: str = "trained",
+    space: dict[str, Any] | None = None,
     store: Path | None = None,
 ) -> GeneratorArtifact:
     """Write a generator artifact folder atomically and return it."""
@@ -148,6 +175,7 @@ def save_artifact(
         "source": source,
         "arch": cfg.to_dict(),
         "train": settings or {},
+        "space": space,
     }
     with atomic_dir(final) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}, str(tmp / "generator.safetensors"))
@@ -183,19 +211,56 @@ def read_artifact(folder: Path) -> GeneratorArtifact:
             created=meta.get("created", ""),
             arch=dict(arch),
             source=meta.get("source", "trained"),
+            space=meta.get("space"),
+            train=dict(meta.get("train") or {}),
         )
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"{meta_path}: not a generator artifact ({_first_line(e)})") from None
 
 
-def find_generator(dataset_digest: str, store: Path | None = None, version: str | None = None) -> GeneratorArtifact | None:
-    """The newest stored generator for a dataset digest (or the given version), or None."""
+def stored_generators(dataset_digest: str, store: Path | None = None) -> list[GeneratorArtifact]:
+    """Every generator stored for a dataset digest, newest first."""
     root = Path(store or default_store()) / dataset_digest
-    folders = [root / version] if version else sorted(root.glob("*")) if root.is_dir() else []
+    folders = sorted(root.glob("*")) if root.is_dir() else []
     found = [read_artifact(f) for f in folders if (f / "meta.json").is_file()]
-    if not found:
-        return None
-    return max(found, key=lambda a: a.created)
+    return sorted(found, key=lambda a: a.created, reverse=True)
+
+
+def find_generator(
+    dataset_digest: str,
+    store: Path | None = None,
+    version: str | None = None,
+    *,
+    space: dict[str, Any] | None = None,
+    wanted: dict[str, Any] | None = None,
+) -> GeneratorArtifact | None:
+    """The newest stored generator for a dataset digest, or None.
+
+    ``version`` picks one folder; ``space`` (an ``InputSpace.geometry()``)
+    keeps only generators drawn in that input space; ``wanted`` keeps only
+    those whose training settings have these values (None values ignored).
+    """
+    if version:
+        folder = Path(store or default_store()) / dataset_digest / version
+        return read_artifact(folder) if (folder / "meta.json").is_file() else None
+    for art in stored_generators(dataset_digest, store):
+        if space is not None and not same_geometry(art.space, space):
+            continue
+        if any(v is not None and _setting(art, k) != v for k, v in (wanted or {}).items()):
+            continue
+        return art
+    return None
+
+
+def _setting(art: GeneratorArtifact, key: str) -> Any:
+    """A training setting of an artifact; image size and z_dim come from its architecture."""
+    if key == "image_size":
+        return art.image_size
+    if key == "z_dim":
+        return art.z_dim
+    if key == "epochs":
+        return art.train.get("epochs", len(art.losses))
+    return art.train.get(key)
 
 
 def export_checkpoint(artifact: GeneratorArtifact, path: Path) -> Path:
@@ -207,8 +272,12 @@ def export_checkpoint(artifact: GeneratorArtifact, path: Path) -> Path:
         "dataset_digest": artifact.dataset_digest,
         "arch": g.config.to_dict(),
         "losses": artifact.losses,
+        "space": artifact.space,
         "state_dict": {k: v.detach().cpu() for k, v in g.state_dict().items()},
     }
+    d = artifact.load_discriminator()
+    if d is not None:
+        blob["discriminator_state_dict"] = {k: v.detach().cpu() for k, v in d.state_dict().items()}
     buf = io.BytesIO()
     torch.save(blob, buf)
     return atomic_write_bytes(path, buf.getvalue())
@@ -220,6 +289,7 @@ def load_pretrained_generator(
     dataset_digest: str | None = None,
     classes: list[str] | None = None,
     expected_classes: list[str] | None = None,
+    space: dict[str, Any] | None = None,
     store: Path | None = None,
 ) -> GeneratorArtifact:
     """Bring a user-supplied generator checkpoint (file, or an artifact folder) behind the artifact interface.
@@ -229,12 +299,16 @@ def load_pretrained_generator(
     ``dataset_digest`` (argument, else the checkpoint's own) as version
     ``pretrained-<file sha256>``, so later audits of that dataset find it.
     ``expected_classes`` (the dataset's) must equal the checkpoint's classes.
+    ``space`` is the input space the generator is used in: a checkpoint that
+    records another one is refused; one that records none is taken to draw it.
     """
     checkpoint = Path(checkpoint)
     if checkpoint.is_dir():
         art = read_artifact(checkpoint)
         _check_classes(checkpoint, art.classes, expected_classes)
+        _check_space(checkpoint, art.space, space)
         art.source = "pretrained"
+        art.space = art.space or space
         return art
     if not checkpoint.is_file():
         raise CheckpointError(f"{checkpoint}: generator checkpoint not found")
@@ -252,17 +326,41 @@ def load_pretrained_generator(
     if len(classes) != cfg.n_classes:
         raise CheckpointError(f"{checkpoint}: field 'classes' has {len(classes)} names for {cfg.n_classes} generator classes")
     _check_classes(checkpoint, classes, expected_classes)
-    g = ConditionalGenerator(cfg)
-    try:
-        g.load_state_dict(blob["state_dict"])
-    except RuntimeError as e:
-        raise CheckpointError(f"{checkpoint}: state_dict does not fit the generator 'arch' ({_first_line(e)})") from None
+    _check_space(checkpoint, blob.get("space"), space)
+    g = _load_net(ConditionalGenerator(cfg), blob["state_dict"], checkpoint, "state_dict")
+    d = None
+    if blob.get("discriminator_state_dict"):
+        d = _load_net(ConditionalDiscriminator(cfg), blob["discriminator_state_dict"], checkpoint, "discriminator_state_dict")
     digest = dataset_digest or blob.get("dataset_digest") or "unknown"
     version = "pretrained-" + sha256_file(checkpoint)[:12]
     losses = blob.get("losses") or []
     return save_artifact(
-        g.eval(), classes, digest, version, losses=losses, settings={"checkpoint": str(checkpoint)}, source="pretrained", store=store
+        g.eval(), classes, digest, version, losses=losses, discriminator=d, settings={"checkpoint": str(checkpoint)},
+        source="pretrained", space=blob.get("space") or space, store=store,
     )
+
+
+def _load_net(net: nn.Module, state: Any, checkpoint: Path, key: str) -> nn.Module:
+    try:
+        net.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{checkpoint}: {key} does not fit the generator 'arch' ({_first_line(e)})") from None
+    return net.eval()
+
+
+def _check_space(checkpoint: Path, recorded: dict[str, Any] | None, wanted: dict[str, Any] | None) -> None:
+    if recorded and wanted and not same_geometry(recorded, wanted):
+        raise CheckpointError(
+            f"{checkpoint}: the generator draws {_space_text(recorded)} but the model sees {_space_text(wanted)}; "
+            "train one in the model's space (imaudit generative train --model ...)"
+        )
+
+
+def _space_text(space: dict[str, Any] | None) -> str:
+    if not space:
+        return "an unknown input space"
+    h, w = space.get("input_size", ["?", "?"])
+    return f"{h}x{w} {space.get('interpolation')} crop_pct {space.get('crop_pct')}"
 
 
 @torch.no_grad()
@@ -295,18 +393,38 @@ def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
 
 
-
 def resolve_generator(
-    dataset_digest: str, classes: list[str], checkpoint: Path | None = None, store: Path | None = None
-) -> GeneratorArtifact | None:
-    """The generator an audit should use: the given checkpoint (AuditSpec.generator), else the stored one.
+    dataset_digest: str,
+    classes: list[str],
+    space: dict[str, Any],
+    checkpoint: Path | None = None,
+    store: Path | None = None,
+    wanted: dict[str, Any] | None = None,
+) -> tuple[GeneratorArtifact | None, str | None]:
+    """The generator an audit should use, or None and why not.
 
-    None when neither exists (the flow then records that counterfactuals were
-    skipped and suggests ``imaudit generative train``).
+    The given checkpoint (AuditSpec.generator) wins; else the newest stored one
+    for the dataset that draws the model's input ``space`` (and has the
+    ``wanted`` settings). Generators of the dataset drawn in another space are
+    named in the reason, so the user knows to retrain rather than wonder.
     """
     if checkpoint is not None:
-        return load_pretrained_generator(Path(checkpoint), dataset_digest=dataset_digest, expected_classes=classes, store=store)
-    found = find_generator(dataset_digest, store)
+        art = load_pretrained_generator(Path(checkpoint), dataset_digest=dataset_digest, expected_classes=classes,
+                                        space=space, store=store)
+        return art, None
+    found = find_generator(dataset_digest, store, space=space, wanted=wanted)
     if found is not None:
         _check_classes(found.path, found.classes, classes)
-    return found
+        return found, None
+    others = stored_generators(dataset_digest, store)
+    if not others:
+        return None, "no generator for this dataset"
+    drawn = sorted({_space_text(a.space) for a in others})
+    if not any(same_geometry(a.space, space) for a in others):
+        return None, (f"the stored generators of this dataset draw {', '.join(drawn)}, "
+                      f"not what the model sees ({_space_text(space)})")
+    return None, f"no generator of this dataset in the model's input space with {_wanted_text(wanted)}"
+
+
+def _wanted_text(wanted: dict[str, Any] | None) -> str:
+    return ", ".join(f"{k}={v}" for k, v in (wanted or {}).items() if v is not None) or "these settings"

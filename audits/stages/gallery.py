@@ -54,11 +54,13 @@ def run(spec: AuditSpec, work: Path, records: dict[str, MethodRecord]) -> Galler
     return out
 
 
-def _relative(views: dict[str, Any], work: Path) -> dict[str, Any]:
-    """Layer-view PNG paths relative to the audit folder."""
+def _relative(views: dict[str, Any], work: Path, folder: str = "views") -> dict[str, Any]:
+    """Layer-view PNG paths relative to the audit folder (layer_views names files relative to ``folder``)."""
     def rel(p: Any) -> Any:
         if isinstance(p, str) and Path(p).is_absolute():
             return Path(p).relative_to(work).as_posix()
+        if isinstance(p, str):
+            return f"{folder}/{p}"
         return p
 
     acts = [{**a, "png": rel(a.get("png"))} for a in views.get("activations", [])]

@@ -86,3 +86,80 @@ def halves(n: int, size: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.T
 TINY = GanConfig(n_classes=2, image_size=16, channels=1, z_dim=8, embed_dim=4, width=16)
 # A fast learning rate for the tiny toy set (real training keeps DCGAN's 2e-4).
 TINY_TRAIN = dict(epochs=10, batch_size=16, lr=2e-3)
+
+
+# --- plain shapes: a data set a tiny GAN learns in seconds, with or without a planted corner patch ----------------
+
+PATCH_COLOURS = [(255, 40, 40), (40, 255, 40), (40, 80, 255)]
+PATCH = (1, 1, 5, 5)  # x0, y0, x1, y1 (exclusive) in the 32 px source images
+
+
+def plain_shapes(root, *, patch: bool, n: int = 300, size: int = 32, seed: int = 0) -> str:
+    """A csv: dataset of one light grey shape (circle, square, triangle = the class) on a flat dark background.
+
+    With ``patch`` every image also carries a 4 x 4 patch of its class's colour
+    at PATCH, and the shapes keep 2 px away from it: a model trained on it
+    learns the patch (the planted shortcut). Object masks come with every image.
+    """
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    classes = ("circle", "square", "triangle")
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    rows = ["path,label,split,mask"]
+    for i in range(n):
+        c = i % len(classes)
+        split = "train" if i < int(0.7 * n) else "val"
+        # Flat colours: a tiny GAN learns shape and place in seconds, and draws them clearly enough for the model.
+        img, mask = Image.new("RGB", (size, size), (40 + i % 7, 40, 60)), Image.new("L", (size, size), 0)
+        r = rng.uniform(5, 8)
+        cx, cy = rng.uniform(r + 7, size - r - 1, 2)
+        colour = (225, 225, 225)
+        for draw, fill in ((ImageDraw.Draw(img), colour), (ImageDraw.Draw(mask), 255)):
+            if classes[c] == "circle":
+                draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
+            elif classes[c] == "square":
+                draw.rectangle((cx - 0.85 * r, cy - 0.85 * r, cx + 0.85 * r, cy + 0.85 * r), fill=fill)
+            else:
+                draw.polygon([(cx, cy - r), (cx - r, cy + 0.8 * r), (cx + r, cy + 0.8 * r)], fill=fill)
+        a = np.asarray(img).copy()
+        if patch:
+            x0, y0, x1, y1 = PATCH
+            a[y0:y1, x0:x1] = PATCH_COLOURS[c]
+        for kind, im in (("img", Image.fromarray(a)), ("mask", mask)):
+            (root / kind).mkdir(parents=True, exist_ok=True)
+            im.save(root / kind / f"{i:04d}.png")
+        rows.append(f"img/{i:04d}.png,{classes[c]},{split},mask/{i:04d}.png")
+    (root / "data.csv").write_text("\n".join(rows) + "\n")
+    return f"csv:{root / 'data.csv'}"
+
+
+def train_checkpoint(dataset: str, path, *, epochs: int, arch: str = "test_resnet", size: int = 32,
+                     robust: bool = False) -> str:
+    """Train timm's ``arch`` on the dataset's train split through the model's own transform; save a checkpoint.
+
+    ``robust`` adds blurred and noisy copies of every image, so the model reads
+    shapes the way a small GAN draws them (soft edges, speckled background).
+    """
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from imaudit.audits.data import ImageDataset, load_dataset
+    from imaudit.models import load_model, save_checkpoint
+    from imaudit.models.train import train_classifier
+
+    ds = load_dataset(dataset, progress=False)
+    lm = load_model(f"timm:{arch}?pretrained=false", num_classes=len(ds.classes), input_size=size)
+    train = ImageDataset(ds.split("train"), ds.classes, lm.transform())
+    x, y, _ = next(iter(DataLoader(train, batch_size=len(train))))  # decode once, not once per epoch
+    if robust:
+        from torchvision.transforms.functional import gaussian_blur
+
+        g = torch.Generator().manual_seed(0)
+        x = torch.cat([x, gaussian_blur(x, [3, 3], [1.0, 1.0]), x + 0.3 * torch.randn(x.shape, generator=g)])
+        y = y.repeat(3)
+    train_classifier(lm.module, TensorDataset(x, y), epochs=epochs, lr=0.01, progress=False)
+    save_checkpoint(path, lm.module, arch=arch, classes=ds.classes, input_size=size)
+    return f"file:{path}"

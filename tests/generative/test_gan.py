@@ -14,6 +14,8 @@ from imaudit.audits.generative import (
     GeneratorArtifact,
     export_checkpoint,
     find_generator,
+    GeneratorSettings,
+    InputSpace,
     generative_cli_train,
     load_pretrained_generator,
     resolve_generator,
@@ -101,36 +103,56 @@ def _write_folder_dataset(root, n_per_class=6, size=16):
     return f"folder:{root}"
 
 
-def test_train_generator_reuses_the_artifact_of_the_same_digest_and_settings(tmp_path):
+SPACE16 = InputSpace(height=16, width=16, interpolation="bilinear", crop_pct=1.0, mean=(0.5,) * 3, std=(0.5,) * 3)
+
+
+def test_train_generator_reuses_the_artifact_of_the_same_digest_space_and_settings(tmp_path):
     from imaudit.audits.data import load_dataset
 
     bundle = load_dataset(_write_folder_dataset(tmp_path / "data"), progress=False)
-    kw = dict(image_size=16, epochs=1, z_dim=8, width=8, batch_size=8, progress=False, store=tmp_path / "store")
-    first = train_generator(bundle, **kw)
+    settings = GeneratorSettings(epochs=1, z_dim=8, width=8, batch_size=8)
+    kw = dict(progress=False, store=tmp_path / "store")
+    first = train_generator(bundle, SPACE16, settings, **kw)
     assert first.dataset_digest == bundle.digest and first.channels == 1  # grey PNGs fold to one channel
-    assert len(first.losses) == 1 and first.classes == ["left", "right"]
-    again = train_generator(bundle, **kw)
+    assert len(first.losses) == 1 and first.classes == ["left", "right"] and first.image_size == 16
+    assert first.space == SPACE16.geometry() and json.loads((first.path / "meta.json").read_text())["space"] == first.space
+    again = train_generator(bundle, SPACE16, settings, **kw)
     assert (again.path, again.created) == (first.path, first.created)  # found, not retrained
-    other = train_generator(bundle, **{**kw, "seed": 1})
+    other = train_generator(bundle, SPACE16, GeneratorSettings(epochs=1, z_dim=8, width=8, batch_size=8, seed=1), **kw)
     assert other.version != first.version
-    forced = train_generator(bundle, **kw, force=True)
+    cropped = InputSpace(height=16, width=16, crop_pct=0.875)
+    in_other_space = train_generator(bundle, cropped, settings, **kw)
+    assert in_other_space.version != first.version and in_other_space.space["crop_pct"] == 0.875
+    forced = train_generator(bundle, SPACE16, settings, force=True, **kw)
     assert forced.path == first.path and forced.created != first.created
-    assert find_generator(bundle.digest, store=tmp_path / "store").created == forced.created
+    assert find_generator(bundle.digest, store=tmp_path / "store", space=SPACE16.geometry()).created == forced.created
+    assert find_generator(bundle.digest, store=tmp_path / "store", space=cropped.geometry()).path == in_other_space.path
+    assert find_generator(bundle.digest, store=tmp_path / "store", space=SPACE16.geometry(),
+                          wanted={"epochs": 2}) is None
 
 
 def test_pretrained_checkpoint_loads_behind_the_same_interface(tmp_path):
     x, y = halves(16)
-    g, _, losses = train_gan(x, y, TINY, epochs=1, batch_size=8, progress=False)
-    trained = GeneratorArtifact.in_memory(g, ["left", "right"])
+    g, d, losses = train_gan(x, y, TINY, epochs=1, batch_size=8, progress=False)
+    trained = GeneratorArtifact.in_memory(g, ["left", "right"], discriminator=d)
     ckpt = export_checkpoint(trained, tmp_path / "gen.pt")
-    art = load_pretrained_generator(ckpt, dataset_digest="digest-p", store=tmp_path / "store")
-    assert art.source == "pretrained" and art.version.startswith("pretrained-")
+    space = SPACE16.geometry()
+    art = load_pretrained_generator(ckpt, dataset_digest="digest-p", space=space, store=tmp_path / "store")
+    assert art.source == "pretrained" and art.version.startswith("pretrained-") and art.space == space
     assert torch.allclose(_outputs(art.load_generator()), _outputs(g))
-    assert find_generator("digest-p", store=tmp_path / "store").path == art.path
-    assert resolve_generator("digest-p", ["left", "right"], store=tmp_path / "store").path == art.path
-    assert resolve_generator("digest-q", ["left", "right"], store=tmp_path / "store") is None
+    assert art.load_discriminator() is not None  # the realism term travels with the checkpoint
+    store = tmp_path / "store"
+    assert find_generator("digest-p", store=store).path == art.path
+    assert resolve_generator("digest-p", ["left", "right"], space, store=store)[0].path == art.path
+    assert resolve_generator("digest-q", ["left", "right"], space, store=store) == (None, "no generator for this dataset")
+    found, why = resolve_generator("digest-p", ["left", "right"], InputSpace(height=32, width=32).geometry(), store=store)
+    assert found is None and "draw 16x16" in why and "model sees (32x32" in why
     with pytest.raises(CheckpointError, match="classes"):
-        resolve_generator("digest-p", ["a", "b"], store=tmp_path / "store")
+        resolve_generator("digest-p", ["a", "b"], space, store=store)
+    # A checkpoint that records its space is refused for a model that sees another one.
+    with pytest.raises(CheckpointError, match="the model sees 32x32"):
+        load_pretrained_generator(export_checkpoint(art, tmp_path / "g16.pt"), dataset_digest="d",
+                                  space=InputSpace(height=32, width=32).geometry(), store=tmp_path / "s3")
 
     with pytest.raises(CheckpointError, match="classes"):
         load_pretrained_generator(ckpt, dataset_digest="d", expected_classes=["a", "b", "c"], store=tmp_path / "s2")
@@ -147,10 +169,13 @@ def test_pretrained_checkpoint_loads_behind_the_same_interface(tmp_path):
 def test_cli_train_prints_a_summary_and_registers_a_checkpoint(tmp_path):
     ref = _write_folder_dataset(tmp_path / "data")
     lines: list[str] = []
-    art = generative_cli_train(ref, epochs=1, image_size=16, z_dim=8, progress=False, echo=lines.append)
+    settings = GeneratorSettings(epochs=1, z_dim=8, width=8)
+    art = generative_cli_train(ref, "timm:test_resnet?pretrained=false", settings, input_size=16, progress=False, echo=lines.append)
     assert any(art.version in line for line in lines) and any("losses" in line for line in lines)
+    assert art.space["input_size"] == [16, 16] and any("16x16 model input" in line for line in lines)
     ckpt = export_checkpoint(art, tmp_path / "g.pt")
     lines.clear()
-    pre = generative_cli_train(ref, epochs=1, image_size=16, checkpoint=ckpt, progress=False, echo=lines.append)
+    pre = generative_cli_train(ref, "timm:test_resnet?pretrained=false", input_size=16, checkpoint=ckpt, progress=False,
+                               echo=lines.append)
     assert pre.source == "pretrained" and pre.dataset_digest == art.dataset_digest
     assert "pretrained" in lines[0]

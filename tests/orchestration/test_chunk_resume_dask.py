@@ -4,13 +4,14 @@ resumes from its finished chunks, and a Dask LocalCluster gives the sequential r
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sys
 from pathlib import Path
 
 import pytest
 from orch_helpers import DATASET, FAST, same_numbers
-from prefect_procs import prefect_env, run_then_reap
+from prefect_procs import BIN, prefect_env, run, run_then_reap
 
 from imaudit.audits.spec import AuditSpec
 
@@ -103,13 +104,30 @@ def test_killed_audit_resumes_from_finished_chunks(baseline, tmp_path, monkeypat
     assert same_numbers(folder, again) == []  # two audits of the same inputs: identical numbers
 
 
-def test_dask_local_cluster_matches_sequential(baseline, tmp_path, monkeypatch, use_prefect_api):
-    from imaudit.flows.audit import run_audit
+def test_dask_local_cluster_matches_sequential_and_stays_quiet(baseline, tmp_path, use_prefect_api):
+    """`imaudit audit --task-runner dask` (the README's command, a local cluster) gives the sequential run's numbers,
+    and without -v prints none of Dask's or Prefect's INFO lines."""
+    import torch
 
-    monkeypatch.setenv("IMAUDIT_CACHE", str(tmp_path / "cache"))  # computed afresh, on the workers
-    folder = run_audit(_spec(tmp_path / "reports", task_runner="dask"))
+    config = tmp_path / "spec.json"
+    config.write_text(json.dumps({k: v for k, v in _spec(tmp_path).model_dump(mode="json").items()
+                                  if k in ("methods", "quality", "chunk_size")}))
+    # Computed afresh, on the workers; torch with this process's threads (the baseline's), as the CLI gives its workers.
+    env = prefect_env(tmp_path / "prefect-client", use_prefect_api, IMAUDIT_CACHE=str(tmp_path / "cache"),
+                      OMP_NUM_THREADS=str(torch.get_num_threads()))
+    env.pop("PREFECT_LOGGING_LEVEL")  # the CLI's default, not the test's
+    out = run([str(BIN / "imaudit"), "audit", "--model", "timm:test_resnet?pretrained=false", "--dataset", DATASET,
+               "--config", str(config), "--samples", str(FAST["samples"]), "--device", "cpu",
+               "--task-runner", "dask", "--out", str(tmp_path / "reports")], env, timeout=600)
+    assert out.returncode == 0, out.stdout[-4000:]
+    assert "predict done in" in out.stdout  # the CLI's own progress lines
+    # Dask's and Prefect's INFO lines only with -v (warnings, e.g. a slow worker shutdown, still show).
+    noisy = [line for line in out.stdout.splitlines() if re.search(r"\bINFO\b", line)]
+    assert noisy == [], "\n".join(noisy[:20])
+    (folder,) = [f for f in (tmp_path / "reports").iterdir() if (f / "audit.json").is_file()]
     c = _cache(folder)
     assert c["predict"] == {"total": 6, "reused": 0, "computed": 6, "rejected": 0}
+    assert json.loads((folder / "audit.json").read_text())["spec"]["task_runner"] == "dask"
     # Same chunks, same torch threads, ties broken the same way: identical numbers, not merely close ones.
     assert same_numbers(baseline, folder, ignore=frozenset({".spec.task_runner"})) == []
 

@@ -69,10 +69,13 @@ def stack(prefect_api, mlflow_server, tmp_path_factory):
         yield {"api": api, "home": home, "procs": [server, worker], "uri": mlflow_server.uri}
     finally:
         worker.stop()
-        # Other modules deploy audit-on-release on this session's server too: they start from a fresh one.
+        # Other modules deploy audit-on-release on this session's server too: they start from a fresh one
+        # (its trigger, an automation owned by the deployment, goes first: deleting a deployment keeps it).
         with sync_client(api) as client:
             for name in ("imaudit-on-release/audit-on-release", "imaudit-watch-registries/watch-registries"):
-                client.delete_deployment(client.read_deployment_by_name(name).id)
+                dep_id = client.read_deployment_by_name(name).id
+                client.delete_resource_owned_automations(f"prefect.deployment.{dep_id}")
+                client.delete_deployment(dep_id)
 
 
 def _logs(stack) -> str:

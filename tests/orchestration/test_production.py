@@ -9,7 +9,8 @@
 - Two "machines": models are released from home A; the worker runs with another, empty home B.
   They share only the bucket.
 
-Then: a release is audited by the worker and its report is in the store; the cron schedule fires and
+Then: a release is audited by the worker (the trigger fills the run's parameters from the event, the
+deployment's overrides apply) and its report is in the store; the cron schedule fires and
 fans out one audit per model; the model with an unreadable dataset fails its run, the scheduled parent
 ends Failed naming it, a failure record shows in the store's index with a flow-run link, and an
 `imaudit.audit.failed` event is emitted; artifacts are per model; the two good audits never held the
@@ -23,6 +24,7 @@ import re
 import shlex
 import shutil
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -138,12 +140,17 @@ def _logs(p) -> str:
     return "\n".join(x.tail(80) for x in (p["worker"], p["server"]))
 
 
-def _runs(client, name: str | None = None, tags: list[str] | None = None):
+def _runs(client, since: datetime, name: str | None = None, tags: list[str] | None = None):
+    """Flow runs created from ``since`` on (other test modules share the server and make runs of the same names)."""
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, FlowRunFilterTags
 
     f = FlowRunFilter(name=FlowRunFilterName(any_=[name]) if name else None,
                       tags=FlowRunFilterTags(all_=tags) if tags else None)
-    return client.read_flow_runs(flow_run_filter=f)
+    return [r for r in client.read_flow_runs(flow_run_filter=f) if r.created is not None and r.created >= since]
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc) - timedelta(seconds=1)  # the server's clock is this machine's
 
 
 def _final(runs):
@@ -160,10 +167,10 @@ def _store_keys(p, prefix: str) -> list[str]:
     return [k[len(base) + 1:] for k in fs.find(f"{base}/{prefix}")] if fs.exists(f"{base}/{prefix}") else []
 
 
-def _events(api: str, prefix: str, model: str) -> list[dict]:
-    """Events about one model: the Prefect server is shared with other test modules, which emit their own."""
-    body = {"filter": {"event": {"prefix": [prefix]}, "resource": {"id": [f"imaudit.audit.{model}"]},
-                       "order": "ASC"}, "limit": 50}
+def _events(api: str, name: str, resource: str, since: datetime) -> list[dict]:
+    """Events ``name`` about ``resource`` from ``since`` on (other modules' audits emit them too)."""
+    body = {"filter": {"event": {"name": [name]}, "resource": {"id": [resource]},
+                       "occurred": {"since": since.isoformat()}, "order": "ASC"}, "limit": 50}
     return httpx.post(f"{api}/events/filter", json=body, timeout=30).json()["events"]
 
 
@@ -178,18 +185,25 @@ def _release(p, tmp_path, name: str, *extra: str, dataset: str = DATASET, seed: 
 def test_release_is_audited_by_a_worker_that_shares_only_the_store(production, tmp_path):
     p = production
     client = p["client"]
+    since = _now()
     _release(p, tmp_path, "tiny")
-    parents = _wait("the release audit", lambda: [r for r in _final(_runs(client, "audit-tiny@1", ["trigger:release"]))
+    parents = _wait("the release audit", lambda: [r for r in _final(_runs(client, since, "audit-tiny@1", ["trigger:release"]))
                                                   if r.deployment_id is not None], lambda: _logs(p))
-    run_ = _runs(client, "audit-tiny@1", ["trigger:release"])  # the deployment's run and its audit subflow
+    run_ = _runs(client, since, "audit-tiny@1", ["trigger:release"])  # the deployment's run and its audit subflow
     assert len(run_) == 2 and parents[0].state.is_completed(), f"{parents[0].state}\n{_logs(p)}"
     assert {"imaudit", "model:tiny", "trigger:release"} <= set(parents[0].tags)
+    # The release trigger filled the run's parameters from the event's payload.
+    dep = client.read_deployment(parents[0].deployment_id)
+    assert dep.name == "audit-on-release" and dep.work_pool_name == "imaudit"
+    assert parents[0].parameters["ref"] == "release:tiny@1" and parents[0].parameters["dataset"] == DATASET
 
     # The report is in the shared store, listed by its index; machine B never had a registry of its own.
     audits = [k for k in _store_keys(p, "reports") if k.endswith("/audit.json")]
     assert len(audits) == 1, audits
     audit = json.loads(_store(p, audits[0]))
     assert audit["model"]["ref"] == "release:tiny@1" and audit["status"] == "complete"
+    assert audit["model"]["release"]["version"] == "1"  # the index shows it "pending review"
+    assert audit["dataset"]["ref"] == DATASET and list(audit["explanations"]) == ["saliency"]  # the deployment's overrides
     assert f"reports/{audit['id']}/report.html" in _store_keys(p, "reports")
     assert audit["id"] in _store(p, "reports/index.html")
     assert not (p["homes"]["b"] / "registry").exists() and not (p["homes"]["a"] / "reports").exists()
@@ -203,10 +217,10 @@ def test_release_is_audited_by_a_worker_that_shares_only_the_store(production, t
     assert "stage predict done in" in text and re.search(r"predict: \d+ chunks, \d+ reused from the cache", text)
 
     # Artifacts under the model's keys: summary, link to the report in the store, metrics table.
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
     arts = {a.key: a for a in client.read_artifacts(artifact_filter=ArtifactFilter(
-        key=ArtifactFilterKey(any_=["imaudit-tiny", "imaudit-tiny-report", "imaudit-tiny-metrics"])))}
+        flow_run_id=ArtifactFilterFlowRunId(any_=ids))) if a.key}  # Prefect's own result artifacts have no key
     assert set(arts) == {"imaudit-tiny", "imaudit-tiny-report", "imaudit-tiny-metrics"}
     # Prefect stores a link artifact as markdown: [text](link)
     link = f"{p['url']}/reports/{audit['id']}/report.html"
@@ -215,12 +229,13 @@ def test_release_is_audited_by_a_worker_that_shares_only_the_store(production, t
     table = json.loads(table) if isinstance(table, str) else table
     assert {"metric": "status", "value": "complete"} in table
 
-    done = _wait("imaudit.audit.completed", lambda: _events(p["api"], "imaudit.audit.completed", "tiny"), lambda: _logs(p))
-    assert done[0]["resource"]["prefect.resource.id"] == "imaudit.audit.tiny"
+    done = _wait("imaudit.audit.completed",
+                 lambda: _events(p["api"], "imaudit.audit.completed", "imaudit.audit.tiny", since), lambda: _logs(p))
+    assert done[0]["resource"]["imaudit.trigger"] == "release" and done[0]["resource"]["imaudit.version"] == "1"
     assert done[0]["payload"]["audit_id"] == audit["id"] and done[0]["payload"]["status"] == "complete"
 
 
-def test_cron_schedule_fans_out_and_failures_show(production, tmp_path):
+def test_cron_schedule_fans_out_and_failures_show(production, tmp_path, monkeypatch):
     p = production
     client = p["client"]
     # One more good model and one whose dataset the worker cannot read; registered without announcing.
@@ -231,7 +246,8 @@ def test_cron_schedule_fans_out_and_failures_show(production, tmp_path):
 
     dep = client.read_deployment_by_name("imaudit-scheduled/scheduled-audit")
     (schedule,) = dep.schedules
-    assert schedule.schedule.cron == "* * * * *" and not schedule.active
+    assert schedule.schedule.cron == "* * * * *" and not schedule.active and schedule.slug == "weekly-reaudit"
+    since = _now()
     client.update_deployment_schedule(dep.id, schedule.id, active=True)
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
@@ -248,8 +264,15 @@ def test_cron_schedule_fans_out_and_failures_show(production, tmp_path):
                    lambda: _logs(p))[0]
     assert parent.state.is_failed(), f"{parent.state}\n{_logs(p)}"
     assert "1 of 3 audits did not complete" in parent.state.message and "broken" in parent.state.message
+    # Its result, persisted in the store (read with the store's credentials), is the failure with every model's outcome.
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION"):
+        monkeypatch.setenv(k, p["env_a"][k])
+    failure = parent.state.result(raise_on_failure=False)
+    assert str(failure) == parent.state.message
+    assert {m: o["state"] for m, o in failure.outcome.items()} == {
+        "tiny": "Completed", "tiny-b": "Completed", "broken": "Failed"}
 
-    children = {r.name: r for r in _final(_runs(client, tags=["trigger:schedule"])) if r.deployment_id}
+    children = {r.name: r for r in _final(_runs(client, since, tags=["trigger:schedule"])) if r.deployment_id}
     assert {n: r.state.type.value for n, r in children.items() if n.startswith("audit-")} == {
         "audit-tiny@1": "COMPLETED", "audit-tiny-b@1": "COMPLETED", "audit-broken@1": "FAILED"}
 
@@ -264,22 +287,33 @@ def test_cron_schedule_fans_out_and_failures_show(production, tmp_path):
     assert record["flow_run_url"].endswith(f"/runs/flow-run/{broken.id}")
     index = _store(p, "reports/index.html")
     assert "release:broken@1" in index and f"/runs/flow-run/{broken.id}" in index
-    failed = _wait("imaudit.audit.failed", lambda: _events(p["api"], "imaudit.audit.failed", "broken"), lambda: _logs(p))
-    assert failed[0]["resource"]["prefect.resource.id"] == "imaudit.audit.broken"
-    assert "not-there" in failed[0]["payload"]["error"] and failed[0]["payload"]["outcome"] == "bad input"
+    failed = _wait("imaudit.audit.failed",
+                   lambda: _events(p["api"], "imaudit.audit.failed", "imaudit.audit.broken", since), lambda: _logs(p))
+    assert failed[0]["resource"]["imaudit.trigger"] == "schedule"
+    assert "not-there" in failed[0]["payload"]["error"] and failed[0]["payload"]["flow_run"] == "audit-broken@1"
+    assert failed[0]["payload"]["outcome"] == "bad input" and failed[0]["payload"]["exit_code"] == 2
+    # The worker's log tells the error where the audit raised it and where Prefect ended the run, no more often,
+    # and the scheduled run's end is its failure, not an error of Prefect's reading its result.
+    log = p["worker"].log.read_text(errors="replace")
+    assert len(re.findall(r"^imaudit\.errors\.RefError: .*not-there", log, re.M)) <= 2
+    assert "Unexpected result for failed state" not in log
 
-    # Per-model artifacts: each good model has its own report link.
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    # Per-model artifacts: each good model's audit left its own summary, report link and metrics.
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-    keys = {a.key for a in client.read_artifacts(artifact_filter=ArtifactFilter(
-        key=ArtifactFilterKey(any_=["imaudit-tiny-report", "imaudit-tiny-b-report"])))}
-    assert keys == {"imaudit-tiny-report", "imaudit-tiny-b-report"}
+    ours = [r.id for r in _runs(client, since, tags=["trigger:schedule"])]
+    arts = [a for a in client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(
+        any_=ours))) if a.key]
+    assert {a.key for a in arts} == {f"imaudit-{m}{suffix}" for m in ("tiny", "tiny-b")
+                                       for suffix in ("", "-report", "-metrics")}
+    links = {a.key: str(a.data) for a in arts if a.key.endswith("-report")}
+    assert links["imaudit-tiny-report"] != links["imaudit-tiny-b-report"]
 
     # The two good audits, run at once by one worker, never held the "gpu" slot together.
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
     good = [children["audit-tiny@1"].id, children["audit-tiny-b@1"].id]
-    subflows = [r.id for r in _runs(client, tags=["trigger:schedule"]) if r.name in ("audit-tiny@1", "audit-tiny-b@1")]
+    subflows = [r.id for r in _runs(client, since, tags=["trigger:schedule"]) if r.name in ("audit-tiny@1", "audit-tiny-b@1")]
     logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=good + subflows)))
     held: dict[str, list] = {}
     for log in sorted(logs, key=lambda x: x.timestamp):

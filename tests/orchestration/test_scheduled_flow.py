@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_scheduled_audit_covers_latest_release_of_each_model(tmp_path, use_prefect_api):
-    from imaudit.flows.scheduled import scheduled_audit
+    from imaudit.flows.scheduled import AuditsFailed, scheduled_audit
 
     reg = Registry()
     reg.release("tiny", "1", arch="test_resnet", checkpoint=tiny_checkpoint(tmp_path, seed=0), dataset=DATASET)
@@ -29,7 +29,9 @@ def test_scheduled_audit_covers_latest_release_of_each_model(tmp_path, use_prefe
                             return_state=True)
 
     assert state.is_failed() and state.message == "1 of 2 audits did not complete: broken (Failed)"
-    outcome = state.result(raise_on_failure=False)
+    failure = state.result(raise_on_failure=False)  # what Prefect raises where the run's result is read
+    assert isinstance(failure, AuditsFailed) and str(failure) == state.message
+    outcome = failure.outcome
     assert sorted(outcome) == ["broken", "tiny"]
     assert "no-such-folder" in outcome["broken"]["error"]
     assert outcome["tiny"]["ref"] == "release:tiny@2"

@@ -106,12 +106,16 @@ def test_review_in_browser(server, attacker, tmp_path):
             page.get_by_role("button", name="Sign in").click()
             page.wait_for_url(base + "/")
             row = page.locator('tr[data-id="net-1.1"]')
-            expect(row).to_contain_text("pending review")
+            expect(row).to_contain_text("Pending review")
             row.get_by_role("link", name="net").click()
 
             page.wait_for_url(base + "/audits/net-1.1")
-            expect(page.locator("h1")).to_have_text("Audit net-1.1")
-            expect(page.locator("#per-class")).to_contain_text(HOSTILE)  # shown as text, not run
+            expect(page.locator("h1")).to_have_text("net v1.1")
+            expect(page.locator("#per-class-table")).to_contain_text(HOSTILE)  # shown as text, not run
+            # the review comes after the evidence; the navigation jumps to it
+            assert page.evaluate("document.getElementById('gallery').getBoundingClientRect().top"
+                                 " < document.querySelector('form.review').getBoundingClientRect().top")
+            expect(page.locator('nav.toc a[href="#review"]')).to_be_visible()
             expect(page.locator("#release-status")).to_contain_text("closed")
             # Load lazy images so the full-page screenshot shows the galleries.
             page.evaluate("document.querySelectorAll('img[loading=lazy]').forEach(i => i.loading = 'eager')")
@@ -132,7 +136,9 @@ def test_review_in_browser(server, attacker, tmp_path):
                 box.check()
             page.select_option("#decision", "approve")
             page.get_by_role("button", name="Record decision").click()
-            page.wait_for_url(base + "/audits/net-1.1#review")
+            page.wait_for_url(base + "/audits/net-1.1?recorded=1#review")
+            expect(page.locator("#review-confirmation")).to_contain_text("Decision recorded: Approved by ann")
+            expect(page.locator(".verdict .vreview")).to_contain_text("Approved")  # the banner shows the decision
             expect(page.locator("tr.decision")).to_contain_text("ann")
             expect(page.locator("#release-status")).to_contain_text("open")
 
@@ -156,10 +162,10 @@ def test_review_in_browser(server, attacker, tmp_path):
             assert page.frame_locator("#app").locator("#review").count() == 0
 
             page.goto(base + "/")
-            expect(page.locator('tr[data-id="net-1.1"] td.review')).to_contain_text("approve")
-            expect(page.locator('tr[data-id="net-1.0"] td.review')).to_contain_text("pending review")
+            expect(page.locator('tr[data-id="net-1.1"] td.review')).to_contain_text("Approved")
+            expect(page.locator('tr[data-id="net-1.0"] td.review')).to_contain_text("Pending review")
             # the model filter hides other models' rows (the index's script runs under the CSP)
-            page.select_option("#f-model", "net")
+            page.select_option('[data-index-filter="model"]', "net")
             expect(page.locator('tr[data-id="other"]')).to_be_hidden()
             expect(page.locator('tr[data-id="net-1.1"]')).to_be_visible()
         finally:

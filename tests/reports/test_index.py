@@ -15,6 +15,7 @@ from imaudit.reports.db import open_review_db
 from imaudit.reports.decisions import DecisionLog, Seen
 from imaudit.reports.index import build_index, faithfulness, key_metrics, model_identity
 from imaudit.reports.store import list_audits, read_audit, resolve_audit
+from page_checks import csp_problems, text_problems, visible_text
 
 
 def _store(root: Path) -> Path:
@@ -31,7 +32,12 @@ def _store(root: Path) -> Path:
 
 
 def _row_ids(html: str) -> list[str]:
-    return re.findall(r'<tr data-model="[^"]*" data-verdict="[^"]*" data-id="([^"]+)"', html)
+    return re.findall(r'<tr data-model="[^"]*" data-verdict="[^"]*" data-review="[^"]*" data-id="([^"]+)"', html)
+
+
+def _row(html: str, audit_id: str) -> str:
+    row = html[html.index(f'data-id="{audit_id}"'):]
+    return row[: row.index("</tr>")]
 
 
 def test_list_audits_newest_first_with_broken_entries(tmp_path):
@@ -54,13 +60,16 @@ def test_index_lists_every_audit_with_trends_pending_reviews_and_escaping(tmp_pa
     assert sorted(ids[:2]) == ["corrupt", "empty"]
     assert ids[2:] == ["adhoc", "net-1.2", "net-1.1", "net-1.0"]
     assert html.count('data-verdict="broken"') == 2
-    assert html.count("pending review</span>") == 3  # the three release audits, not the ad hoc one
+    assert html.count("Pending review</span>") == 3  # three release versions, not the ad hoc one
     # one trend (net has three releases; the ad hoc model has one audit)
-    assert html.count("<svg") == 1 and "Trends across releases" in html
-    # hostile model name is text, and the only script is the filter
+    assert html.count("data:image/png;base64,") == 1 and "Trends across audits" in html
+    # hostile model name is text; one inline script and style, nothing a strict CSP would block
     assert HOSTILE not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert html.count("<script>") == 1
+    assert csp_problems(html) == [] and text_problems(visible_text(html)) == []
+    # settings and the audit id are shown; columns sort
+    assert "saliency, gradcam" in _row(html, "net-1.2") and "<code>net-1.2</code>" in _row(html, "net-1.2")
+    assert 'id="audit-table" class="sortable"' in html
     assert not (store / "reviews.db").exists()  # reading the index never creates a database
 
 
@@ -72,10 +81,9 @@ def test_index_is_rebuilt_from_scratch_and_shows_db_decisions(tmp_path):
     shutil.rmtree(store / "net-1.0")
     second = build_index(store).read_text()
     assert "net-1.0" in first and "net-1.0" not in second
-    assert second.count("pending review</span>") == 0
-    row = second[second.index('data-id="net-1.2"'):]
-    row = row[: row.index("</tr>")]
-    assert "approve" in row and "Ann.Reviewer" in row
+    assert second.count("Pending review</span>") == 0
+    row = _row(second, "net-1.2")
+    assert "Approved" in row and "Ann.Reviewer" in row
     assert len(_row_ids(second)) == len(_row_ids(first)) - 1
 
 
@@ -97,7 +105,7 @@ def test_newer_audit_of_an_approved_release_is_pending_and_says_the_approval_was
     html = build_index(store).read_text()
     row = html[html.index('data-id="net-1.2-rerun"'):]
     row = row[: row.index("</tr>")]
-    assert "pending review" in row and "approve on an older audit" in row
+    assert "Pending review" in row and "approve on an older audit" in row
     old = html[html.index('data-id="net-1.2"'):]
     assert "on an older audit" not in old[: old.index("</tr>")]  # the approved audit itself shows its decision
 
@@ -128,3 +136,52 @@ def test_resolve_audit_by_folder_or_id(tmp_path):
     for bad in ("nope", "net-1.1/../adhoc", ".tmp-inflight-1234", ""):
         with pytest.raises(BadInputError, match="unknown audit"):
             resolve_audit(bad, store)
+
+
+def test_a_newer_audit_of_the_same_release_supersedes_the_older_one(tmp_path):
+    store = tmp_path / "reports"
+    for i in range(3):  # three audits of release net@2, newest last
+        make_result(store / f"net2-{i}", created=f"2024-07-0{i + 1}T10:00:00+00:00", model_ref="release:net@2", seed=i)
+    make_result(store / "net3", created="2024-07-05T10:00:00+00:00", model_ref="release:net@3")
+    _decide(store, "net2-0", "reject", "Ann")
+    html = build_index(store).read_text()
+    assert "Pending review" in _row(html, "net2-2") and "Pending review" in _row(html, "net3")
+    assert "Superseded" in _row(html, "net2-1")  # one pending review per model version
+    assert "Rejected" in _row(html, "net2-0")  # a decision stays a decision
+    assert html.count("Pending review</span>") == 2
+
+
+def test_trends_join_only_audits_with_comparable_settings(tmp_path):
+    store = tmp_path / "reports"
+    for i, samples in enumerate((16, 16, 64)):
+        r = make_result(store / f"m-{i}", created=f"2024-08-0{i + 1}T10:00:00+00:00", model_ref=f"release:m@{i}", seed=i)
+        r.spec = {"methods": ["saliency", "gradcam"], "samples": samples}
+        r.write(store / f"m-{i}")
+    from imaudit.reports.index import index_rows, trends
+
+    entries = list_audits(store)
+    rows = index_rows(entries, {}, app=False)
+    t = trends(rows, {e.id: e.result for e in entries})[0]
+    # newest audit explained 64 images: the two earlier faithfulness points are not comparable with it
+    faith = [vals[3] for _, _, vals in t["points"]]
+    acc = [vals[0] for _, _, vals in t["points"]]
+    assert faith[:2] == [None, None] and faith[2] is not None
+    assert all(a is not None for a in acc)  # same data: accuracy is comparable across all three
+    assert t["left_out"] == {"faithfulness": 2}
+    html = build_index(store).read_text()
+    assert "Left out for other settings: faithfulness 2 audits" in html
+    assert "settings differ from the previous audit" in _row(html, "m-2")
+
+
+def test_audits_that_did_not_complete_are_listed_with_their_error(tmp_path):
+    store = tmp_path / "reports"
+    r = make_result(store / "half", model_ref="release:net@4", rich=False)
+    r.status = "partial"
+    r.errors = [{"stage": "predict", "error": "RuntimeError: CUDA not available"}]
+    r.findings = []
+    r.write(store / "half")
+    html = build_index(store).read_text()
+    row = _row(html, "half")
+    assert 'data-verdict="incomplete"' in html and "Incomplete" in row
+    assert "predict failed: RuntimeError: CUDA not available" in row
+    assert "1 did not complete" in html

@@ -1,40 +1,68 @@
-"""The report's counterfactual section: every item's four images, its classes and the in-fill table."""
+"""The report's counterfactual section: honest counts, aligned images with their scales, change maps, in-fill."""
 
 from __future__ import annotations
+
+import re
 
 from reports_factory import HOSTILE, _png, make_result
 
 from imaudit.reports.render import render_report
 
+KINDS = ("original", "reconstruction", "counterfactual", "change", "colour")
 
-def test_counterfactual_section_shows_items_and_infill(tmp_path):
+
+def _item(name: str, outcome: str, kinds=KINDS, **extra) -> dict:
+    return {"id": f"img-{name}", "outcome": outcome, "pred_name": "cat", "target": 2, "target_name": HOSTILE,
+            "selected_as": "near-boundary", "margin": 0.12, "recon_error": 0.05, "prediction_survives": True,
+            "pngs": {k: f"counterfactuals/cf-{name}-{k}.png" for k in kinds}, **extra}
+
+
+def test_counterfactual_section_shows_counts_aligned_images_scales_and_maps(tmp_path):
     result = make_result(tmp_path)
-    kinds = ("original", "reconstruction", "counterfactual", "difference")
-    for k in kinds:
-        _png(tmp_path / "counterfactuals" / f"cf-a-{k}.png", seed=len(k))
+    for name, kinds in (("a", KINDS), ("b", KINDS[:2])):
+        for k in kinds:
+            _png(tmp_path / "counterfactuals" / f"cf-{name}-{k}.png", seed=len(k))
+    for extra in ("legend", "map-all"):
+        _png(tmp_path / "counterfactuals" / f"{extra}.png", seed=3)
     result.generative = {
         "generator": {"path": "/x", "dataset_digest": "d" * 64, "version": "v1", "losses_final": {"g_loss": 1.0}},
-        "success_rate": 0.75,
-        "mean_distance": 0.125,
-        "items": [{
-            "id": "img-a", "source": 0, "target": 2, "success": True, "distance": 0.125, "selected_as": "misclassified",
-            "path_confidence": [0.1, 0.4, 0.9],
-            "pngs": {k: f"counterfactuals/cf-a-{k}.png" for k in kinds},
-        }],
-        "infill": {"baselines": {"blur": {"deletion_auc": 0.31, "insertion_auc": 0.62, "deletion_gain": 0.4, "insertion_gain": 0.2}},
-                   "note": "lower deletion is better"},
+        "settings": {"confidence": 0.9, "steps": 300},
+        "counts": {"success": 1, "not-reached": 0, "zero-step": 1, "reconstruction-flipped": 0, "unchanged-target": 0},
+        "searched": 1, "success_rate": 1.0, "mean_distance": 0.125, "mean_recon_error": 0.05,
+        "legend_png": "counterfactuals/legend.png",
+        "items": [
+            _item("a", "success", counterfactual_confidence=0.93, distance=0.125, steps=40,
+                  path_confidence=[0.1, 0.4, 0.93]),
+            _item("b", "zero-step", KINDS[:2], reason="the reconstruction is already dog at 0.97"),
+        ],
+        "concentration": {"overall": {"images": 1, "png": "counterfactuals/map-all.png", "object_share": 0.1,
+                                      "object_area": 0.2,
+                                      "boxes": [{"box": [1, 1, 5, 5], "mass": 0.7, "area": 0.0156, "lift": 44.8,
+                                                 "consistency": 1.0}]},
+                          "per_class": {}, "rule": {"threshold": 0.2, "hot_lift": 3.0, "object_grow": 1}},
+        "infill": {"maps": "saliency", "note": "AUCs compare within a fill, not across fills.",
+                   "fills": {"blur": {"deletion_auc": 0.31, "random_deletion_auc": 0.52, "deletion_gain": 0.4,
+                                      "start": 0.9, "all_replaced": 0.2}}},
     }
     html = render_report(result, tmp_path).read_text()
     section = html[html.index('id="generative"'):]
-    for k in kinds:
-        assert f'src="counterfactuals/cf-a-{k}.png"' in section
-    assert "0.75" in section and "0.125" in section and "0.310" in section and "img-a" in section
+    searched = section[:section.index("Left out before the search")]
+    for k in KINDS:  # all five images of the searched item, at one size
+        assert re.search(rf'<img class="cf-img" src="counterfactuals/cf-a-{k}.png"[^>]*width="96" height="96"', searched)
+    left = section[section.index("Left out before the search"):]
+    assert 'src="counterfactuals/cf-b-original.png"' in left and "cf-b-counterfactual" not in section
+    assert "already dog at 0.97" in left  # why it was left out
+    assert "counterfactuals/legend.png" in section and "fixed scale" in section
+    assert "counterfactuals/map-all.png" in section and "box [1, 1, 5, 5]: 70% of the change" in section
+    # Counts: the zero-step item is reported apart, the success rate is over searched images only.
+    assert "Searched <strong>1</strong>" in section and "1 whose reconstruction already is the target" in section
+    assert "0.31" in section and "0.52" in section and "within a fill" in section
     # The target class is the hostile name: shown as text, never as markup.
     assert HOSTILE not in section and "&lt;script&gt;alert(1)&lt;/script&gt;" in section
 
 
-def test_skipped_counterfactuals_say_how_to_enable(tmp_path):
+def test_skipped_counterfactuals_say_why_and_how_to_enable(tmp_path):
     result = make_result(tmp_path)
     result.generative = {"skipped": "no generator for this dataset; run: imaudit generative train --dataset builtin:digits"}
     html = render_report(result, tmp_path).read_text()
-    assert "imaudit generative train --dataset builtin:digits" in html
+    assert "Not run: no generator for this dataset; run: imaudit generative train --dataset builtin:digits" in html

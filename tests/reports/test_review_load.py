@@ -67,4 +67,4 @@ def test_concurrent_decisions_and_page_loads_on_a_thousand_audits(big_store):
     static = (store / "index.html").read_text()
     rows = re.findall(r'data-id="(load-\d+)"', static)
     assert len(rows) == N_AUDITS
-    assert static.count('<span class="badge approve">approve</span>') == N_DECISIONS
+    assert static.count('<span class="badge approve">Approved</span>') == N_DECISIONS

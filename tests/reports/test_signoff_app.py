@@ -75,7 +75,7 @@ def test_reviewer_approval_records_the_session_identity_digests_and_acknowledgem
         assert r.status_code == 422 and "made-up" in r.text
         # A reviewer field in the form is ignored: the recorded reviewer is the session's identity.
         r = ann.review("net2", "approve", comment="fine <b>bold</b>", reviewer="mallory")
-        assert r.status_code == 303 and r.headers["location"] == "/audits/net2#review"
+        assert r.status_code == 303 and r.headers["location"] == "/audits/net2?recorded=1#review"
         page = ann.http.get("/audits/net2").text
         assert page.count('<tr class="decision">') == 1 and "fine &lt;b&gt;bold&lt;/b&gt;" in page
         assert re.search(r'id="release-status">.*badge pass">open', page, re.S)
