@@ -126,10 +126,13 @@ def test_forced_predict_failure_exits_3_and_nothing_says_passed(tmp_path, monkey
     audit = json.loads((folder / "audit.json").read_text())
     assert audit["status"] == "failed" and audit["gates"]["passed"] is False
     assert any(e["stage"] == "predict" for e in audit["errors"])
+    # Report and index say it in the verdict vocabulary (audits/verdict.py): Incomplete, with the failed stage.
     report = (folder / "report.html").read_text()
-    assert "Incomplete: a required stage failed" in report and "failed audit" in report
+    assert "Incomplete" in report and "stage predict failed" in report and "passed" not in report.lower()
     index = (store / "index.html").read_text()
-    assert folder.name in index and "Incomplete: a required stage failed" in index
+    row = index[index.index(f'data-id="{folder.name}"'):]
+    row = row[:row.index("</tr>")]
+    assert 'data-verdict="incomplete"' in index and "predict failed: RuntimeError: injected" in row
 
 
 def test_partial_audit_fails_the_gate_without_fail_on():
