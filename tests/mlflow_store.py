@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+from local_procs import Proc, free_port
 
 BIN = Path(sys.executable).parent
 EXPERIMENT = "imaudit-tests"
@@ -43,19 +39,16 @@ class TrackingServer:
 
     def __init__(self, root: Path, timeout: float = 300) -> None:
         root.mkdir(parents=True, exist_ok=True)
-        with contextlib.closing(socket.socket()) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         self.uri = f"http://127.0.0.1:{port}"
         self.log = root / "server.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-        self._fh = open(self.log, "wb")
-        self.proc = subprocess.Popen(
+        self.proc = Proc(
             [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
              "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts")],
-            env=env, cwd=root, stdout=self._fh, stderr=subprocess.STDOUT, start_new_session=True)
+            env, self.log, cwd=root)
         try:
-            self._wait(timeout)
+            self.proc.wait_healthy(f"{self.uri}/health", timeout, "mlflow server")
             import mlflow
 
             mlflow.MlflowClient(tracking_uri=self.uri).create_experiment(EXPERIMENT)
@@ -63,32 +56,9 @@ class TrackingServer:
             self.stop()
             raise
 
-    def _wait(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"mlflow server exited with {self.proc.returncode}\n{_tail(self.log)}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.uri}/health", timeout=5).status_code == 200:
-                    return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"mlflow server not healthy after {timeout}s\n{_tail(self.log)}")
-            time.sleep(1)
-
     def stop(self) -> None:
         """SIGTERM the group, then SIGKILL what is left (idempotent)."""
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                pass
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(10)
-        self._fh.close()
+        self.proc.stop(timeout=20)
 
 
 @contextlib.contextmanager
@@ -99,10 +69,6 @@ def tracking_server(root: Path, timeout: float = 300) -> Iterator[TrackingServer
         yield server
     finally:
         server.stop()
-
-
-def _tail(path: Path, n: int = 40) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
 
 
 def log_version(uri: str, name: str, module: Any, *, size: int = 32, batch: int = 2, metadata: dict | None = None,

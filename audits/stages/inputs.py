@@ -62,6 +62,7 @@ def dataset(spec: AuditSpec) -> DatasetBundle:
 def _model_key(spec: AuditSpec) -> tuple[str, str | None, int | None, int | None]:
     """The arguments ``_model`` caches on; sources with random weights get one output per dataset class."""
     source, value = model_source(spec.model)
+    source.check(spec.model, value)  # a bad name is answered before the dataset is read (to size the head)
     n = len(dataset(spec).classes) if source.sized_by_dataset(value) else None
     return spec.model, spec.arch, spec.input_size, n
 

@@ -49,6 +49,10 @@ class ModelSource:
         """Build the model ``ref`` names (``value`` is the part after ``KIND:``)."""
         raise NotImplementedError
 
+    def check(self, ref: str, value: str) -> None:
+        """Cheap checks that need neither the weights nor the dataset (a name that exists, options
+        that parse): RefError here answers a bad ref before any dataset file is read. Default: none."""
+
     def sized_by_dataset(self, value: str) -> bool:
         """Whether the model's head is made to fit the dataset (random weights), not read from weights."""
         return False

@@ -47,6 +47,9 @@ class TimmSource(ModelSource):
                            classes=labels.names if labels else None,
                            data_config=data_config(module, request.input_size), labels=labels)
 
+    def check(self, ref: str, value: str) -> None:
+        check_arch(_parse(ref, value)[0])
+
     def sized_by_dataset(self, value: str) -> bool:
         return not _parse(f"timm:{value}", value)[1]
 

@@ -160,3 +160,17 @@ def test_a_damaged_cache_file_is_not_trusted(folder, probes, tmp_path, monkeypat
     again = load_dataset(ref, progress=False)
     assert len(probes) == 13 and again.meta["manifest_cache"] == {"total": 13, "reused": 0, "computed": 13, "rejected": 13}
     _same(first, again)
+
+
+@pytest.mark.parametrize("ref,needle", [("timm:no_such_architecture?pretrained=false", "unknown timm architecture"),
+                                        ("file:/no/such/model.pt", "/no/such/model.pt")])
+def test_a_bad_model_is_answered_before_any_image_is_read(folder, probes, ref, needle):
+    """Random weights are sized by the dataset's classes, but a name timm does not know needs no dataset to refuse."""
+    from typer.testing import CliRunner
+
+    from imaudit.cli import app
+
+    inputs.forget()
+    r = CliRunner().invoke(app, ["audit", "--model", ref, "--dataset", f"folder:{folder}", "--rehash", "--methods", ""])
+    assert r.exit_code == 2 and needle in r.output, r.output
+    assert probes == []  # not one dataset file read (--rehash: the manifest cache could not hide it)

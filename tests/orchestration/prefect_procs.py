@@ -9,23 +9,15 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
+from local_procs import REPO, Proc, free_port
 
-REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with contextlib.closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["BIN", "REPO", "Proc", "free_port", "prefect_env", "prefect_server", "run", "server_command", "sync_client"]
 
 
 def prefect_env(prefect_home: Path, api_url: str | None, **extra: str) -> dict[str, str]:
@@ -45,34 +37,6 @@ def prefect_env(prefect_home: Path, api_url: str | None, **extra: str) -> dict[s
         env["PREFECT_API_URL"] = api_url
     env.update(extra)
     return env
-
-
-class Proc:
-    """A subprocess in its own process group, logging to a file."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log: Path, cwd: Path = REPO) -> None:
-        self.log = log
-        self._fh = open(log, "wb")
-        self.popen = subprocess.Popen(args, env=env, cwd=cwd, stdout=self._fh, stderr=subprocess.STDOUT,
-                                      start_new_session=True)
-
-    def tail(self, n: int = 60) -> str:
-        lines = self.log.read_text(errors="replace").splitlines()
-        return f"--- {self.log.name} (last {n} lines) ---\n" + "\n".join(lines[-n:])
-
-    def stop(self, timeout: float = 15) -> None:
-        """SIGTERM the group, then SIGKILL what is left."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGTERM)
-        try:
-            self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(5)
-        self._fh.close()
 
 
 def run(args: list[str], env: dict[str, str], timeout: float = 180, cwd: Path = REPO) -> subprocess.CompletedProcess:
@@ -98,6 +62,11 @@ def sync_client(api: str) -> Iterator:
         yield client
 
 
+def server_command(host: str, port: int) -> list[str]:
+    """The README's step 1 (`prefect server start`) for ``host`` and ``port``."""
+    return ["prefect", "server", "start", "--host", host, "--port", str(port)]
+
+
 @contextlib.contextmanager
 def prefect_server(home: Path, timeout: float = 120) -> Iterator[tuple[str, Proc]]:
     """`prefect server start` on 127.0.0.1 with SQLite under ``home``; yields (api_url, process)."""
@@ -105,19 +74,9 @@ def prefect_server(home: Path, timeout: float = 120) -> Iterator[tuple[str, Proc
     api = f"http://127.0.0.1:{port}/api"
     # The scheduler looks for due schedules every 5 s instead of every 60 s (a cron test waits less).
     env = prefect_env(home, None, PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5")
-    proc = Proc([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                env, home / "server.log")
+    proc = Proc([str(BIN / "prefect"), *server_command("127.0.0.1", port)[1:]], env, home / "server.log")
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.popen.poll() is not None:
-                raise AssertionError(f"prefect server exited with {proc.popen.returncode}\n{proc.tail()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise AssertionError(f"prefect server not healthy after {timeout}s\n{proc.tail()}")
-            time.sleep(0.5)
+        proc.wait_healthy(f"{api}/health", timeout, "prefect server")
         yield api, proc
     finally:
         proc.stop()

@@ -1,6 +1,7 @@
 """The README's production set-up, run as written, against a real Prefect server and an S3-compatible store.
 
-- Prefect server: the session's shared one (SQLite on 127.0.0.1) stands in for step 1.
+- Step 1: the session's shared Prefect server runs the README's command on 127.0.0.1 with a free port
+  (its default SQLite database; PostgreSQL is the README's option for teams).
 - Steps 2-4 of the README's "Production set-up" are read from README.md and run word for word:
   its exports (with this test's values: the server, a bucket on moto's S3 server on 127.0.0.1, moto's
   credentials and endpoint), the work pool, the "gpu" limit, `prefect deploy` and the worker.
@@ -32,20 +33,20 @@ import pytest
 import yaml
 from moto_s3 import moto_server
 from orch_helpers import DATASET, FAST, tiny_checkpoint
-from prefect_procs import BIN, REPO, Proc, prefect_env, run, sync_client
+from prefect_procs import BIN, REPO, Proc, prefect_env, run, server_command, sync_client
 
 pytestmark = pytest.mark.slow
 
 WAIT_S = 420  # bound on every wait below (a loaded 2-core machine)
 
 
-def readme_production_steps() -> tuple[dict[str, str], list[str]]:
-    """(exported variables, commands) of steps 2-4 of the README's production set-up, in order."""
+def readme_production_steps(first: str = "# 2. ") -> tuple[dict[str, str], list[str]]:
+    """(exported variables, commands) of the README production set-up's block starting ``first``, in order."""
     text = (REPO / "README.md").read_text()
     section = text[text.index("### Production set-up"):]
     section = section[:section.index("\n### ", 10)]
     blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
-    block = next(b for b in blocks if b.startswith("# 2. "))
+    block = next(b for b in blocks if b.startswith(first))
     exports: dict[str, str] = {}
     commands: list[str] = []
     for line in block.splitlines():
@@ -57,6 +58,14 @@ def readme_production_steps() -> tuple[dict[str, str], list[str]]:
         else:
             commands.append(" ".join(words))
     return exports, commands
+
+
+def test_step_1_is_the_command_the_shared_server_runs():
+    exports, commands = readme_production_steps("# 1. ")
+    assert exports == {} and len(commands) == 1, "step 1 of the README changed: update the shared server's command"
+    words = commands[0].split()
+    host, port = words[words.index("--host") + 1], words[words.index("--port") + 1]
+    assert words == server_command(host, int(port))
 
 
 def _wait(what: str, probe, logs, timeout: float = WAIT_S, every: float = 2.0):

@@ -52,14 +52,17 @@ def test_known_answer_for_an_ideal_map():
     assert r["deletion_auc"] == pytest.approx(np.trapezoid(deletion, dx=1 / steps), abs=1e-5)
 
 
-def test_map_beats_random_and_anti_map_loses():
-    gen = torch.Generator().manual_seed(0)
-    n, size = 6, 32
-    x = torch.rand(n, 3, size, size, generator=gen)
+def _good_and_anti(seed: int, n: int, size: int, random_trials: int) -> tuple[dict, dict]:
+    """Deletion/insertion of the right map (the quadrant the model reads) and of its complement, on random images."""
+    x = torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
     t = torch.zeros(n)
-    good = deletion_insertion(QuadrantModel(), x, t, _quadrant_map(n, size), steps=8, baseline="zero", random_trials=2)
-    anti = deletion_insertion(QuadrantModel(), x, t, _quadrant_map(n, size, anti=True), steps=8, baseline="zero",
-                              random_trials=2)
+    return tuple(deletion_insertion(QuadrantModel(), x, t, _quadrant_map(n, size, anti=anti), steps=8,
+                                    baseline="zero", random_trials=random_trials) for anti in (False, True))
+
+
+def test_map_beats_random_and_anti_map_loses():
+    n = 6
+    good, anti = _good_and_anti(seed=0, n=n, size=32, random_trials=2)
     assert good["deletion_auc"] < good["random_deletion_auc"] < anti["deletion_auc"]
     assert good["insertion_auc"] > good["random_insertion_auc"] > anti["insertion_auc"]
     assert good["deletion_gain"] > 0.1 and anti["deletion_gain"] < -0.1
@@ -105,13 +108,7 @@ def test_bad_map_is_recorded_and_the_rest_evaluated():
 
 
 def test_random_orders_give_an_interval_and_a_verdict():
-    gen = torch.Generator().manual_seed(3)
-    n, size = 12, 16
-    x = torch.rand(n, 3, size, size, generator=gen)
-    t = torch.zeros(n)
-    good = deletion_insertion(QuadrantModel(), x, t, _quadrant_map(n, size), steps=8, baseline="zero", random_trials=4)
-    anti = deletion_insertion(QuadrantModel(), x, t, _quadrant_map(n, size, anti=True), steps=8, baseline="zero",
-                              random_trials=4)
+    good, anti = _good_and_anti(seed=3, n=12, size=16, random_trials=4)
     lo, hi = good["deletion_gain_ci"]
     assert lo < good["deletion_gain"] < hi and lo > 0 and good["deletion_vs_random"] == "better"
     assert anti["deletion_gain_ci"][1] < 0 and anti["deletion_vs_random"] == "worse"

@@ -131,3 +131,26 @@ def test_blocks_of_a_wrapped_model_are_its_inner_models_named_from_the_wrapper()
     assert blocks == [[f"inner.{m}" for m in b] for b in model_blocks(inner, torch.zeros(1, 3, 32, 32))]
     names = dict(wrapped.named_modules())
     assert all(m in names for b in blocks for m in b)
+
+
+def test_batched_ssim_is_skimages_ssim_pair_by_pair():
+    from skimage.metrics import structural_similarity
+
+    from imaudit.audits.quality.sanity import ssim_batch
+
+    rng = np.random.default_rng(0)
+    for shape in [(5, 16, 16), (3, 5, 9), (2, 40, 33)]:  # 7x7 windows; a 5x5 window (5 rows); odd sizes
+        a = rng.normal(size=shape)
+        b = a + rng.normal(scale=0.5, size=shape)
+        b[0] = 0.0  # a randomised map gone all zero
+        win = min(7, *shape[1:])
+        win = win if win % 2 else win - 1
+
+        def scaled(m: np.ndarray) -> np.ndarray:
+            return np.abs(m) / max(float(np.abs(m).max()), 1e-12)
+
+        expected = [structural_similarity(scaled(x), scaled(y), data_range=1.0, win_size=win) for x, y in zip(a, b)]
+        np.testing.assert_allclose(ssim_batch(a, b), expected, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(ssim_batch(a, a), 1.0)  # identical maps
+    assert np.isnan(ssim_batch(np.ones((2, 2, 2)), np.ones((2, 2, 2)))).all()  # no 3x3 window fits: undefined
+    assert ssim_batch(np.zeros((0, 8, 8)), np.zeros((0, 8, 8))).shape == (0,)

@@ -39,24 +39,25 @@ for _folder in ("models", "orchestration"):
         sys.path.append(_path)
 
 
+def _offline_cache(tmp_path_factory, monkeypatch, folder: str, variable: str) -> Path:
+    """An empty cache folder named by ``variable``, with the hub offline."""
+    cache = tmp_path_factory.mktemp(f"hf-{folder}") / folder
+    cache.mkdir()
+    monkeypatch.setenv(variable, str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return cache
+
+
 @pytest.fixture
 def hf_cache(tmp_path_factory, monkeypatch) -> Path:
     """An empty Hugging Face hub cache for this test, offline."""
-    cache = tmp_path_factory.mktemp("hf") / "hub"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return cache
+    return _offline_cache(tmp_path_factory, monkeypatch, "hub", "HF_HUB_CACHE")
 
 
 @pytest.fixture
 def hf_datasets_cache(tmp_path_factory, monkeypatch) -> Path:
     """An empty Hugging Face datasets cache for this test, offline."""
-    cache = tmp_path_factory.mktemp("hf-datasets") / "datasets"
-    cache.mkdir()
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return cache
+    return _offline_cache(tmp_path_factory, monkeypatch, "datasets", "HF_DATASETS_CACHE")
 
 
 @pytest.fixture(scope="session")

@@ -24,9 +24,19 @@ def run_cli(*args: str) -> tuple[int, str]:
     return r.exit_code, r.output
 
 
-def test_audit_end_to_end(tmp_path, tmp_path_factory):
+def test_audit_end_to_end(tmp_path, tmp_path_factory, monkeypatch):
     ckpt, _ = trained_digits(str(tmp_path_factory.getbasetemp()))
     store = tmp_path / "store"
+    from imaudit.audits import explain_checks
+
+    traced = []  # the sanity check's block tracing: once per audit, whatever the number of methods
+    original = explain_checks.model_blocks
+
+    def counting(*args, **kwargs):
+        traced.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(explain_checks, "model_blocks", counting)
     code, out = run_cli(
         "audit", "--model", f"file:{ckpt}", "--dataset", "builtin:digits", "--methods", "saliency,gradcam",
         "--samples", "6", "--out", str(store), "--train-cap", "300",
@@ -48,6 +58,10 @@ def test_audit_end_to_end(tmp_path, tmp_path_factory):
         grid = audit["global_importance"][m]["grid"]
         # cells are rounded to 6 decimals in audit.json: 64 cells x 5e-7 bounds the error
         assert abs(sum(map(sum, grid)) - 1) < 1e-4 and min(map(min, grid)) >= 0
+    # Both methods' sanity cascades ran over the same blocks, found once for the audit.
+    sanity = audit["quality"]["sanity"]
+    assert set(sanity) == {"saliency", "gradcam"} and sanity["saliency"]["blocks"] == sanity["gradcam"]["blocks"] > 1
+    assert traced == [1]
     assert (folders[0] / "report.html").stat().st_size > 1000
     assert (store / "index.html").exists()
 
