@@ -142,7 +142,8 @@ class ExplanationChecks:
         k = self.q.faithfulness_images
         rows = self.sample.rows.head(k)
         x = self.sample.images[: len(rows)]
-        targets = torch.as_tensor(rows[self.sample.target_column].to_numpy().copy())
+        # astype: sample.csv may come back with an object column (pandas 3), as the explain stage also expects
+        targets = torch.as_tensor(rows[self.sample.target_column].astype("int64").to_numpy().copy())
         ids = rows["id"].astype(str).tolist()
         common = dict(steps=self.q.deletion_steps, baseline=self.q.fill, device=self.device,
                       batch_size=self.spec.batch_size, seed=self.spec.seed)

@@ -146,7 +146,7 @@ def _probabilities(
     base = None if mask_dependent else fill(x_dev, torch.ones_like(x_dev[:, :1], dtype=torch.bool))
     shape = (n, v, 2, steps + 1)  # image, order, mode (0 = deletion, 1 = insertion), step
     total = math.prod(shape)
-    bar = tqdm(total=total, desc=f"deletion/insertion ({name})", disable=not progress, leave=False)
+    bar = tqdm(total=total, desc=f"deletion/insertion ({name})", disable=None if progress else True, leave=False)
     calls = 0
 
     def run(a: int, b: int) -> Tensor:
