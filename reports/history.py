@@ -73,7 +73,17 @@ def samples_text(r: AuditResult) -> str:
 
 
 def _shown(r: AuditResult, key: str, value: Any) -> str:
-    return samples_text(r) if key == "samples" else setting_text(value)
+    """A setting in words; sample counts left to the defaults say what the defaults chose."""
+    if key == "samples":
+        return samples_text(r)
+    if key.startswith("method_samples.") and value is None:
+        method = key.split(".", 1)[1]
+        per = (r.sample or {}).get("per_method") if isinstance(r.sample, Mapping) else None
+        if method not in (settings_of(r).get("methods") or []):
+            return "not run"
+        n = per.get(method) if isinstance(per, Mapping) else None
+        return f"default ({n})" if n is not None else "default"
+    return setting_text(value)
 
 
 def settings_diff(a: AuditResult, b: AuditResult) -> list[dict[str, Any]]:

@@ -195,6 +195,16 @@ def test_a_finding_whose_check_did_not_run_in_b_is_not_called_removed(tmp_path):
     assert "not checked in B (its check did not run): shortcut" in summary_lines(c)
     samples = next(d for d in c["settings"] if d["name"] == "samples")
     assert (samples["a_text"], samples["b_text"]) == ("default (saliency 48, gradcam 48)", "4 (saliency 4)")
+    # a per-method count one audit left to the defaults, or a method it did not run, is said in words
+    a.spec["method_samples"] = {"gradcam": 8}
+    a.sample = {"per_method": {"saliency": 48, "gradcam": 8}}
+    b.spec["methods"] = ["saliency", "gradcam"]
+    b.sample = {"per_method": {"saliency": 4, "gradcam": 4}}
+    row = next(d for d in compare_audits(a, b, a_folder=a_dir, b_folder=b_dir)["settings"] if d["name"] == "method_samples.gradcam")
+    assert (row["a_text"], row["b_text"]) == ("8", "default (4)")
+    b.spec["methods"] = ["saliency"]
+    row = next(d for d in compare_audits(a, b, a_folder=a_dir, b_folder=b_dir)["settings"] if d["name"] == "method_samples.gradcam")
+    assert row["b_text"] == "not run"
     # B searched and found nothing: then the shortcut is removed
     b.coverage = {"shortcut_search": {**skipped, "ran": True, "images": 4, "reason": None}}
     assert compare_audits(a, b, a_folder=a_dir, b_folder=b_dir)["findings"]["removed"] == ["shortcut"]
