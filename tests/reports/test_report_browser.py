@@ -42,7 +42,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 
 def _thousand_digits(root: Path) -> str:
-    """A CSV dataset of 1,000 digit images, 10 classes (80 train + 20 val per class)."""
+    """A CSV dataset of 1,000 digit images, 10 classes (80 train + 20 val per class), its images copied
+    beside it (a CSV's paths must stay inside its folder)."""
+    import shutil
+
     from imaudit.audits.data import load_dataset
 
     m = load_dataset("builtin:digits", progress=False).manifest
@@ -50,8 +53,15 @@ def _thousand_digits(root: Path) -> str:
              for s, n in (("train", 80), ("val", 20))]
     rows = pd.concat(parts)[["path", "label", "split"]]
     assert len(rows) == 1000 and rows["label"].nunique() == 10
-    csv = root / "digits1000.csv"
-    rows.to_csv(csv, index=False)
+    folder = root / "digits1000"
+    relative = []
+    for src, label, split in rows.itertuples(index=False):
+        rel = Path(split) / str(label) / Path(src).name
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, folder / rel)
+        relative.append(rel.as_posix())
+    csv = folder / "digits1000.csv"
+    rows.assign(path=relative).to_csv(csv, index=False)
     return f"csv:{csv}"
 
 
