@@ -9,6 +9,8 @@ every image of a class (or ``shortcut_fraction`` of them, in every split):
   patch in that corner whose colour is the class's;
 - ``shortcut=interior``: the same patch at a fixed place inside the image, away
   from every corner and edge (a watermark or stamp);
+- ``shortcut=edge``: the same patch on the bottom edge, halfway between the
+  corners (a caption, a scanner's mark);
 - ``shortcut=background``: the background's stripes run at the class's angle
   (a class-dependent background; the masks say where the object is).
 
@@ -42,8 +44,9 @@ VERSION = "shapes-v1"
 SHAPES = ("circle", "square", "triangle", "cross", "star", "ring", "hexagon")
 CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
 INTERIOR = "interior"
+EDGE = "edge"
 BACKGROUND = "background"
-CUES = (*CORNERS, INTERIOR, BACKGROUND)
+CUES = (*CORNERS, EDGE, INTERIOR, BACKGROUND)
 # Centre of the interior mark, as fractions of the side: inside the image's middle
 # half on both axes (no corner, no edge band), off the exact centre where shapes sit.
 INTERIOR_CENTRE = (0.625, 0.375)
@@ -83,6 +86,9 @@ class ShapesOptions:
         if self.shortcut == INTERIOR:
             x0 = int(round(INTERIOR_CENTRE[0] * self.size)) - k // 2
             y0 = int(round(INTERIOR_CENTRE[1] * self.size)) - k // 2
+            return x0, y0, x0 + k, y0 + k
+        if self.shortcut == EDGE:
+            x0, y0 = (self.size - k) // 2, self.size - m - k
             return x0, y0, x0 + k, y0 + k
         x0 = m if self.shortcut.endswith("left") else self.size - m - k
         y0 = m if self.shortcut.startswith("top") else self.size - m - k
@@ -165,7 +171,7 @@ def generate(folder: Path, opts: ShapesOptions, progress: bool = True) -> tuple[
     box = opts.patch_box()
     background_cue = opts.shortcut == BACKGROUND
     rows = []
-    for i in tqdm(range(opts.n), desc="builtin:shapes", unit="img", disable=not progress):
+    for i in tqdm(range(opts.n), desc="builtin:shapes", unit="img", disable=None if progress else True):
         cls = opts.classes[labels[i]]
         angle = opts.stripe_angle(int(cue_cls[i])) if background_cue and patched[i] else None
         img, mask = _draw(rng, opts.size, cls, box, stripe_angle=angle, classes=k)

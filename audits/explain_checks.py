@@ -65,10 +65,15 @@ class ExplainedSample:
 
 
 def coverage_entry(ran: bool, images: int = 0, classes: Sequence[str] | int = (), reason: str | None = None,
-                   **extra: Any) -> dict[str, Any]:
-    """One check's coverage: did it run, on how many images and which classes, and if not, why."""
+                   *, failed: bool = False, **extra: Any) -> dict[str, Any]:
+    """One check's coverage: did it run, on how many images and which classes, and if not, why.
+
+    ``failed`` says the check broke (its stage raised, every image failed), as opposed to being
+    skipped on purpose (turned off, not applicable, no masks): readers decide red or grey by it,
+    never by the reason's wording.
+    """
     return {"ran": bool(ran), "images": int(images), "classes": list(classes) if not isinstance(classes, int) else classes,
-            "reason": reason, **extra}
+            "reason": reason, "failed": bool(failed), **extra}
 
 
 def _names(classes: Sequence[str], idx: np.ndarray) -> list[str]:
@@ -137,7 +142,8 @@ class ExplanationChecks:
         k = self.q.faithfulness_images
         rows = self.sample.rows.head(k)
         x = self.sample.images[: len(rows)]
-        targets = torch.as_tensor(rows[self.sample.target_column].to_numpy().copy())
+        # astype: sample.csv may come back with an object column (pandas 3), as the explain stage also expects
+        targets = torch.as_tensor(rows[self.sample.target_column].astype("int64").to_numpy().copy())
         ids = rows["id"].astype(str).tolist()
         common = dict(steps=self.q.deletion_steps, baseline=self.q.fill, device=self.device,
                       batch_size=self.spec.batch_size, seed=self.spec.seed)

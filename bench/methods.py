@@ -240,7 +240,7 @@ def bench_methods(work: Workload, methods: list[str], peaks: Peaks, settings: di
     sanity = QualitySettings().sanity_methods if sanity_methods is None else sanity_methods
     rows: list[MethodRow] = []
     maps_by: dict[str, np.ndarray] = {}
-    for m in tqdm(methods, desc="methods", disable=not progress, leave=False):
+    for m in tqdm(methods, desc="methods", disable=None if progress else True, leave=False):
         n = min(method_images(m, len(work.images)), caps.get(m, len(work.images)))
         row, maps = bench_method(work.head(n), m, peaks, settings.get(m))
         rows.append(row)

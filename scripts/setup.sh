@@ -7,10 +7,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
+# pip's output without the one warning per package that an extra local index configured on the machine
+# lacks ("Location 'file:///...' is ignored"): noise that hid real messages. pip's exit status is kept.
+pip_quiet() { "$@" 2>&1 | { grep -v "^WARNING: Location '.*' is ignored: it is neither a file nor a directory" || true; }; }
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
-  .venv/bin/pip install -q --upgrade pip
+  pip_quiet .venv/bin/pip install -q --upgrade pip
 fi
-.venv/bin/pip install -q --no-deps -r requirements.lock
-.venv/bin/pip install -q --no-deps --no-build-isolation -e .
+pip_quiet .venv/bin/pip install -q --no-deps -r requirements.lock
+pip_quiet .venv/bin/pip install -q --no-deps --no-build-isolation -e .
 .venv/bin/pip check

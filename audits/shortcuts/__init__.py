@@ -22,6 +22,7 @@ from imaudit.audits.shortcuts.search import (
     background_probes,
     box_iou,
     find_candidates,
+    grow_box,
     merge_candidates,
     overlap,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "check_shortcuts",
     "confirm_candidates",
     "find_candidates",
+    "grow_box",
     "merge_candidates",
     "mirror_box",
     "overlap",
@@ -81,6 +83,9 @@ def check_shortcuts(
 ) -> dict[str, Any]:
     """Search every method's maps, merge candidates over methods, confirm the strongest on the model.
 
+    A candidate box is tested grown by one search cell on every side (``search_box`` keeps the hot
+    cells' box).
+
     ``images``/``labels``/``masks`` are the images the interventions use (the
     audit's sample). Returns {"candidates": confirmed-or-not candidates,
     "search": {method: {images, classes}}, "dropped": candidates beyond
@@ -107,6 +112,12 @@ def check_shortcuts(
     # apart: the maps' heat there is the explainer's (e.g. IG's baseline difference), not a cue.
     flat = [c for c in merged if c["kind"] == "box" and box_contrast(images, c["box"]) < min_contrast]
     merged = [c for c in merged if c not in flat]
+    # What the model is tested on: the box grown by one search cell (see search.grow_box); the hot
+    # cells' own box stays in the evidence as ``search_box``.
+    size = (int(images.shape[-2]), int(images.shape[-1]))
+    for c in merged:
+        if c["kind"] == "box":
+            c["search_box"], c["box"] = list(c["box"]), grow_box(c["box"], search.grid, size)
     kept, dropped = merged[:max_candidates], merged[max_candidates:]
     run = dict(masks=masks, fill=fill, device=device, batch_size=batch_size, seed=seed, settings=confirm)
     tested = confirm_candidates(model, images, labels, kept, **run)

@@ -60,14 +60,19 @@ def test_shape_masks_cover_the_object_and_nothing_else():
         assert outside_same < 0.05
 
 
-@pytest.mark.parametrize("corner, fraction", [("top-left", 0.5), ("bottom-right", 1.0)])
-def test_shortcut_patch_in_corner_fraction_and_class_colour(corner, fraction):
-    b = load_dataset(f"{SHAPES}&shortcut={corner}&shortcut_fraction={fraction}", progress=False)
+@pytest.mark.parametrize("cue, fraction", [("top-left", 0.5), ("bottom-right", 1.0), ("edge", 1.0), ("interior", 1.0)])
+def test_shortcut_patch_at_its_place_fraction_and_class_colour(cue, fraction):
+    b = load_dataset(f"{SHAPES}&shortcut={cue}&shortcut_fraction={fraction}", progress=False)
     meta = b.meta["shortcut"]
     x0, y0, x1, y1 = meta["box"]
     k = x1 - x0
     assert k == 32 // 8 and y1 - y0 == k
-    assert (x0 < 16) == corner.endswith("left") and (y0 < 16) == corner.startswith("top")
+    if cue == "edge":  # on the bottom edge, halfway between the corners
+        assert y1 >= 31 and abs((x0 + x1) / 2 - 16) <= 1
+    elif cue == "interior":  # inside the middle half on both axes: no corner, no edge band
+        assert min(x0, y0) >= 8 and max(x1, y1) <= 24
+    else:
+        assert (x0 < 16) == cue.endswith("left") and (y0 < 16) == cue.startswith("top")
     colours = {c: tuple(v) for c, v in meta["colours"].items()}
     assert len(set(colours.values())) == len(colours)  # class-dependent
     palette = set(map(tuple, PATCH_COLOURS))

@@ -71,7 +71,7 @@ def test_quick_bench_prints_every_row_and_counts_passes(tmp_path, monkeypatch):
     # A bad --model is answered in its own process with exit 2; the row counts dataset files opened first.
     bad = {b["ref"].split(":", 1)[0]: b for b in report["bad_model"]}
     assert set(bad) == {"file", "timm"} and all(b["exit_code"] == 2 for b in bad.values())
-    assert bad["file"]["images_opened"] == 0 and "does not exist" in bad["file"]["message"]
+    assert bad["file"]["images_opened"] == 0 and "no such file" in bad["file"]["message"]
     assert "no_such_architecture" in bad["timm"]["message"] and bad["timm"]["images_opened"] == 0
 
     # The bench's temporary homes are gone: an audit later in this process loads the dataset afresh, not

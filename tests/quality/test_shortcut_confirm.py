@@ -131,7 +131,32 @@ def test_check_shortcuts_searches_confirms_and_skips_a_blank_box():
                           native_by_method={"saliency": None})
     tested = {(c["class"], c["kind"]): c["confirmed"] for c in out["candidates"]}
     assert tested == {("b", "box"): True, ("c", "box"): True}
+    # The hot cells' box, and the box tested on the model: one 2 px cell more on every side.
+    for c in out["candidates"]:
+        x0, y0, x1, y1 = c["search_box"]
+        assert c["box"] == [max(0, x0 - 2), max(0, y0 - 2), min(SIZE, x1 + 2), min(SIZE, y1 + 2)]
     assert [(n["class"], n["box"]) for n in out["not_tested"]] == [("a", [0, 12, 4, 16])]
     # the background of class a (no confirmed place) was tested on the model too, and did not hold up
     assert [(t["class"], t["confirmed"]) for t in out["background_tests"]] == [("a", False)]
     assert out["search"]["saliency"]["classes"] == ["a", "b", "c"]
+
+
+def test_a_cue_found_by_its_centre_alone_is_tested_over_its_whole_area():
+    """Maps hot only at the patch's central 2x2 pixels: covering or pasting those alone leaves the rest of the
+    4x4 patch to decide the class (the model reads its mean), so the tested box is grown by one search cell."""
+    from imaudit.audits.shortcuts import SearchSettings, check_shortcuts
+
+    x, y, masks = _images()
+    maps = np.random.default_rng(0).random((len(y), SIZE, SIZE)).astype(np.float32) * 0.1
+    maps[:, 2:4, 2:4] += 1.0
+    centre = confirm_candidates(RegionModel("patch"), x, y, [_cand(1, (2, 2, 4, 4))], fill="zero")[0]
+    assert centre["confirmed"] is False and centre["intervention"]["cover"]["accuracy_after"] == 1.0
+    out = check_shortcuts({"saliency": maps}, {"saliency": y}, ["a", "b", "c"], model=RegionModel("patch"),
+                          images=x, labels=y, masks=masks, fill="zero", search=SearchSettings(grid=8),
+                          native_by_method={"saliency": None})
+    boxes = [c for c in out["candidates"] if c["kind"] == "box"]
+    assert [c["class"] for c in boxes] == ["a", "b", "c"]
+    # (Class a is left out below: an all-zero patch makes every logit equal, and ties go to class index 0.)
+    for c in boxes[1:]:
+        assert c["search_box"] == [2, 2, 4, 4] and c["box"] == [0, 0, 6, 6] and c["confirmed"] is True, c
+        assert c["intervention"]["cover"]["accuracy_after"] == 0.0 and c["intervention"]["paste"]["flip_rate"] == 1.0
