@@ -101,7 +101,7 @@ def _start_prefect() -> None:
 def _summary(folder: Path) -> int:
     """Print an audit's verdict (the report's vocabulary), headline numbers and findings; return the gate exit code."""
     from imaudit.audits.result import AuditResult
-    from imaudit.audits.verdict import group_of, headline, verdict
+    from imaudit.audits.verdict import gate_line, group_of, headline, verdict
 
     r = AuditResult.load(folder)
     v = verdict(r)
@@ -130,8 +130,7 @@ def _summary(folder: Path) -> int:
             _print_finding(f)
     for line in coverage_lines(r.coverage):
         out.print(f"  {escape(line)}", highlight=False)
-    gate = "passed" if r.gates.passed else "FAILED"
-    out.print(f"gates {gate}; report: {escape(str(folder / 'report.html'))}", highlight=False)
+    out.print(f"{escape(gate_line(r))}; report: {escape(str(folder / 'report.html'))}", highlight=False)
     return _audit_exit(r, folder)
 
 
