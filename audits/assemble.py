@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime, timezone
+from pathlib import PurePosixPath
 from typing import Any
 
 from imaudit.audits.coverage import audit_coverage
@@ -22,7 +23,12 @@ def audit_id(spec: AuditSpec, now: datetime | None = None) -> str:
     from ever sharing a folder.
     """
     now = now or datetime.now(timezone.utc)
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", spec.model.split(":", 1)[-1]).strip("-.")[:48] or "model"
+    body = spec.model.split(":", 1)[-1].split("?", 1)[0]
+    if spec.model.startswith("file:"):
+        # A checkpoint path: its folder and file name say which model ("runs-v3-model", not "tmp-work-runs-...").
+        path = PurePosixPath(body.rstrip("/"))
+        body = f"{path.parent.name}-{path.stem}" if path.parent.name else path.stem
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", body).strip("-.")[:48] or "model"
     return f"{slug}-{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 

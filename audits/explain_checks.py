@@ -65,10 +65,15 @@ class ExplainedSample:
 
 
 def coverage_entry(ran: bool, images: int = 0, classes: Sequence[str] | int = (), reason: str | None = None,
-                   **extra: Any) -> dict[str, Any]:
-    """One check's coverage: did it run, on how many images and which classes, and if not, why."""
+                   *, failed: bool = False, **extra: Any) -> dict[str, Any]:
+    """One check's coverage: did it run, on how many images and which classes, and if not, why.
+
+    ``failed`` says the check broke (its stage raised, every image failed), as opposed to being
+    skipped on purpose (turned off, not applicable, no masks): readers decide red or grey by it,
+    never by the reason's wording.
+    """
     return {"ran": bool(ran), "images": int(images), "classes": list(classes) if not isinstance(classes, int) else classes,
-            "reason": reason, **extra}
+            "reason": reason, "failed": bool(failed), **extra}
 
 
 def _names(classes: Sequence[str], idx: np.ndarray) -> list[str]:

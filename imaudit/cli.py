@@ -118,7 +118,7 @@ def _summary(folder: Path) -> int:
         acc = "n/a" if m.accuracy is None else f"{m.accuracy:.3f}"
         ece = "n/a" if m.ece is None else f"{m.ece:.3f}"
         out.print(f"  {split:6s} n={m.n:<6d} accuracy={acc} ECE={ece}", highlight=False)
-    from imaudit.audits.coverage import coverage_lines
+    from imaudit.audits.coverage_groups import coverage_lines
 
     # Findings about the model and the data first; caveats about the explainers apart, after them.
     caveats = [f for f in r.findings if group_of(f) == "explainer"]

@@ -32,6 +32,9 @@ def test_a_clean_audit_passes():
 def test_explainer_caveats_never_raise_the_verdict_by_themselves():
     v = verdict(_result([F("low-method-agreement", "warning"), F("unfaithful-explanation", "warning")]))
     assert v.state == "pass" and v.caveats == 2 and v.counts["warning"] == 0
+    # an explainer *error* (a method worse than random) is still a caveat: the headline counts model findings
+    v = verdict(_result([F("unfaithful-explanation", "error"), F("failed-sanity-check", "error")]))
+    assert v.state == "pass" and v.caveats == 2 and v.counts == {"info": 0, "warning": 0, "error": 0}
 
 
 def test_but_a_gate_that_fails_on_them_fails_the_audit():
