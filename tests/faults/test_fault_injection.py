@@ -158,7 +158,7 @@ def test_counterfactuals_that_do_not_run_fail_the_gate_and_nothing_says_passed(h
     assert audit["status"] == "partial" and audit["gates"]["passed"] is False
     [failed] = [f for f in audit["findings"] if f["code"] == "stage-failed"]
     cov = audit["coverage"]["counterfactuals"]
-    assert cov["ran"] is False
+    assert cov["ran"] is False and cov["failed"] is True  # red in the report, not "switched off"
     if how == "no generator":  # the report's section and the coverage say how to make one
         assert "no generator for this dataset" in failed["message"] and "imaudit generative train" in cov["reason"]
         assert audit["generative"]["skipped"] == cov["reason"]
