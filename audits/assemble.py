@@ -88,6 +88,9 @@ def assemble(spec: AuditSpec, aid: str, out: StageOutputs) -> AuditResult:
 
         findings = link_counterfactuals(findings, out.generative, spec.thresholds.counterfactuals)
     errors = [e.model_dump() for e in out.errors]
+    if out.generative and out.generative.get("could_not_run"):
+        # Asked for (--counterfactuals N) and impossible: a stage that did not do its work, like one that raised.
+        errors.append({"stage": "counterfactuals", "error": f"not run: {out.generative['skipped']}"})
     for err in errors:
         findings.append(
             Finding(

@@ -96,7 +96,8 @@ def audit_coverage(spec: AuditSpec, out: StageOutputs) -> dict[str, dict[str, An
     elif gen is None:
         cov["counterfactuals"] = _not_run(errors, "counterfactuals", "did not run")
     elif gen.get("skipped"):
-        cov["counterfactuals"] = coverage_entry(False, reason=gen["skipped"])
+        # Asked for and impossible (no generator, no split to explain) is a failure; no image matching is not.
+        cov["counterfactuals"] = coverage_entry(False, reason=gen["skipped"], failed=bool(gen.get("could_not_run")))
     else:
         # The section's own entry: images actually searched and their target classes (audits/generative/section.py);
         # images left out before the search (zero-step, reconstruction-flipped, ...) are counted apart.

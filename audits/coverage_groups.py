@@ -34,7 +34,8 @@ def not_run(parts: list[tuple[str, Mapping[str, Any]]]) -> list[NotRun]:
     rows: dict[str, NotRun] = {}
     for p, c in parts:
         if not c.get("ran"):
-            row = rows.setdefault(str(c.get("reason") or "did not run"), NotRun(str(c.get("reason") or "did not run"), [], False))
+            reason = str(c.get("reason") or "did not run")
+            row = rows.setdefault(reason, NotRun(reason, [], False))
             row.parts.append(p)
             row.failed = row.failed or c.get("failed") is True
     return list(rows.values())

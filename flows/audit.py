@@ -35,6 +35,7 @@ from imaudit import interrupts, paths
 from imaudit.audits.assemble import assemble, audit_id, failed_stages
 from imaudit.audits.result import MethodRecord
 from imaudit.audits.spec import AuditSpec
+from imaudit.audits.verdict import gate_line, verdict
 from imaudit.audits.stages.records import ChunkResult, ChunkStats, PredictionOutcome, StageError, StageOutputs
 from imaudit.errors import AuditFailed, BadInputError
 from imaudit.flows import presence
@@ -139,8 +140,8 @@ def audit(spec: AuditSpec, trigger: str = "manual") -> str:
     _refresh_index(store if spec.out is not None else None, log)
     link = presence.report_link(aid, final, published)
     presence.publish_artifacts(result, link)
-    log.info("status %s, verdict %s, gates %s; report at %s", result.status, result.fit.verdict,
-             "passed" if result.gates.passed else "failed", link)
+    log.info("status %s, verdict %s, fit %s, %s; report at %s", result.status, verdict(result).label,
+             result.fit.verdict, gate_line(result), link)
     if result.status == "failed":
         # The run did not complete: it fails (Prefect state, failure record and event of the deployment
         # flows, CLI exit 3), with the partial report kept for what it could do.

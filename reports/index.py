@@ -224,8 +224,9 @@ def trends(rows: list[IndexRow], results: Mapping[str, AuditResult]) -> list[dic
             continue
         newest = results[series_rows[-1].id]
         labels = [r.version or r.created[:10] for r in series_rows]
-        if len(set(labels)) < len(labels):  # several audits of one version: tell them apart by time
-            labels = [f"{lbl} {r.created[5:16].replace('T', ' ')}" for lbl, r in zip(labels, series_rows)]
+        if len(set(labels)) < len(labels):  # several audits of one version: tell them apart by when
+            one_day = len({r.created[:10] for r in series_rows}) == 1
+            labels = [f"{lbl} {r.created[11:16] if one_day else r.created[5:10]}" for lbl, r in zip(labels, series_rows)]
         series: dict[str, list[float | None]] = {}
         left_out: dict[str, int] = {}
         for k in TREND_METRICS:

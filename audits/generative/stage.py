@@ -57,8 +57,12 @@ def search_of(spec: "AuditSpec") -> SearchSettings:
                           realism=g.realism, invert_steps=g.invert_steps, masked=g.masked, smoothness=g.smoothness)
 
 
-def _skipped(reason: str) -> dict[str, Any]:
-    return {"skipped": reason, "coverage": {"ran": False, "images": 0, "classes": [], "reason": reason}}
+def _skipped(reason: str, *, could_not_run: bool = False) -> dict[str, Any]:
+    """The section of a search that did not happen. ``could_not_run``: what was asked for was impossible
+    (no generator, no split to explain), so the audit is partial (audits/assemble.py), never passed; a
+    selection that matched no image is a result, not a failure."""
+    return {"skipped": reason, "could_not_run": could_not_run,
+            "coverage": {"ran": False, "images": 0, "classes": [], "reason": reason}}
 
 
 def generator_for(spec: "AuditSpec", bundle: "DatasetBundle", space: InputSpace,
@@ -116,11 +120,11 @@ def counterfactual_stage(
     space = InputSpace.from_data_config(model.data_config)
     art, why = generator_for(spec, bundle, space, device)
     if art is None:
-        return _skipped(str(why))
+        return _skipped(str(why), could_not_run=True)
     table, logits = predictions.table, predictions.logits
     split = next((s for s in EVAL_SPLITS if (table["split"] == s).any()), None)
     if split is None:
-        return _skipped("no val or test split to explain")
+        return _skipped("no val or test split to explain", could_not_run=True)
     keep = ((table["split"] == split) & table["finite"]).to_numpy()
     rows, probs = table[keep].reset_index(drop=True), torch.from_numpy(softmax(logits[keep]))
     chosen = select_images(probs, torch.as_tensor(rows["y"].to_numpy().copy()).long(), spec.counterfactuals, selection)

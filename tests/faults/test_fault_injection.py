@@ -135,6 +135,37 @@ def test_forced_predict_failure_exits_3_and_nothing_says_passed(tmp_path, monkey
     assert 'data-verdict="incomplete"' in index and "predict failed: RuntimeError: injected" in row
 
 
+@pytest.mark.parametrize("how", ["no generator", "the stage raises"])
+def test_counterfactuals_that_do_not_run_fail_the_gate_and_nothing_says_passed(how, tmp_path, monkeypatch):
+    """--counterfactuals N asked for and not done (no generator stored for the data, or the stage crashed):
+    the audit is partial, so its gate fails (exit 1) and the summary says why; never 'passed'."""
+    monkeypatch.setenv("IMAUDIT_CACHE", str(tmp_path / "cache"))  # an empty cache: no generator for this data
+    if how == "the stage raises":
+        from imaudit.audits.stages import counterfactuals
+
+        def broken(*a, **k):
+            raise RuntimeError("injected: generator exploded")
+
+        monkeypatch.setattr(counterfactuals, "counterfactual_stage", broken)
+    store = tmp_path / "store"
+    r = invoke("audit", "--model", MODEL, "--dataset", SHAPES, "--input-size", "32", "--methods", "",
+               "--counterfactuals", "2", "--out", str(store))
+    assert r.exit_code == 1, r.output
+    assert "passed" not in r.output.lower() and "Traceback" not in r.output
+    assert "gate FAILED (the audit is partial: stage counterfactuals failed)" in r.output
+    assert "stage-failed: stage counterfactuals failed" in r.output  # (the verdict: Fail, random weights underfit)
+    audit = json.loads(next(store.glob("*/audit.json")).read_text())
+    assert audit["status"] == "partial" and audit["gates"]["passed"] is False
+    [failed] = [f for f in audit["findings"] if f["code"] == "stage-failed"]
+    cov = audit["coverage"]["counterfactuals"]
+    assert cov["ran"] is False and cov["failed"] is True  # red in the report, not "switched off"
+    if how == "no generator":  # the report's section and the coverage say how to make one
+        assert "no generator for this dataset" in failed["message"] and "imaudit generative train" in cov["reason"]
+        assert audit["generative"]["skipped"] == cov["reason"]
+    else:
+        assert "injected: generator exploded" in failed["message"] and "injected" in cov["reason"]
+
+
 def test_partial_audit_fails_the_gate_without_fail_on():
     from imaudit.audits.assemble import assemble, audit_status
     from imaudit.audits.result import DatasetIdentity, ModelIdentity

@@ -65,7 +65,7 @@ def planted(tmp_path_factory) -> dict[str, tuple[str, str]]:
     return cases
 
 
-def audit(tmp_path, data: str, model: str, *extra: str, methods: str = "") -> dict:
+def audit(tmp_path, data: str, model: str, *extra: str, methods: str = "", exit_code: int = 0) -> dict:
     store = tmp_path / "store"
     r = CliRunner().invoke(
         app,
@@ -73,9 +73,9 @@ def audit(tmp_path, data: str, model: str, *extra: str, methods: str = "") -> di
          "--counterfactuals", str(N_EXPLAINED), *extra],
         catch_exceptions=False,
     )
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == exit_code, r.output
     folder = next(store.glob("*/audit.json")).parent
-    return {"audit": json.loads((folder / "audit.json").read_text()), "folder": folder}
+    return {"audit": json.loads((folder / "audit.json").read_text()), "folder": folder, "output": r.output}
 
 
 def patch_box(model: str) -> list[int]:
@@ -160,7 +160,9 @@ def test_clean_twin_counterfactuals_change_the_objects_and_raise_nothing(planted
 def test_without_a_generator_in_the_model_space_the_section_says_how_to_train_one(planted, tmp_path):
     data, model = planted["clean"]
     # The same data seen at 64 px: the stored generator draws 32 px inputs, so the audit cannot use it.
-    out = audit(tmp_path, data, model, "--input-size", "64", "--cf-set", "infill=false")
+    # Counterfactuals asked for and impossible: the audit is partial, its gate fails (exit 1), never "passed".
+    out = audit(tmp_path, data, model, "--input-size", "64", "--cf-set", "infill=false", exit_code=1)
+    assert out["audit"]["status"] == "partial" and "passed" not in out["output"].lower()
     gen = out["audit"]["generative"]
     assert gen["coverage"] == {"ran": False, "images": 0, "classes": [], "reason": gen["skipped"]}
     assert out["audit"]["coverage"]["counterfactuals"]["reason"] == gen["skipped"]
