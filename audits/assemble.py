@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime, timezone
+from pathlib import PurePosixPath
 from typing import Any
 
 from imaudit.audits.coverage import audit_coverage
@@ -12,6 +13,7 @@ from imaudit.audits.findings import kind_of
 from imaudit.audits.result import SEVERITY_RANK, AuditResult, Finding, GateResult, MethodRecord
 from imaudit.audits.spec import AuditSpec
 from imaudit.audits.stages.records import StageOutputs
+from imaudit.io import text_safe_tree
 
 
 def audit_id(spec: AuditSpec, now: datetime | None = None) -> str:
@@ -21,17 +23,48 @@ def audit_id(spec: AuditSpec, now: datetime | None = None) -> str:
     from ever sharing a folder.
     """
     now = now or datetime.now(timezone.utc)
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", spec.model.split(":", 1)[-1]).strip("-.")[:48] or "model"
+    body = spec.model.split(":", 1)[-1].split("?", 1)[0]
+    if spec.model.startswith("file:"):
+        # A checkpoint path: its folder and file name say which model ("runs-v3-model", not "tmp-work-runs-...").
+        path = PurePosixPath(body.rstrip("/"))
+        body = f"{path.parent.name}-{path.stem}" if path.parent.name else path.stem
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", body).strip("-.")[:48] or "model"
     return f"{slug}-{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
-def gate(findings: list[Finding], expectations: list[dict[str, Any]], fail_on: str | None) -> GateResult:
-    """Gates pass unless a finding at or above ``fail_on`` exists (no fail_on: always pass)."""
+# Without these an audit says nothing about the model: their failure makes the audit "failed".
+REQUIRED_STAGES = ("identify", "predict", "diagnose")
+
+
+def audit_status(errors: list[dict[str, Any]]) -> str:
+    """complete (no stage failed), partial (an optional stage failed) or failed (a required one did)."""
+    if any(str(e.get("stage")) in REQUIRED_STAGES for e in errors):
+        return "failed"
+    return "partial" if errors else "complete"
+
+
+def failed_stages(errors: list[dict[str, Any]]) -> str:
+    """The failed required stages and their errors, one line (what a failed audit's message names)."""
+    return "; ".join(f"{e.get('stage')}: {e.get('error')}" for e in errors
+                     if str(e.get("stage")) in REQUIRED_STAGES) or "a required stage failed"
+
+
+def gate(
+    findings: list[Finding], expectations: list[dict[str, Any]], fail_on: str | None, status: str = "complete"
+) -> GateResult:
+    """Gates pass when the audit is complete and no finding is at or above ``fail_on``.
+
+    A partial or failed audit never passes, whatever ``fail_on`` says: a check
+    that did not run cannot vouch for the model.
+    """
     counts = {s: sum(f.severity == s for f in findings) for s in SEVERITY_RANK}
-    passed = True
-    if fail_on is not None:
+    passed = status == "complete"
+    if fail_on is not None and passed:
         passed = not any(SEVERITY_RANK[f.severity] >= SEVERITY_RANK[fail_on] for f in findings)
-    return GateResult(passed=passed, fail_on=fail_on, counts=counts, expectations=expectations)
+    result = GateResult(passed=passed, fail_on=fail_on, counts=counts, expectations=expectations)
+    if status != "complete":
+        result.incomplete = f"the audit is {status}: a stage failed"  # type: ignore[attr-defined]
+    return result
 
 
 def assemble(spec: AuditSpec, aid: str, out: StageOutputs) -> AuditResult:
@@ -55,6 +88,9 @@ def assemble(spec: AuditSpec, aid: str, out: StageOutputs) -> AuditResult:
 
         findings = link_counterfactuals(findings, out.generative, spec.thresholds.counterfactuals)
     errors = [e.model_dump() for e in out.errors]
+    if out.generative and out.generative.get("could_not_run"):
+        # Asked for (--counterfactuals N) and impossible: a stage that did not do its work, like one that raised.
+        errors.append({"stage": "counterfactuals", "error": f"not run: {out.generative['skipped']}"})
     for err in errors:
         findings.append(
             Finding(
@@ -79,7 +115,7 @@ def assemble(spec: AuditSpec, aid: str, out: StageOutputs) -> AuditResult:
         id=aid,
         created=now,
         finished=now,
-        status="partial" if errors else "complete",
+        status=audit_status(errors),
         spec=spec.model_dump(mode="json"),
         model=out.identity.model,
         dataset=out.identity.dataset,
@@ -101,11 +137,12 @@ def assemble(spec: AuditSpec, aid: str, out: StageOutputs) -> AuditResult:
         sample=out.sample.model_dump(mode="json") if out.sample is not None else {},
         generative=out.generative,
         findings=findings,
-        gates=gate(findings, expectations, spec.fail_on),
+        gates=gate(findings, expectations, spec.fail_on, audit_status(errors)),
         artifacts=artifacts,
         timings=out.timings,
         errors=errors,
         cache={stage: stats.model_dump() for stage, stats in out.cache.items()},
     )
     result.findings = result.sorted_findings()
-    return result
+    # Evidence can quote file paths that are not UTF-8; audit.json and the report must still be writable.
+    return AuditResult.model_validate(text_safe_tree(result.model_dump(mode="json", by_alias=True)))

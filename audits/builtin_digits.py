@@ -40,7 +40,7 @@ def generate(folder: Path, progress: bool = True) -> pd.DataFrame:
     rows = []
     # load_digits intensities are 0..16 (counts of set pixels in 4x4 blocks).
     pixels = (digits.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
-    for i in tqdm(index, desc="builtin:digits", unit="img", disable=not progress):
+    for i in tqdm(index, desc="builtin:digits", unit="img", disable=None if progress else True):
         im = Image.fromarray(pixels[i]).resize((SIZE, SIZE), Image.Resampling.BILINEAR).convert("RGB")
         buf = io.BytesIO()
         im.save(buf, format="PNG")

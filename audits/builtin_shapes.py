@@ -171,7 +171,7 @@ def generate(folder: Path, opts: ShapesOptions, progress: bool = True) -> tuple[
     box = opts.patch_box()
     background_cue = opts.shortcut == BACKGROUND
     rows = []
-    for i in tqdm(range(opts.n), desc="builtin:shapes", unit="img", disable=not progress):
+    for i in tqdm(range(opts.n), desc="builtin:shapes", unit="img", disable=None if progress else True):
         cls = opts.classes[labels[i]]
         angle = opts.stripe_angle(int(cue_cls[i])) if background_cue and patched[i] else None
         img, mask = _draw(rng, opts.size, cls, box, stripe_angle=angle, classes=k)

@@ -5,9 +5,11 @@ images. A chunk's cache key covers everything its result depends on: the
 model's weights digest, the chunk's content (the images' sha256s in order,
 plus the preprocessing config and, for explanations, ids and target
 classes), the stage/method with its settings, and the imaudit code version.
-The result is written to a content-addressed file ``cache_dir()/chunks/<key>.<ext>``,
-so an unchanged model and data reuse finished chunks across audits, and an
-audit killed midway resumes from the chunks it finished. Never imports prefect.
+The result is written to a content-addressed file ``cache_dir()/chunks/<key>.<ext>``
+with its size and sha256 in ``<key>.<ext>.sum``, so an unchanged model and data
+reuse finished chunks across audits, an audit killed midway resumes from the
+chunks it finished, and a file truncated or changed since is computed again
+rather than trusted. Never imports prefect.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import hashlib
 import importlib
 import io
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,9 @@ from pydantic import BaseModel, ConfigDict
 
 import imaudit
 from imaudit import paths, storage
-from imaudit.io import atomic_write_bytes
+from imaudit.io import SUM_SUFFIX, read_verified, write_verified
+
+log = logging.getLogger(__name__)
 
 # Modules whose code decides what a chunk computes: a change to any of them
 # invalidates cached chunks (the package version alone would not move while
@@ -142,18 +147,29 @@ def plan(
     return out
 
 
+class CorruptChunk(RuntimeError):
+    """A chunk file that no longer matches the size and checksum recorded when it was written."""
+
+
 def save_array(path: str | Path, array: np.ndarray) -> Path:
-    """Write one array as .npy atomically (a killed writer never leaves a half file to be reused)."""
+    """Write one array as .npy atomically, with its size + sha256 beside it (io.write_verified)."""
     buf = io.BytesIO()
     np.save(buf, np.asarray(array), allow_pickle=False)
-    return _share(atomic_write_bytes(path, buf.getvalue()))
+    return _share(write_verified(path, buf.getvalue()))
 
 
 def save_arrays(path: str | Path, arrays: Mapping[str, np.ndarray]) -> Path:
-    """Write named arrays as .npz atomically."""
+    """Write named arrays as .npz atomically, with its size + sha256 beside it."""
     buf = io.BytesIO()
     np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
-    return _share(atomic_write_bytes(path, buf.getvalue()))
+    return _share(write_verified(path, buf.getvalue()))
+
+
+def _verified_bytes(path: str | Path) -> bytes:
+    data, problem = read_verified(path)
+    if data is None:
+        raise CorruptChunk(f"chunk file {path} {problem or 'is missing'}; auditing again computes it anew")
+    return data
 
 
 def _shared_chunks() -> storage.Location | None:
@@ -161,32 +177,45 @@ def _shared_chunks() -> storage.Location | None:
 
 
 def _share(path: Path) -> Path:
-    """Copy a chunk file to the shared store's ``cache/chunks/`` (when there is one) for other workers."""
+    """Copy a chunk file and its ``.sum`` to the shared store's ``cache/chunks/`` (when there is one) for
+    other workers; the sum goes last, so a reader never finds a sum for a file not yet there."""
     shared = _shared_chunks()
     if shared is not None and path.parent == chunk_dir():
         shared.put_file(path, path.name)
+        shared.put_file(f"{path}{SUM_SUFFIX}", f"{path.name}{SUM_SUFFIX}")
     return path
 
 
+def _fetch_shared(path: Path) -> None:
+    """Bring a chunk another worker computed (file and sum) from the shared store into the local cache;
+    it is verified like any local chunk before it is used."""
+    shared = _shared_chunks()
+    name = path.name
+    if shared is None or not shared.exists(f"{name}{SUM_SUFFIX}") or not shared.exists(name):
+        return
+    shared.get_file(name, path)
+    shared.get_file(f"{name}{SUM_SUFFIX}", f"{path}{SUM_SUFFIX}")
+
+
 def load_array(path: str | Path) -> np.ndarray:
-    return np.load(Path(path), allow_pickle=False)
+    """A chunk's array, verified against its recorded size and checksum (CorruptChunk otherwise)."""
+    return np.load(io.BytesIO(_verified_bytes(path)), allow_pickle=False)
 
 
 def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
-    with np.load(Path(path), allow_pickle=False) as data:
+    """A chunk's named arrays, verified like ``load_array``."""
+    with np.load(io.BytesIO(_verified_bytes(path)), allow_pickle=False) as data:
         return {k: data[k] for k in data.files}
 
 
-def is_done(chunk: Chunk) -> bool:
-    """Whether the chunk's result file exists (content-addressed, so it is valid when present).
-
-    A chunk another worker computed is fetched from the shared store into the local cache first.
-    """
-    path = Path(chunk.path)
-    if path.is_file():
-        return True
-    shared = _shared_chunks()
-    if shared is None or not shared.exists(path.name):
-        return False
-    shared.get_file(path.name, path)
-    return True
+def lookup(chunk: Chunk) -> tuple[bool, str | None]:
+    """Whether the chunk's file can be reused: ``(True, None)`` when it verifies (size, then sha256),
+    ``(False, None)`` when there is none, ``(False, reason)`` when one was there but did not verify:
+    it is removed and must be computed again, never trusted. A chunk another worker computed is fetched
+    from the shared store first and verified the same way."""
+    if not Path(chunk.path).is_file():
+        _fetch_shared(Path(chunk.path))
+    data, problem = read_verified(chunk.path)
+    if problem:
+        log.warning("cached chunk %s did not verify (%s); computing it again", chunk.path, problem)
+    return data is not None, problem

@@ -26,6 +26,12 @@ def _failed(errors: list[StageError], stage: str) -> str | None:
     return None if err is None else f"stage {stage} failed: {err.error}"
 
 
+def _not_run(errors: list[StageError], stage: str, otherwise: str) -> dict[str, Any]:
+    """The entry of a check that did not run: its stage's error (``failed``), else ``otherwise``."""
+    error = _failed(errors, stage)
+    return coverage_entry(False, reason=error or otherwise, failed=error is not None)
+
+
 def audit_coverage(spec: AuditSpec, out: StageOutputs) -> dict[str, dict[str, Any]]:
     """Coverage of every check of an audit from what its stages produced."""
     errors = out.errors
@@ -36,7 +42,7 @@ def audit_coverage(spec: AuditSpec, out: StageOutputs) -> dict[str, dict[str, An
 
     cov["data_checks"] = (coverage_entry(True, dataset.n_images, classes, excluded=len(dataset.excluded))
                           if out.data_gate is not None else
-                          coverage_entry(False, reason=_failed(errors, "check_data") or "did not run"))
+                          _not_run(errors, "check_data", "did not run"))
     metrics = out.diagnosis.metrics if out.diagnosis is not None else {}
     for split in counts:
         seen = [c for c, n in counts[split].items() if n]
@@ -44,53 +50,54 @@ def audit_coverage(spec: AuditSpec, out: StageOutputs) -> dict[str, dict[str, An
             m = metrics[split]
             cov[f"predict:{split}"] = coverage_entry(True, m.n + m.nonfinite, seen, nonfinite=m.nonfinite)
         else:
-            reason = _failed(errors, "predict") or ("not among --splits" if spec.splits and split not in spec.splits
-                                                    else "no predictions for this split")
-            cov[f"predict:{split}"] = coverage_entry(False, reason=reason)
+            cov[f"predict:{split}"] = _not_run(errors, "predict", "not among --splits" if spec.splits and split
+                                               not in spec.splits else "no predictions for this split")
     cov["output_checks"] = (coverage_entry(True, sum(m.n + m.nonfinite for m in metrics.values()), classes)
                             if out.prediction_gate is not None else
-                            coverage_entry(False, reason=_failed(errors, "check_outputs") or "no predictions to check"))
+                            _not_run(errors, "check_outputs", "no predictions to check"))
     cov["diagnose"] = (coverage_entry(True, sum(m.n for m in metrics.values()), classes, splits=sorted(metrics))
                        if out.diagnosis is not None else
-                       coverage_entry(False, reason=_failed(errors, "diagnose") or "no predictions to diagnose"))
+                       _not_run(errors, "diagnose", "no predictions to diagnose"))
 
     s = out.sample
     if s is not None:
         cov["sample"] = coverage_entry(bool(s.n), s.n, s.classes, reason=None if s.n else "no evaluation images to explain",
                                        split=s.split, class_selection=s.class_selection, per_method=s.per_method)
     else:
-        cov["sample"] = coverage_entry(False, reason=_failed(errors, "choose_sample") or (
-            "no methods asked (--methods '')" if not spec.methods else "no predictions to sample from"))
+        cov["sample"] = _not_run(errors, "choose_sample", "no methods asked (--methods '')" if not spec.methods
+                                 else "no predictions to sample from")
     ins_cov = dict(out.insights.coverage) if out.insights is not None else {}
     for m in spec.methods:
         rec = out.explanations.get(m)
         if rec is None:
-            cov[f"explain:{m}"] = coverage_entry(False, reason=_failed(errors, f"explain:{m}") or "did not run")
+            cov[f"explain:{m}"] = _not_run(errors, f"explain:{m}", "did not run")
         elif not rec.applicable:
             cov[f"explain:{m}"] = coverage_entry(False, reason=rec.reason or "does not apply to this model")
         else:
             gi = ins_cov.get(f"global_importance:{m}") or {}
             cov[f"explain:{m}"] = coverage_entry(bool(rec.count), rec.count, gi.get("classes", []),
                                                  failures=len(rec.failures),
-                                                 reason=None if rec.count else "every image failed")
+                                                 reason=None if rec.count else "every image failed",
+                                                 failed=not rec.count)
     # The explanation checks: their own entries, or why there are none.
-    why = _failed(errors, "insights") or ("no explanation methods asked (--methods '')" if not spec.methods
-                                          else "no method produced maps")
+    why = _not_run(errors, "insights", "no explanation methods asked (--methods '')" if not spec.methods
+                   else "no method produced maps")
     for check in PER_METHOD:
         for m in spec.methods:
             rec = out.explanations.get(m)
-            reason = why if rec is None or rec.maps_path else f"{m} produced no maps"
-            cov[f"{check}:{m}"] = ins_cov.pop(f"{check}:{m}", None) or coverage_entry(False, reason=reason)
+            missing = why if rec is None or rec.maps_path else coverage_entry(False, reason=f"{m} produced no maps")
+            cov[f"{check}:{m}"] = ins_cov.pop(f"{check}:{m}", None) or dict(missing)
     for check in ONCE:
-        cov[check] = ins_cov.pop(check, None) or coverage_entry(False, reason=why)
+        cov[check] = ins_cov.pop(check, None) or dict(why)
     cov.update(ins_cov)
     gen = out.generative
     if not spec.counterfactuals:
         cov["counterfactuals"] = coverage_entry(False, reason="off (--counterfactuals 0)")
     elif gen is None:
-        cov["counterfactuals"] = coverage_entry(False, reason=_failed(errors, "counterfactuals") or "did not run")
+        cov["counterfactuals"] = _not_run(errors, "counterfactuals", "did not run")
     elif gen.get("skipped"):
-        cov["counterfactuals"] = coverage_entry(False, reason=gen["skipped"])
+        # Asked for and impossible (no generator, no split to explain) is a failure; no image matching is not.
+        cov["counterfactuals"] = coverage_entry(False, reason=gen["skipped"], failed=bool(gen.get("could_not_run")))
     else:
         # The section's own entry: images actually searched and their target classes (audits/generative/section.py);
         # images left out before the search (zero-step, reconstruction-flipped, ...) are counted apart.
@@ -99,34 +106,3 @@ def audit_coverage(spec: AuditSpec, out: StageOutputs) -> dict[str, dict[str, An
             bool(own.get("ran")), own.get("images", 0), own.get("classes", []), reason=own.get("reason"),
             selected=len(gen.get("items") or []), counts=gen.get("counts"), success_rate=gen.get("success_rate"))
     return cov
-
-
-def _n_classes(c: dict[str, Any]) -> int:
-    cls = c.get("classes")
-    return cls if isinstance(cls, int) else len(cls or [])
-
-
-def coverage_lines(coverage: dict[str, dict[str, Any]]) -> list[str]:
-    """Short lines for the CLI: per check, images (per method or split) and classes; then what did not run and why."""
-    groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-    for name, c in coverage.items():
-        check, _, part = name.partition(":")
-        groups.setdefault(check, []).append((part, c))
-    lines, skipped = [], []
-    for check, parts in groups.items():
-        ran = [(p, c) for p, c in parts if c.get("ran")]
-        by_reason: dict[str, list[str]] = {}
-        for p, c in parts:
-            if not c.get("ran"):
-                by_reason.setdefault(c.get("reason") or "did not run", []).append(p)
-        for reason, which in by_reason.items():
-            named = [p for p in which if p]
-            skipped.append(f"{check}{' (' + ', '.join(named) + ')' if named else ''}: {reason}")
-        if not ran:
-            continue
-        classes = max(_n_classes(c) for _, c in ran)
-        if len(ran) == 1 and not ran[0][0]:
-            lines.append(f"{check}: {ran[0][1].get('images', 0)} images, {classes} classes")
-        else:
-            lines.append(f"{check}: " + ", ".join(f"{p} {c.get('images', 0)}" for p, c in ran) + f" images; {classes} classes")
-    return ["coverage:", *(f"  {ln}" for ln in lines), *(f"  not run: {s}" for s in skipped)]

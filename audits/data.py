@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,7 +27,9 @@ from imaudit import paths
 from imaudit.audits.images import IMAGE_EXTENSIONS, ImageDataset, UnreadableImage, load_image, probe_image
 from imaudit.audits.manifest_cache import ManifestCache
 from imaudit.audits.sources import SOURCES, LoadContext, usage
+from imaudit.audits.spec import ImageLimits
 from imaudit.errors import RefError
+from imaudit.io import text_safe, text_safe_tree
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -92,10 +95,16 @@ def sort_splits(names: Iterable[str]) -> list[str]:
     return [s for s in SPLIT_ORDER if s in names] + sorted(names - set(SPLIT_ORDER))
 
 
-def load_dataset(ref: str, *, cache: Path | None = None, progress: bool = True, rehash: bool = False) -> DatasetBundle:
+def load_dataset(
+    ref: str, *, cache: Path | None = None, progress: bool = True, limits: ImageLimits | None = None,
+    roots: tuple[Path, ...] = (), rehash: bool = False,
+) -> DatasetBundle:
     """Resolve a dataset ref into a DatasetBundle (RefError, one line, when it points at nothing).
 
     The scheme before the first ':' picks a source from ``imaudit.audits.sources``.
+    ``progress`` shows a bar where stderr is a terminal; ``limits`` bound the
+    size and dimensions of the files read (default ImageLimits()); ``roots`` are
+    folders besides the dataset's own that its files may lie in (a CSV's entries).
     Files already probed are taken from the manifest cache while their size
     and mtime are unchanged; ``rehash`` probes every file again.
     """
@@ -104,7 +113,8 @@ def load_dataset(ref: str, *, cache: Path | None = None, progress: bool = True, 
         raise RefError(f"unknown dataset ref {ref!r}: use {usage()}")
     if not rest.strip():
         raise RefError(f"dataset ref {ref!r} names nothing after '{scheme}:'")
-    ctx = LoadContext(cache=Path(cache) if cache is not None else paths.cache_dir(), progress=progress, rehash=rehash)
+    ctx = LoadContext(cache=Path(cache) if cache is not None else paths.cache_dir(), progress=progress,
+                      rehash=rehash, limits=limits or ImageLimits(), roots=tuple(Path(r) for r in roots))
     return SOURCES.get(scheme)().load(ref, rest.strip(), ctx)
 
 
@@ -144,9 +154,10 @@ def split_name(name: str) -> str:
 # --- shared ----------------------------------------------------------------------------------
 
 def probe_files(
-    candidates: list[dict], progress: bool = True, desc: str = "hashing", cache: ManifestCache | None = None
+    candidates: list[dict], progress: bool = True, desc: str = "hashing", limits: ImageLimits | None = None,
+    cache: ManifestCache | None = None,
 ) -> tuple[pd.DataFrame, list[dict]]:
-    """Hash and decode candidate files in a thread pool: (readable rows, excluded files).
+    """Check, hash and decode candidate files in a thread pool: (readable rows, excluded files).
 
     Threads suit this: reading is I/O and PIL decoders release the GIL. With a
     ``cache`` (audits/manifest_cache), a file whose size and mtime are what
@@ -155,7 +166,7 @@ def probe_files(
     """
     def fresh(c: dict) -> dict:
         try:
-            return probe_image(c["path"])
+            return probe_image(c["path"], limits)
         except UnreadableImage as e:
             return {"error": e.reason}
         except OSError as e:
@@ -178,7 +189,7 @@ def probe_files(
                 total=len(candidates),
                 desc=desc,
                 unit="file",
-                disable=not progress or len(candidates) < PROGRESS_MIN_FILES,
+                disable=True if not progress or len(candidates) < PROGRESS_MIN_FILES else None,
             )
         )
     if cache is not None:
@@ -191,7 +202,9 @@ def probe_files(
     excluded = [
         {"path": r["path"], "reason": r["error"], "split": r["split"], "label": r["label"]} for r in merged if "error" in r
     ]
-    return pd.DataFrame(good, columns=[c for c in MANIFEST_COLUMNS if c != "id"]), excluded
+    # object dtype: a file name that is not UTF-8 (kept as-is to open the file) fits no arrow string column.
+    frame = pd.DataFrame(good, columns=[c for c in MANIFEST_COLUMNS if c != "id"], dtype=object)
+    return frame.astype({"width": "int64", "height": "int64"}) if len(frame) else frame, excluded
 
 
 def dataset_digest(manifest: pd.DataFrame, classes: list[str]) -> str:
@@ -225,14 +238,19 @@ def make_bundle(
         first = f" (e.g. {excluded[0]['path']}: {excluded[0]['reason']})" if excluded else ""
         raise RefError(f"{ref}: no readable images found{first}")
     rows = rows.copy()
+    # Names are text (ids, labels, splits, classes, the excluded list): file names that were not
+    # UTF-8 are escaped here, once; the path and mask columns keep the originals that open the files
+    # (as object columns: arrow string columns hold only valid UTF-8).
     if not ids_given:
-        rows["id"] = _unique_ids(rows, root)
-    rows["label"] = rows["label"].astype(str)
-    rows["split"] = rows["split"].astype(str)
+        rows["id"] = [text_safe(i) for i in _unique_ids(rows, root)]
+    for col in ("id", "label", "split"):
+        rows[col] = [text_safe(str(v)) for v in rows[col]]
+    classes = [text_safe(str(c)) for c in classes]
+    excluded = [text_safe_tree(e) for e in excluded]
     order = {s: i for i, s in enumerate(sort_splits(rows["split"].unique()))}
     rows = rows.assign(_o=rows["split"].map(order)).sort_values(["_o", "id"], kind="stable").drop(columns="_o")
     manifest = rows[MANIFEST_COLUMNS].reset_index(drop=True)
-    manifest = manifest.astype({"id": str, "path": str, "sha256": str, "mode": str, "width": int, "height": int})
+    manifest = manifest.astype({"id": str, "path": object, "sha256": str, "mode": str, "width": int, "height": int})
     # object dtype keeps None (not NaN) where an image has no mask.
     manifest["mask"] = pd.Series([m if isinstance(m, str) and m else None for m in manifest["mask"]], dtype=object)
     manifest.attrs["split_method"] = split_method
@@ -257,7 +275,7 @@ def _unique_ids(rows: pd.DataFrame, root: Path | None) -> list[str]:
             return Path(p).as_posix()
 
     base = [rel(p) for p in rows["path"]]
-    counts = pd.Series(base).value_counts()
+    counts = Counter(base)
     ids = [f"{s}/{b}" if counts[b] > 1 else b for b, s in zip(base, rows["split"])]
     seen: dict[str, int] = {}
     out = []

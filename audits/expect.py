@@ -27,6 +27,7 @@ from imaudit.audits.data import DatasetBundle
 from imaudit.audits.result import Finding
 from imaudit.audits.spec import DataThresholds
 from imaudit.errors import BadInputError
+from imaudit.io import text_safe
 
 COMMON_MODES = ["RGB", "L"]  # anything else is converted on load, worth a note
 PROB_SUM_TOLERANCE = 1e-3
@@ -57,6 +58,9 @@ def check_manifest(bundle: DatasetBundle, thresholds: DataThresholds) -> GateRep
     gx = _gx()
     exp = gx["expectations"]
     m = bundle.manifest.copy()
+    # GX hashes the frame as UTF-8: file paths that are not UTF-8 enter (and are quoted) escaped.
+    for col in ("path", "mask"):
+        m[col] = m[col].map(lambda p: text_safe(p) if isinstance(p, str) else p)
     m["n_splits_of_file"] = m.groupby("sha256")["split"].transform("nunique").astype(int)
     files = pd.DataFrame(
         {"path": list(m["path"]) + [e["path"] for e in bundle.excluded],

@@ -32,7 +32,7 @@ from imaudit.audits.explain_findings import explanation_findings
 from imaudit.audits.quality import agreement, deletion_insertion, localisation
 from imaudit.audits.quality.faithfulness import reference_curves
 from imaudit.audits.quality.priors import PRIORS
-from imaudit.audits.quality.sanity import cascading_sanity, method_explain_fn, model_blocks
+from imaudit.audits.quality.sanity import ScratchCopy, cascading_sanity, method_explain_fn, model_blocks
 from imaudit.audits.shortcuts import ConfirmSettings, SearchSettings, check_shortcuts, spray_subsets
 from imaudit.audits.spec import AuditSpec
 from imaudit.audits.strategies import spray_clusters
@@ -65,10 +65,15 @@ class ExplainedSample:
 
 
 def coverage_entry(ran: bool, images: int = 0, classes: Sequence[str] | int = (), reason: str | None = None,
-                   **extra: Any) -> dict[str, Any]:
-    """One check's coverage: did it run, on how many images and which classes, and if not, why."""
+                   *, failed: bool = False, **extra: Any) -> dict[str, Any]:
+    """One check's coverage: did it run, on how many images and which classes, and if not, why.
+
+    ``failed`` says the check broke (its stage raised, every image failed), as opposed to being
+    skipped on purpose (turned off, not applicable, no masks): readers decide red or grey by it,
+    never by the reason's wording.
+    """
     return {"ran": bool(ran), "images": int(images), "classes": list(classes) if not isinstance(classes, int) else classes,
-            "reason": reason, **extra}
+            "reason": reason, "failed": bool(failed), **extra}
 
 
 def _names(classes: Sequence[str], idx: np.ndarray) -> list[str]:
@@ -137,7 +142,8 @@ class ExplanationChecks:
         k = self.q.faithfulness_images
         rows = self.sample.rows.head(k)
         x = self.sample.images[: len(rows)]
-        targets = torch.as_tensor(rows[self.sample.target_column].to_numpy().copy())
+        # astype: sample.csv may come back with an object column (pandas 3), as the explain stage also expects
+        targets = torch.as_tensor(rows[self.sample.target_column].astype("int64").to_numpy().copy())
         ids = rows["id"].astype(str).tolist()
         common = dict(steps=self.q.deletion_steps, baseline=self.q.fill, device=self.device,
                       batch_size=self.spec.batch_size, seed=self.spec.seed)
@@ -167,6 +173,7 @@ class ExplanationChecks:
 
     def sanity(self) -> None:
         blocks: list[list[str]] | None = None  # the model's blocks: traced once, shared by every method's cascade
+        scratch: ScratchCopy | None = None  # one copy of the model to randomise, restored before each cascade
         for name, m in self.maps.items():
             if name not in self.q.sanity_methods or self.q.sanity_images <= 0:
                 self.coverage[f"sanity:{name}"] = coverage_entry(
@@ -176,12 +183,13 @@ class ExplanationChecks:
             pos = self.sample.positions(m.ids[:n])
             if blocks is None:
                 blocks = model_blocks(self.model, self.sample.images[pos[:1]].to(next(self.model.parameters()).device))
+                scratch = ScratchCopy(self.model)
             fn = method_explain_fn(name, device=self.device, mean=self.mean, std=self.std, seed=self.spec.seed,
                                    **(self.spec.method_settings.get(name) or {}))
             s = cascading_sanity(self.model, self.sample.images[pos], torch.as_tensor(m.targets[:n]), fn,
                                  seed=self.spec.seed, original_maps=m.maps[:n], max_rank_corr=self.th.sanity_max_rank_corr,
                                  max_ssim=self.th.sanity_max_ssim, judge_at=tuple(self.th.sanity_judge_at), ids=m.ids[:n],
-                                 blocks=blocks)
+                                 blocks=blocks, scratch=scratch)
             self.quality["sanity"][name] = s
             self.method_quality[name]["sanity"] = {k: s.get(k) for k in ("passed", "rank_corr", "ssim", "n_layers", "blocks")}
             inconclusive = [j["inconclusive"] for j in s["judged"] if j.get("inconclusive")]

@@ -1,11 +1,19 @@
 """Reading image files: a readability probe for manifests, RGB loading for models,
-and the torch Dataset over a manifest."""
+and the torch Dataset over a manifest.
+
+Files are checked cheap-first: size from the file system before any byte is
+read, dimensions from the header before any pixel is decoded (ImageLimits),
+so a 4 GB file named .png or a 12000x12000 decompression bomb costs a stat
+and a header read, not gigabytes of memory.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import io
-from collections.abc import Callable
+import contextlib
+import logging
+import threading
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +22,19 @@ import pandas as pd
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from imaudit.audits.spec import ImageLimits
+from imaudit.io import sha256_file
+
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+MIB = 1 << 20
+# Images above this many pixels are decoded one at a time (the probe runs in threads), which
+# bounds the probe's memory at about threads x 64 MB + one max-size image.
+LARGE_PIXELS = 16_000_000
+_LARGE_DECODE = threading.BoundedSemaphore(1)
+# ImageLimits.max_pixels, checked on the header before decoding, replaces PIL's own bomb
+# warning (89 MP by default); PIL's hard error (twice that) is raised to any larger limit asked for.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+log = logging.getLogger(__name__)
 
 
 class UnreadableImage(Exception):
@@ -25,25 +45,59 @@ class UnreadableImage(Exception):
         self.reason = reason
 
 
-def probe_image(path: str | Path) -> dict[str, Any]:
-    """Hash and fully decode one file: ``{sha256, width, height, mode}``.
-
-    Decoding every pixel (``load``) rather than only the header is what catches
-    truncated files; the bytes are read once for both the hash and the decode.
-    Raises UnreadableImage with a short reason otherwise.
-    """
-    data = Path(path).read_bytes()
-    if not data:
+def check_file_size(path: Path, limits: ImageLimits) -> int:
+    """The file's size in bytes; UnreadableImage when it is empty or over the limit (nothing read)."""
+    size = path.stat().st_size
+    if size == 0:
         raise UnreadableImage("zero-byte file")
-    digest = hashlib.sha256(data).hexdigest()
+    if size > limits.max_file_mb * MIB:
+        raise UnreadableImage(f"file is {size / MIB:,.0f} MB, over the {limits.max_file_mb:g} MB limit (limits.max_file_mb)")
+    return size
+
+
+def check_dimensions(im: Image.Image, limits: ImageLimits) -> None:
+    """UnreadableImage when the header's width x height is over the limit (nothing decoded yet)."""
+    w, h = im.size
+    if w * h > limits.max_pixels:
+        raise UnreadableImage(
+            f"image is {w}x{h} ({w * h / 1e6:.0f} MP), over the {limits.max_pixels / 1e6:g} MP limit (limits.max_pixels)"
+        )
+    if Image.MAX_IMAGE_PIXELS is not None and limits.max_pixels > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = limits.max_pixels  # the user raised the limit: PIL must not refuse below it
+
+
+@contextlib.contextmanager
+def _decode_slot(pixels: int) -> Iterator[None]:
+    """Large decodes take turns (see LARGE_PIXELS); small ones run freely."""
+    if pixels <= LARGE_PIXELS:
+        yield
+        return
+    with _LARGE_DECODE:
+        yield
+
+
+def probe_image(path: str | Path, limits: ImageLimits | None = None) -> dict[str, Any]:
+    """Check, hash and fully decode one file: ``{sha256, width, height, mode}``.
+
+    Size and dimensions are checked first (ImageLimits); then the file is
+    hashed in blocks and every pixel decoded (``load``), which is what catches
+    truncated files. Raises UnreadableImage with a short reason otherwise.
+    """
+    path, limits = Path(path), limits or ImageLimits()
+    check_file_size(path, limits)
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
+        with Image.open(path) as im:  # reads the header only
+            check_dimensions(im, limits)
+            digest = sha256_file(path)
+            with _decode_slot(im.width * im.height):
+                im.load()
             return {"sha256": digest, "width": im.width, "height": im.height, "mode": im.mode}
     except UnidentifiedImageError:
         raise UnreadableImage("not an image (no known image format)") from None
     except Image.DecompressionBombError as e:
         raise UnreadableImage(f"too large to decode safely ({e})") from None
+    except MemoryError:
+        raise UnreadableImage("not enough memory to decode it") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         text = str(e)
         if "truncated" in text or isinstance(e, EOFError):
@@ -51,13 +105,36 @@ def probe_image(path: str | Path) -> dict[str, Any]:
         raise UnreadableImage(f"cannot decode image ({type(e).__name__}: {text})") from None
 
 
-def load_image(path: str | Path) -> Image.Image:
+def mask_unusable(path: str | Path, limits: ImageLimits) -> str | None:
+    """Why a mask file cannot serve (missing, too big, not an image), from its size and header only; or None."""
+    path = Path(path)
+    if not path.is_file():
+        return "mask file not found"
+    try:
+        check_file_size(path, limits)
+        with Image.open(path) as im:
+            check_dimensions(im, limits)
+    except UnreadableImage as e:
+        return f"mask {e.reason}"
+    except (OSError, SyntaxError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as e:
+        return f"mask is not a readable image ({type(e).__name__})"
+    return None
+
+
+def load_image(path: str | Path, expect_size: tuple[int, int] | None = None) -> Image.Image:
     """Open an image as RGB whatever its mode, upright per its EXIF orientation.
 
-    Transparent pixels are composited on black (the convention for masks and
-    shapes here); 16/32-bit and float images are rescaled, not clipped.
+    ``expect_size`` is the (width, height) the probe saw: a file whose header
+    now says otherwise changed since it was checked and is refused before
+    decoding; without it the default ImageLimits apply. Transparent pixels
+    are composited on black (the convention for masks and shapes here);
+    16/32-bit and float images are rescaled, not clipped.
     """
     with Image.open(path) as im:
+        if expect_size is not None and tuple(im.size) != tuple(expect_size):
+            raise UnreadableImage(f"{path} changed since it was checked: {im.size[0]}x{im.size[1]}, was {expect_size[0]}x{expect_size[1]}")
+        if expect_size is None:
+            check_dimensions(im, ImageLimits())
         im.load()
         im = ImageOps.exif_transpose(im)
         return to_rgb(im)
@@ -110,6 +187,7 @@ def upright_size(path: str | Path) -> tuple[int, int]:
 def load_mask(path: str | Path) -> Image.Image:
     """An object mask as 8-bit grey (non-zero = object); alpha masks use their alpha."""
     with Image.open(path) as im:
+        check_dimensions(im, ImageLimits())
         im.load()
         if im.mode in ("RGBA", "LA", "PA"):
             return im.getchannel("A")
@@ -141,7 +219,7 @@ class ImageDataset(torch.utils.data.Dataset):
         return_mask: bool = False,
         mask_size: int | None = None,
     ):
-        self.paths = manifest["path"].astype(str).tolist()
+        self.paths = [str(p) for p in manifest["path"]]  # not astype(str): names need not be UTF-8
         has_size = {"width", "height"} <= set(manifest.columns)
         self.sizes = list(zip(manifest["width"], manifest["height"])) if has_size else [None] * len(manifest)
         self.modes = manifest["mode"].tolist() if "mode" in manifest.columns else [None] * len(manifest)
@@ -158,7 +236,7 @@ class ImageDataset(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple:
-        img = load_image(self.paths[i])
+        img = load_image(self.paths[i], self.sizes[i])
         x = self.transform(img) if self.transform is not None else _to_tensor(img)
         if not self.return_mask:
             return x, self.labels[i], i
@@ -170,9 +248,19 @@ class ImageDataset(torch.utils.data.Dataset):
             raise ValueError("ImageDataset.mask needs mask_size")
         return self._mask(i, upright_size(self.paths[i]), None)
 
-    def _mask(self, i: int, size: tuple[int, int], x: Any) -> torch.Tensor:
+    def _load_mask(self, i: int, size: tuple[int, int]) -> Image.Image:
+        """Row i's mask, or an empty one: a mask that cannot be read affects its own image only
+        (localisation then skips it as an empty mask) and is logged with the reason."""
         path = self.masks[i]
-        m = load_mask(path) if path else Image.new("L", size, 0)
+        if path:
+            try:
+                return load_mask(path)
+            except (OSError, UnreadableImage, SyntaxError, ValueError) as e:
+                log.warning("mask %s of %s ignored: %s", path, self.paths[i], e)
+        return Image.new("L", size, 0)
+
+    def _mask(self, i: int, size: tuple[int, int], x: Any) -> torch.Tensor:
+        m = self._load_mask(i, size)
         if m.size != size:
             m = m.resize(size, Image.Resampling.NEAREST)
         for step in getattr(self.transform, "transforms", []):

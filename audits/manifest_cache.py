@@ -14,8 +14,9 @@ mtime.
 Like git's index, an entry whose mtime is not safely older than the moment
 the cache was written is not trusted (a file rewritten within the same clock
 tick would keep its mtime). The cache file is one CSV per root (and probe
-settings) under ``cache_dir()/manifests/``, written atomically; an unreadable
-one is ignored and rewritten.
+settings) under ``cache_dir()/manifests/``, written atomically with its size
+and sha256 beside it (``.sum``); one that is unreadable or does not verify is
+ignored and rewritten.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 import pandas as pd
 
 from imaudit.audits import chunks
-from imaudit.io import atomic_write_bytes
+from imaudit.io import read_verified, write_verified
 
 log = logging.getLogger(__name__)
 COLUMNS = ["path", "size", "mtime_ns", "sha256", "width", "height", "mode", "error"]
@@ -49,6 +50,7 @@ class ManifestCache:
         self._entries: dict[str, tuple] = {}
         self._seen: dict[str, dict[str, Any]] = {}
         self.reused = 0
+        self.damaged = False  # the cache file was there but did not verify or could not be read
         if not rehash:
             self._load()
 
@@ -61,13 +63,18 @@ class ManifestCache:
         return cls(Path(cache_dir) / "manifests" / f"{key[:32]}.csv", rehash)
 
     def _load(self) -> None:
+        data, problem = read_verified(self.path)  # size + sha256 in its .sum: a damaged cache is not trusted
+        if data is None:
+            if problem:
+                self.damaged = True
+                log.warning("manifest cache %s did not verify (%s); probing every file", self.path, problem)
+            return
         try:
-            table = pd.read_csv(self.path, dtype={"path": str, "sha256": str, "mode": str, "error": str},
+            table = pd.read_csv(io.BytesIO(data), dtype={"path": str, "sha256": str, "mode": str, "error": str},
                                 keep_default_na=False, encoding_errors="surrogateescape")
             self.written_ns = self.path.stat().st_mtime_ns  # when the cache was written (see RACY_NS)
-        except FileNotFoundError:
-            return
         except (OSError, ValueError, pd.errors.ParserError) as e:
+            self.damaged = True
             log.warning("manifest cache %s unreadable (%s); probing every file", self.path, e)
             return
         if list(table.columns) != COLUMNS:
@@ -101,11 +108,12 @@ class ManifestCache:
 
     def save(self) -> None:
         """Write the results of this listing (files gone since are dropped), atomically."""
-        table = pd.DataFrame(list(self._seen.values()), columns=COLUMNS)
+        # object dtype: a path that is not UTF-8 (surrogate-escaped) fits no arrow string column (pandas 3)
+        table = pd.DataFrame(list(self._seen.values()), columns=COLUMNS, dtype=object)
         buf = io.StringIO()
         table.to_csv(buf, index=False)
         try:
-            atomic_write_bytes(self.path, buf.getvalue().encode("utf-8", "surrogateescape"))
+            write_verified(self.path, buf.getvalue().encode("utf-8", "surrogateescape"))
         except OSError as e:  # a read-only cache folder costs the next audit a re-probe, nothing else
             log.warning("manifest cache %s not written: %s", self.path, e)
             return
@@ -114,5 +122,11 @@ class ManifestCache:
 
     @property
     def stats(self) -> dict[str, int]:
-        """Files seen in this listing and how many were taken from the cache (audit.json ``cache.manifest``)."""
-        return {"total": len(self._seen), "reused": self.reused, "computed": len(self._seen) - self.reused}
+        """Files seen in this listing and how many were taken from the cache (audit.json ``cache.manifest``).
+
+        ``rejected``: files probed again because the cache file was there but did not verify (every one
+        of them: a damaged cache is not trusted for any file), as for the chunk cache's counts.
+        """
+        computed = len(self._seen) - self.reused
+        return {"total": len(self._seen), "reused": self.reused, "computed": computed,
+                "rejected": computed if self.damaged else 0}

@@ -102,7 +102,9 @@ def infer_logits(
     nw = default_workers(device) if workers is None else workers
     it, _ = batches(dataset, device, bs, nw, decode)
     out: list[torch.Tensor] = []
-    for x in tqdm(it, desc=desc, disable=not progress, leave=False, unit="batch", total=-(-len(dataset) // bs)):
+    # disable=None: a bar only where stderr is a terminal (tqdm checks isatty)
+    for x in tqdm(it, desc=desc, disable=None if progress else True, leave=False, unit="batch",
+                  total=-(-len(dataset) // bs)):
         x = to_device(x, device)
         with autocast(device):
             logits = module(x)

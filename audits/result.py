@@ -57,6 +57,9 @@ class DatasetIdentity(BaseModel):
     counts: dict[str, dict[str, int]] = Field(default_factory=dict, description="split -> class -> images")
     n_images: int = 0
     excluded: list[dict[str, Any]] = Field(default_factory=list, description="files left out, with the reason")
+    dropped_masks: list[dict[str, Any]] = Field(
+        default_factory=list, description="masks not used (their images stay, maskless), with the reason"
+    )
     has_masks: bool = False
 
 
@@ -124,7 +127,9 @@ class AuditResult(BaseModel):
     created: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     finished: str | None = None
     imaudit_version: str = __version__
-    status: Literal["complete", "partial"] = "complete"
+    # complete: every stage ran; partial: an optional stage failed (the gate fails);
+    # failed: a required stage (REQUIRED_STAGES in assemble) failed (the gate fails, the CLI exits 3).
+    status: Literal["complete", "partial", "failed"] = "complete"
     spec: dict[str, Any] = Field(default_factory=dict)
     model: ModelIdentity
     dataset: DatasetIdentity

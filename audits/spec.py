@@ -50,11 +50,13 @@ class CalibrationThresholds(BaseModel):
 
 
 class DataThresholds(BaseModel):
-    """Data-gate limits: class imbalance is max/min class count in a split."""
+    """Data-gate limits: class imbalance is max/min class count in a split; a class with
+    fewer than ``min_class_images`` images in the evaluated split is a ``tiny-class``."""
 
     model_config = ConfigDict(extra="forbid")
 
     imbalance_ratio: float = 10.0
+    min_class_images: int = Field(default=5, ge=1)
 
 
 class ExplanationThresholds(BaseModel):
@@ -200,6 +202,24 @@ class QualitySettings(BaseModel):
     confirm_images: int = Field(default=64, ge=1, description="images per class and intervention (cover, paste)")
 
 
+class ImageLimits(BaseModel):
+    """What a dataset image file may be; checked before it is read or decoded.
+
+    ``max_file_mb`` is checked from the file system before any byte is read,
+    ``max_pixels`` from the image header before any pixel is decoded; a file
+    over either is left out of the audit and listed with the reason. The
+    defaults fit every camera photo (medium-format bodies reach about 102 MP)
+    and bound memory: one decode needs at most ``max_pixels`` x 4 bytes (480 MB),
+    images over 16 MP are decoded one at a time, so checking a dataset stays
+    under about 1 GB whatever its files claim to be.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_file_mb: float = Field(default=1024.0, gt=0, description="Largest image file read, in MiB")
+    max_pixels: int = Field(default=120_000_000, gt=0, description="Largest image decoded, width x height")
+
+
 class GenerativeSettings(BaseModel):
     """Counterfactual settings (AuditSpec.counterfactuals turns them on with a number of images).
 
@@ -216,8 +236,9 @@ class GenerativeSettings(BaseModel):
     (``realism``) and the mask's smoothness (``smoothness``); ``masked: false``
     searches the latent code alone; ``invert_steps`` for the reconstruction.
     The generator: the stored one for the dataset in the model's input space
-    (with ``image_size``/``epochs``/``z_dim`` when given); with ``train`` the
-    audit trains one when none is stored. ``infill`` compares deletion curves
+    (with ``image_size``/``epochs``/``z_dim``/``batch_size``/``train_lr``/``width``
+    when given: the settings it was trained with); with ``train`` the audit
+    trains one with them when none is stored (unset ones: the training defaults). ``infill`` compares deletion curves
     under grey, blur and generative in-fill.
     """
 
@@ -240,6 +261,9 @@ class GenerativeSettings(BaseModel):
     image_size: int | None = Field(default=None, ge=8)
     epochs: int | None = Field(default=None, ge=1)
     z_dim: int | None = Field(default=None, ge=1)
+    batch_size: int | None = Field(default=None, ge=2)
+    train_lr: float | None = Field(default=None, gt=0, le=1)
+    width: int | None = Field(default=None, ge=1)
     train: bool = False
     infill: bool = True
 
@@ -307,6 +331,11 @@ class AuditSpec(BaseModel):
     task_runner: Literal["sequential", "dask"] = "sequential"
     dask_address: str | None = None
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    limits: ImageLimits = Field(default_factory=ImageLimits, description="Image file size and dimension limits")
+    allowed_roots: list[Path] = Field(
+        default_factory=list,
+        description="Folders besides a CSV dataset's own that its image and mask paths may point into",
+    )
     quality: QualitySettings = Field(default_factory=QualitySettings)
     counterfactuals: int = Field(
         default=0, ge=0, description="Val images to explain with GAN counterfactuals (0: off)"

@@ -8,8 +8,9 @@ under ``cache_dir()/tensors/<transform key>/<sha256>.npy``: the key covers the
 model's data config (input size, interpolation, crop, mean and std) and the
 code that decodes and transforms, the file name is the image's content hash,
 so it is shared by every dataset holding that image and every audit of a
-model with that preprocessing. Files are written atomically; one that does
-not read back as the expected shape is decoded and written again.
+model with that preprocessing. Files are written atomically with their size
+and sha256 beside them (``.sum``); one that does not verify, or does not read
+back as the expected shape, is decoded and written again.
 
 Prediction does not go through the store: it reads each image once, and
 keeping a float copy of a whole dataset (600 KB per image at 224 px) would
@@ -32,7 +33,7 @@ from imaudit import paths
 from imaudit.audits import chunks
 from imaudit.audits.images import ImageDataset
 from imaudit.audits.loading import threaded_batches
-from imaudit.io import atomic_write_bytes
+from imaudit.io import read_verified, write_verified
 
 log = logging.getLogger(__name__)
 _CODE = ("imaudit.audits.images", "imaudit.audits.loading", "imaudit.audits.tensor_store")
@@ -45,11 +46,16 @@ def store_dir(config: Mapping[str, Any]) -> Path:
 
 
 def _read(path: Path, shape: tuple[int, ...]) -> torch.Tensor | None:
-    """The cached tensor, or None when it is missing or does not read back whole."""
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
+    """The cached tensor, or None when it is missing or does not verify (size + sha256 in its ``.sum``,
+    imaudit.io.read_verified: a changed byte would otherwise feed every method a wrong image) or does not
+    read back whole as the expected shape."""
+    data, problem = read_verified(path)
+    if data is None:
+        if problem:
+            log.warning("cached image tensor %s did not verify (%s); decoding the image again", path, problem)
         return None
+    try:
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
         log.warning("cached image tensor %s unreadable (%s); decoding the image again", path, e)
         return None
@@ -60,9 +66,10 @@ def _read(path: Path, shape: tuple[int, ...]) -> torch.Tensor | None:
 
 
 def _write(path: Path, x: torch.Tensor) -> None:
+    """Write the tensor atomically with its size + sha256 beside it (imaudit.io.write_verified)."""
     buf = io.BytesIO()
     np.save(buf, x.numpy().astype(np.float32, copy=False), allow_pickle=False)
-    atomic_write_bytes(path, buf.getvalue())
+    write_verified(path, buf.getvalue())
 
 
 def cached_images(rows: pd.DataFrame, classes: list[str], transform: Any, config: Mapping[str, Any],

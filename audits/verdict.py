@@ -123,6 +123,29 @@ def _incomplete_reasons(r: AuditResult, run: list[Finding]) -> list[str]:
     return reasons or [f"audit status {r.status}"]
 
 
+def gate_line(r: AuditResult) -> str:
+    """What the gate did, in words for the CLI summary and the run log.
+
+    Says "passed" only when the gate passed and the verdict is Pass: never for
+    an audit a stage of which failed (its gate fails), nor when no gate was set
+    (no ``--fail-on``) and the audit found an error such as a confirmed shortcut
+    (exit 0 then means only that nothing was asked to fail, which the line says).
+    """
+    g, v = r.gates, verdict(r)
+    if not g.passed:
+        if r.status != "complete":
+            stages = _unique([str(e.get("stage")) for e in r.errors if isinstance(e, dict) and e.get("stage")])
+            why = f"the audit is {r.status}: " + (f"stage {', '.join(stages)} failed" if stages else "a stage failed")
+        else:
+            why = f"a finding at or above {g.fail_on}"
+        return f"gate FAILED ({why})"
+    if v.state == "pass":
+        return "gate passed" + (f" (fail on {g.fail_on})" if g.fail_on else "")
+    if g.fail_on is None:
+        return f"no gate set (--fail-on warning|error sets one), so the exit code is 0; the verdict is {v.label}"
+    return f"gate not triggered (it fails on {g.fail_on}); the verdict is {v.label}"
+
+
 def review_state(decision: str | None, *, release: bool, superseded: bool = False) -> str:
     """Key into REVIEW_LABELS: the decision, else pending (release audits), superseded or none."""
     if decision:

@@ -112,7 +112,7 @@ def measure_peak(
     by_batch: dict[int, float] = {}
     # Several sweeps, the best reading kept per size: a peak is an upper bound, and a
     # shared machine only ever makes a reading slower.
-    for bs in tqdm(sizes * rounds, desc=f"peak {mode}", disable=not progress, leave=False):
+    for bs in tqdm(sizes * rounds, desc=f"peak {mode}", disable=None if progress else True, leave=False):
         if bs not in sizes_left:
             continue
         x = to_device(torch.randn(bs, *input_shape, generator=gen), device)

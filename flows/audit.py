@@ -4,7 +4,11 @@ Everything is written into a temporary folder beside the final one and
 renamed at the end, so a failed or killed audit never leaves half a report;
 two audits never share a folder (ids carry a random suffix). A stage that
 fails after the inputs loaded is recorded in audit.json and the report
-(status "partial"); bad inputs fail the flow with BadInputError.
+(status "partial", or "failed" for identify/predict/diagnose: the gate fails
+either way, and a failed audit fails its flow run with AuditFailed after its
+partial report is written); bad inputs fail the flow with BadInputError. An interrupt
+(SIGINT/SIGTERM) stops the audit at the latest at the next stage, even if
+the exception it raised was swallowed on the way (imaudit.interrupts).
 
 The stages are imaudit.audits.stages, each called through its task
 (imaudit.tasks.audit_tasks); what they return is collected in a typed
@@ -27,12 +31,13 @@ import torch
 from prefect import flow, get_run_logger, tags
 from pydantic import ValidationError
 
-from imaudit import paths
-from imaudit.audits.assemble import assemble, audit_id
+from imaudit import interrupts, paths
+from imaudit.audits.assemble import assemble, audit_id, failed_stages
 from imaudit.audits.result import MethodRecord
 from imaudit.audits.spec import AuditSpec
+from imaudit.audits.verdict import gate_line, verdict
 from imaudit.audits.stages.records import ChunkResult, ChunkStats, PredictionOutcome, StageError, StageOutputs
-from imaudit.errors import BadInputError
+from imaudit.errors import AuditFailed, BadInputError
 from imaudit.flows import presence
 from imaudit.flows.chunked import PendingChunks, finish_chunks, run_chunks, start_chunks
 from imaudit.io import atomic_dir, sweep_stale_tmp
@@ -59,6 +64,7 @@ class _Stages:
         A required stage (identify) raises instead: without its inputs there is no audit.
         ``timed=False`` for the steps of a stage (one method's explanation), which the stage times.
         """
+        interrupts.raise_if_received()  # an interrupt swallowed inside the last stage still stops the audit here
         if timed:
             progress.info("%s ...", name)
             get_run_logger().info("stage %s ...", name)
@@ -68,12 +74,13 @@ class _Stages:
         except Exception as e:  # noqa: BLE001 - a failed stage is a result: recorded, the audit goes on
             if required:
                 raise
-            get_run_logger().warning("stage %s failed: %s: %s", name, type(e).__name__, e)
+            get_run_logger().warning("stage %s failed: %s: %s", name, type(e).__name__, e, exc_info=True)
             self.errors.append(StageError(stage=name, error=f"{type(e).__name__}: {e}"))
             result = None
         if timed:
             self.timings[name] = round(time.perf_counter() - t0, 3)
-            line = f"{name} done in {self.timings[name]:.1f}s{'' if result is not None else ' (failed)'}"
+            failed = f" (failed: {self.errors[-1].error})" if result is None and self.errors else ""
+            line = f"{name} done in {self.timings[name]:.1f}s{failed}"
             progress.info("%s", line)
             get_run_logger().info("stage %s", line)
         return result
@@ -105,6 +112,8 @@ def audit(spec: AuditSpec, trigger: str = "manual") -> str:
         stages = _Stages()
         identity = stages.run("identify", lambda: t.identify(spec, work), required=True)
         out = StageOutputs(identity=identity, errors=stages.errors, timings=stages.timings)
+        if identity.cache is not None:
+            out.cache["builtin"] = identity.cache
         if identity.manifest is not None:
             out.cache["manifest"] = identity.manifest
         log.info("auditing %s (%s) on %s", spec.model, out.identity.model.arch, out.identity.dataset.ref)
@@ -119,25 +128,44 @@ def audit(spec: AuditSpec, trigger: str = "manual") -> str:
                 out.gallery = stages.run("gallery", lambda: t.gallery(spec, work, out.explanations))
                 if out.explanations:
                     out.insights = stages.run("insights", lambda: t.insights(spec, work, out.explanations))
+                    if out.insights is not None and out.insights.cache is not None:
+                        out.cache["insights"] = out.insights.cache
             if spec.counterfactuals:
                 out.generative = stages.run("counterfactuals", lambda: gt.counterfactuals(spec, work))
+        interrupts.raise_if_received()  # last chance before the report is written and renamed into place
         result = assemble(spec, aid, out)
         rt.write_report(result, work)
     # Published to the shared store (when there is one; a custom --out stays local), then the index.
     published = rt.publish_audit(final) if spec.out is None else None
-    rt.refresh_index(store if spec.out is not None else None)
+    _refresh_index(store if spec.out is not None else None, log)
     link = presence.report_link(aid, final, published)
     presence.publish_artifacts(result, link)
+    log.info("status %s, verdict %s, fit %s, %s; report at %s", result.status, verdict(result).label,
+             result.fit.verdict, gate_line(result), link)
+    if result.status == "failed":
+        # The run did not complete: it fails (Prefect state, failure record and event of the deployment
+        # flows, CLI exit 3), with the partial report kept for what it could do.
+        raise AuditFailed(f"audit of {spec.model} incomplete, required stage failed "
+                          f"({failed_stages(result.errors)}); partial report: {link}", str(final))
     presence.emit_completed(result, link, trigger)
-    log.info("verdict %s; report at %s", result.fit.verdict, link)
     return str(final)
 
 
+def _refresh_index(store: Path | None, log: Any) -> None:
+    """Rebuild the store's index.html; the audit is already written, so a failure is reported, not fatal."""
+    try:
+        rt.refresh_index(store)
+    except Exception as e:  # noqa: BLE001 - e.g. a corrupt review database: said on the console and in the log
+        log.warning("index.html not refreshed: %s: %s", type(e).__name__, e, exc_info=True)
+        progress.warning("index.html not refreshed (%s: %s); the audit itself is complete", type(e).__name__, e)
+
+
 def _counted(stage: str, results: list[ChunkResult]) -> ChunkStats:
-    """A stage's chunk counts, also said in the run's log (what the cache saved)."""
+    """A stage's chunk counts, also said in the run's log (what the cache saved, what did not verify)."""
     stats = ChunkStats.of(results)
-    get_run_logger().info("%s: %d chunks, %d reused from the cache, %d computed",
-                          stage, stats.total, stats.reused, stats.computed)
+    get_run_logger().info("%s: %d chunks, %d reused from the cache, %d computed (%d of them rejected: "
+                          "cached but not verifying)", stage, stats.total, stats.reused, stats.computed,
+                          stats.rejected)
     return stats
 
 

@@ -11,7 +11,10 @@
   gates, report link) or ``imaudit.audit.failed`` (error, flow-run link), about
   the resource ``imaudit.audit.<model>``: automations (notifications) hang on it.
 - A failed deployment run writes a failure record into the report store
-  (imaudit.reports.failures), which the index lists.
+  (imaudit.reports.failures), which the index lists, with what the CLI's exit
+  code would say: "bad input" (2) or "could not complete" (3). An audit whose
+  required stage failed fails its run (AuditFailed), so it is recorded too and
+  never announced as ``imaudit.audit.completed``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from prefect.settings import PREFECT_UI_URL
 from prefect.states import State
 
 from imaudit import paths
+from imaudit.exits import OUTCOME, code_of_error
+from imaudit.io import text_safe
 from imaudit.audits.result import AuditResult
 from imaudit.audits.verdict import verdict
 from imaudit.reports.failures import FailureRecord, record_path
@@ -168,14 +173,15 @@ def emit_failed(record: FailureRecord) -> None:
 
 # --- failure hook of the deployment flows --------------------------------------------------
 
-def _error_of(state: State) -> str:
+def _error_of(state: State) -> tuple[str, BaseException | None]:
+    """The failed state's error as one text, and the exception itself when there is one."""
     try:
         exc = state.result(raise_on_failure=False)
     except Exception as e:  # noqa: BLE001 - a result that cannot be read is itself the error to report
         exc = e
     if isinstance(exc, BaseException):
-        return f"{type(exc).__name__}: {exc}"
-    return state.message or state.name or "failed"
+        return f"{type(exc).__name__}: {exc}", exc
+    return state.message or state.name or "failed", None
 
 
 def record_failure(flow: Any, flow_run: FlowRun, state: State) -> None:
@@ -188,10 +194,13 @@ def record_failure(flow: Any, flow_run: FlowRun, state: State) -> None:
     store = paths.report_store()
     if record_path(store, str(flow_run.id)).is_file():
         return  # already recorded (on_failure and on_crashed for one run)
+    error, exc = _error_of(state)
+    code = code_of_error(exc)  # bad input (2) or could not complete (3), as the CLI would exit
     record = FailureRecord(
         id=str(flow_run.id), model=str(params.get("ref") or "unknown"), dataset=params.get("dataset") or None,
         trigger=str(params.get("trigger") or "manual"), state=state.name or state.type.value.title(),
-        error=_error_of(state)[:2000], flow_run=flow_run.name, flow_run_url=flow_run_url(flow_run.id),
+        exit_code=int(code), outcome=OUTCOME[code],
+        error=text_safe(" ".join(error.split()))[:2000], flow_run=flow_run.name, flow_run_url=flow_run_url(flow_run.id),
     )
     log = flow_run_logger(flow_run)
     try:

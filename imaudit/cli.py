@@ -1,8 +1,9 @@
 """The `imaudit` command line.
 
-Exit codes: 0 the command ran (for `audit`: the audit ran), 1 `--fail-on`
-gates failed, 2 bad input (one line on stderr naming the problem, no
-traceback).
+Exit codes, for every command (imaudit.exits maps them in one place):
+0 done and passed; 1 done and a gate failed; 2 bad input (one line naming the
+ref, file or field); 3 could not complete (one line saying what, and where
+the log is). Never a traceback on the console.
 
 Each command imports what it runs inside its function (torch, Prefect, the
 engine): `imaudit --help` and one-line errors stay fast. These imports are for
@@ -12,6 +13,7 @@ start-up time only; nothing here has an import cycle to dodge.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -23,14 +25,18 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# Prefect's temporary API server gives up after 20 s by default; a busy machine needs more.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.markup import escape  # noqa: E402
 
-from imaudit.errors import BadInputError  # noqa: E402
+from imaudit.errors import BadInputError, IncompleteError  # noqa: E402
+from imaudit.exits import ExitCode, ExitCodeGroup  # noqa: E402
 
 app = typer.Typer(
+    cls=ExitCodeGroup,
     help="Audits for image classifiers: metrics, fit, calibration, explanations, shortcuts and reviewable reports.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -45,34 +51,57 @@ err = Console(stderr=True, soft_wrap=True)
 
 
 def _quiet_prefect(verbose: bool) -> None:
-    """Prefect's per-task logs only with --verbose; stage progress lines always (on stderr)."""
-    import logging
+    """Prefect's own logs on the console only with --verbose (always in the run log); stage lines always.
 
-    from rich.logging import RichHandler
-
+    Stage lines go to stderr; progress bars only where stderr is a terminal.
+    """
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    # Prefect's console handler would print task tracebacks; without -v they belong in the run log only.
+    console_level = "INFO" if verbose else "CRITICAL"
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", console_level)
+    for handler in logging.getLogger().handlers:  # Prefect already imported (tests, bench): same effect
+        if type(handler).__name__ == "PrefectConsoleHandler":
+            handler.setLevel(console_level)
     # Dask's scheduler, nanny and worker INFO lines too (read from the environment when dask is
     # first imported, also by Dask's worker processes; the level for when it already was).
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "info" if verbose else "warning")
     logging.getLogger("distributed").setLevel(logging.INFO if verbose else logging.WARNING)
+    if not verbose:
+        # huggingface_hub prints its own warnings on stderr (e.g. one line per network retry of an
+        # uncached hf: dataset); without -v they go only to the run log, and the error stays one line.
+        from huggingface_hub.utils import logging as hf_logging
+
+        hub = hf_logging.get_logger()  # the library's root logger, with the stderr handler it adds
+        for h in list(hub.handlers):
+            if type(h) is logging.StreamHandler:
+                hub.removeHandler(h)
     progress = logging.getLogger("imaudit.progress")
-    if not progress.handlers:
-        handler = RichHandler(console=err, show_time=False, show_path=False, show_level=False, markup=False)
+    if not any(isinstance(h, _StageLines) for h in progress.handlers):
+        handler = _StageLines()
         handler.setFormatter(logging.Formatter("%(message)s"))
         progress.addHandler(handler)
         progress.setLevel(logging.INFO)
         progress.propagate = False
 
 
-def _fail(msg: str, code: int = 2) -> None:
-    err.print(f"[red]imaudit: error:[/red] {escape(msg)}", highlight=False)
-    raise typer.Exit(code)
+class _StageLines(logging.Handler):
+    """Stage lines on stderr, one per record, unpadded (they end up in CI logs as often as on terminals)."""
+
+    def emit(self, record: "logging.LogRecord") -> None:
+        err.print(escape(self.format(record)), highlight=False)
+
+
+def _start_prefect() -> None:
+    """Start Prefect's API before the flow, visibly, bound to this process (imaudit.flows.prefect_api)."""
+    from imaudit.flows.prefect_api import start_api
+
+    start_api(lambda line: err.print(escape(line), highlight=False))
 
 
 def _summary(folder: Path) -> int:
     """Print an audit's verdict (the report's vocabulary), headline numbers and findings; return the gate exit code."""
     from imaudit.audits.result import AuditResult
-    from imaudit.audits.verdict import group_of, headline, verdict
+    from imaudit.audits.verdict import gate_line, group_of, headline, verdict
 
     r = AuditResult.load(folder)
     v = verdict(r)
@@ -89,7 +118,7 @@ def _summary(folder: Path) -> int:
         acc = "n/a" if m.accuracy is None else f"{m.accuracy:.3f}"
         ece = "n/a" if m.ece is None else f"{m.ece:.3f}"
         out.print(f"  {split:6s} n={m.n:<6d} accuracy={acc} ECE={ece}", highlight=False)
-    from imaudit.audits.coverage import coverage_lines
+    from imaudit.audits.coverage_groups import coverage_lines
 
     # Findings about the model and the data first; caveats about the explainers apart, after them.
     caveats = [f for f in r.findings if group_of(f) == "explainer"]
@@ -101,9 +130,18 @@ def _summary(folder: Path) -> int:
             _print_finding(f)
     for line in coverage_lines(r.coverage):
         out.print(f"  {escape(line)}", highlight=False)
-    gate = "passed" if r.gates.passed else "FAILED"
-    out.print(f"gates {gate}; report: {escape(str(folder / 'report.html'))}", highlight=False)
-    return 0 if r.gates.passed else 1
+    out.print(f"{escape(gate_line(r))}; report: {escape(str(folder / 'report.html'))}", highlight=False)
+    return _audit_exit(r, folder)
+
+
+def _audit_exit(r, folder: Path) -> int:
+    """3 (raised) when a required stage failed, 1 when the gate failed (a partial audit always does), else 0."""
+    if r.status == "failed":
+        from imaudit.audits.assemble import failed_stages
+
+        raise IncompleteError(f"audit incomplete, required stage failed ({failed_stages(r.errors)}); "
+                              f"partial report: {folder / 'report.html'}")
+    return ExitCode.OK if r.gates.passed else ExitCode.GATE_FAILED
 
 
 def _print_finding(f) -> None:
@@ -114,6 +152,7 @@ def _print_finding(f) -> None:
 
 @app.command()
 def audit(
+    ctx: typer.Context,
     model: Annotated[str, typer.Option(help="timm:NAME[.TAG][?pretrained=false] | hf-hub:ORG/NAME | file:PATH-OR-URL | release:NAME@VERSION | mlflow:models:/NAME/VERSION | mlflow:models:/NAME@ALIAS")],
     dataset: Annotated[Optional[str], typer.Option(help="folder:PATH-OR-URL | csv:PATH-OR-URL | hf:ORG/NAME[?split=..&image=..&label=..&config=..] | builtin:digits | builtin:shapes[?opts]; default: the release's dataset (an MLflow version's imaudit.dataset tag)")] = None,
     arch: Annotated[Optional[str], typer.Option(help="timm architecture of a bare state_dict checkpoint")] = None,
@@ -146,30 +185,49 @@ def audit(
     generator_size: Annotated[Optional[int], typer.Option(help="use (or train) a generator of this size (default: the input size, at most 64)", rich_help_panel=CF)] = None,
     generator_epochs: Annotated[Optional[int], typer.Option(help="use (or train) a generator trained this many epochs", rich_help_panel=CF)] = None,
     generator_z_dim: Annotated[Optional[int], typer.Option(help="use (or train) a generator with this latent size", rich_help_panel=CF)] = None,
+    generator_batch_size: Annotated[Optional[int], typer.Option(help="use (or train) a generator trained at this batch size (training default 64; 16 for a few hundred images)", rich_help_panel=CF)] = None,
+    generator_lr: Annotated[Optional[float], typer.Option(help="use (or train) a generator trained at this Adam learning rate (training default 2e-4; 1e-3 for a few hundred images)", rich_help_panel=CF)] = None,
+    generator_width: Annotated[Optional[int], typer.Option(help="use (or train) a generator of this width (channels of its first/last layer; training default 32)", rich_help_panel=CF)] = None,
     train_generator: Annotated[Optional[bool], typer.Option("--train-generator/--no-train-generator", help="train a generator when none is stored for these settings", rich_help_panel=CF)] = None,
-    config: Annotated[Optional[Path], typer.Option(help="JSON/YAML file with AuditSpec fields (options given here win)")] = None,
+    allowed_root: Annotated[Optional[list[Path]], typer.Option(help="a folder besides a CSV dataset's own that its image and mask paths may point into (repeatable)")] = None,
+    max_image_mb: Annotated[Optional[float], typer.Option(help="image files larger than this (MiB) are left out unread (default 1024)")] = None,
+    max_image_pixels: Annotated[Optional[int], typer.Option(help="images with more pixels than this are left out undecoded (default 120000000)")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="JSON/YAML file with AuditSpec fields: its values win over the defaults, options given on the command line win over it")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's logs")] = False,
 ) -> None:
-    """Audit a model on a labelled image set and write audit.json + report.html."""
+    """Audit a model on a labelled image set and write audit.json + report.html.
+
+    Exit codes: 0 completed and passed its gate; 1 completed and a gate failed
+    (--fail-on, or a partial audit); 2 bad input; 3 could not complete.
+    """
     _quiet_prefect(verbose)
     from pydantic import ValidationError
 
     from imaudit.audits.spec import AuditSpec
 
+    # Precedence: options given on the command line > the --config file > the defaults (AuditSpec's, which
+    # the options' defaults repeat for --help; tests/spine/test_audit_cli.py keeps them equal).
     fields: dict = _read_config(config) if config else {}
-    given = {
+    given = _explicit(ctx, {
         "model": model, "dataset": dataset, "arch": arch, "class_map": class_map, "input_size": input_size, "samples": samples,
-        "out": out_dir, "device": device, "fail_on": fail_on, "target": target, "batch_size": batch_size, "workers": workers,
+        "out_dir": out_dir, "device": device, "fail_on": fail_on, "target": target, "batch_size": batch_size, "workers": workers,
         "train_cap": train_cap, "seed": seed, "task_runner": task_runner, "dask_address": dask_address,
-        "counterfactuals": counterfactuals or None, "generator": generator, "decode": decode, "rehash": rehash or None,
-    }
-    fields.update({k: v for k, v in given.items() if v is not None})
+        "counterfactuals": counterfactuals, "generator": generator, "decode": decode, "rehash": rehash,
+    })
+    if "out_dir" in given:
+        given["out"] = given.pop("out_dir")
+    fields.update(given)
     if methods is not None:
         fields["methods"] = methods
+    if allowed_root:
+        fields["allowed_roots"] = [*fields.get("allowed_roots", []), *allowed_root]
+    limits = {"max_file_mb": max_image_mb, "max_pixels": max_image_pixels}
+    if any(v is not None for v in limits.values()):
+        fields["limits"] = {**fields.get("limits", {}), **{k: v for k, v in limits.items() if v is not None}}
     gen = {
         "select": cf_select, "margin": cf_margin, "classes": cf_classes, "target": cf_target, "confidence": cf_confidence,
         "steps": cf_steps, "image_size": generator_size, "epochs": generator_epochs, "z_dim": generator_z_dim,
-        "train": train_generator,
+        "batch_size": generator_batch_size, "train_lr": generator_lr, "width": generator_width, "train": train_generator,
     }
     gen = {k: v for k, v in gen.items() if v is not None}
     if gen or cf_set:
@@ -180,18 +238,35 @@ def audit(
         if cf_set:
             fields["generative"].update(_parse_settings(cf_set, "--cf-set"))
         spec = AuditSpec.model_validate(fields)
-        from imaudit.audits.stages.inputs import preflight
-        from imaudit.flows.audit import run_audit
-
-        preflight(spec)
-
-        folder = run_audit(spec)
     except ValidationError as e:
         first = e.errors()[0]
-        _fail(f"--{'.'.join(str(p) for p in first['loc']).replace('_', '-')}: {first['msg']}")
-    except BadInputError as e:
-        _fail(str(e))
+        raise BadInputError(f"--{'.'.join(str(p) for p in first['loc']).replace('_', '-')}: {first['msg']}") from None
+    from imaudit.audits.preflight import preflight
+
+    preflight(spec)  # cheap-first: bad input answers before Prefect starts
+    _start_prefect()
+    from imaudit.errors import AuditFailed
+    from imaudit.flows.audit import run_audit
+
+    try:
+        folder = run_audit(spec)
+    except AuditFailed as e:  # the partial report exists: its summary, then exit 3 (never "passed")
+        if e.folder is None:
+            raise
+        folder = Path(e.folder)
     raise typer.Exit(_summary(folder))
+
+
+def _explicit(ctx: typer.Context, values: dict[str, object]) -> dict[str, object]:
+    """The ``values`` (keyed by parameter name) that were given on the command line: an option left at its
+    default is left out, so a --config file's value is not overridden by the CLI's default (click records
+    where each value came from: ParameterSource). Compared by name: typer ships its own copy of click, whose
+    enum is not click's."""
+    def given(name: str) -> bool:
+        source = ctx.get_parameter_source(name)
+        return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+    return {k: v for k, v in values.items() if v is not None and given(k)}
 
 
 def _parse_pairs(text: str, option: str) -> dict[str, int]:
@@ -220,8 +295,15 @@ def _read_config(path: Path) -> dict:
     import json
 
     if not path.is_file():
-        raise BadInputError(f"--config {path}: no such file")
-    text = path.read_text(encoding="utf-8")
+        raise BadInputError(f"--config {path}: {'not a file' if path.exists() else 'no such file'}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise BadInputError(f"--config {path}: not a UTF-8 text file (byte {e.start}); expected JSON or YAML") from None
+    except OSError as e:
+        raise BadInputError(f"--config {path}: cannot read ({e.strerror or e})") from None
+    if "\x00" in text:
+        raise BadInputError(f"--config {path}: binary file (NUL bytes); expected JSON or YAML")
     try:
         if path.suffix in (".yaml", ".yml"):
             import yaml
@@ -249,11 +331,13 @@ def demo(
     _quiet_prefect(verbose)
     from imaudit.flows.demo import run_demo
 
-    try:
-        folder = run_demo(epochs=epochs, methods=methods, samples=samples, out=out_dir, retrain=retrain, console=out)
-    except BadInputError as e:
-        _fail(str(e))
-    _summary(folder)
+    if out_dir is not None:
+        from imaudit import paths
+
+        paths.check_folder(out_dir, "--out")
+    _start_prefect()
+    folder = run_demo(epochs=epochs, methods=methods, samples=samples, out=out_dir, retrain=retrain, console=out)
+    raise typer.Exit(_summary(folder))
 
 
 # --- commands added by other modules: keep each in its own block below -------------------------
@@ -276,22 +360,19 @@ def release(
     """Register a checkpoint as NAME@VERSION (sha256, manifest) and emit imaudit.model.released.
 
     Exits 2 on bad input, including NAME@VERSION already released with another
-    checkpoint; exits 1 when the release was registered but the event could not be sent.
+    checkpoint; exits 3 when the release was registered but the event could not be sent.
     """
     from imaudit.flows.release import read_request, release_and_announce
 
     given = {"name": name, "version": version, "arch": arch, "checkpoint": checkpoint, "dataset": dataset,
              "history": history, "input_size": input_size, "classes": classes}
-    try:
-        rel, new, sent = release_and_announce(read_request(manifest, given), emit)
-    except BadInputError as e:
-        _fail(str(e))
+    rel, new, sent = release_and_announce(read_request(manifest, given), emit)  # BadInputError: exit 2
     state = "released" if new else "already released (same checkpoint)"
     out.print(f"{state} {rel.ref}: {rel.arch}, sha256 {rel.sha256[:12]}, dataset {rel.dataset}", highlight=False)
     if sent is None:
         return
     if not sent.sent:
-        _fail(f"{rel.ref} is registered but not announced: {sent.detail}", code=1)
+        raise IncompleteError(f"{rel.ref} is registered but not announced: {sent.detail}")
     out.print(sent.detail, highlight=False)
 
 
@@ -315,11 +396,12 @@ def store_init() -> None:
         probe.write_bytes(".imaudit-store", b"imaudit shared store\n")
         probe.read_bytes(".imaudit-store")
     except OSError as e:
-        _fail(f"cannot write and read {url}: {type(e).__name__}: {e}", code=3)
+        raise IncompleteError(f"cannot write and read {url}: {type(e).__name__}: {e}") from e
     try:
         ref, base = results.save_block()
     except (OSError, RuntimeError) as e:
-        _fail(f"cannot save the result storage block on the Prefect server: {type(e).__name__}: {e}", code=3)
+        raise IncompleteError(f"cannot save the result storage block on the Prefect server: "
+                              f"{type(e).__name__}: {e}") from e
     out.print(f"shared store {url} is writable; Prefect results go to {base} (block {ref})", highlight=False)
 
 # [serve / compare commands]
@@ -371,6 +453,8 @@ def compare(
     from imaudit.reports.compare import compare_folders, render_compare, summary_lines
     from imaudit.reports.store import resolve_audit
 
+    if out_file is not None and Path(out_file).is_dir():
+        raise BadInputError(f"--out {out_file} is a folder; expected the path of compare.html")
     # Audit ids are looked up in the shared store (IMAUDIT_STORAGE) when there is one, through its local mirror.
     folder = Path(store) if store else published.readable_store()
     fa, fb = resolve_audit(a, folder), resolve_audit(b, folder)
@@ -407,16 +491,13 @@ def bench(
     try:
         sizes = None if scale is None else [int(v) for v in scale.split(",") if v.strip()]
     except ValueError:
-        _fail(f"--scale {scale}: expected comma-separated image counts, e.g. 1000,4000,16000")
+        raise BadInputError(f"--scale {scale}: expected comma-separated image counts, e.g. 1000,4000,16000") from None
     if sizes is not None and (not sizes or min(sizes) < 10):
-        _fail(f"--scale {scale}: each size must be at least 10 images")
+        raise BadInputError(f"--scale {scale}: each size must be at least 10 images")
     cfg = BenchConfig.make(quick=quick, model=model, image_size=image_size, images=images, device=device,
                            methods=names, audits=audits, realistic=realistic or None, scale=sizes)
     console = out if out.is_terminal else Console(width=180)
-    try:
-        report = run_bench(cfg, console)
-    except BadInputError as e:
-        _fail(str(e))
+    report = run_bench(cfg, console)
     if out_file is not None:
         out.print(f"measurements: {write_json(report, out_file)}", highlight=False)
 
@@ -433,17 +514,16 @@ StdinOption = Annotated[bool, typer.Option("--password-stdin", help="read the pa
 
 @contextlib.contextmanager
 def _signoff_errors() -> Iterator[None]:
-    """Bad input exits 2, an unusable review database or store exits 3; one line each."""
+    """An unusable review database or store is "could not complete" (exit 3, one line, via imaudit.exits);
+    bad input passes through as it is (exit 2)."""
     from imaudit.reports.db import DatabaseProblem
 
     try:
         yield
-    except BadInputError as e:
-        _fail(str(e))
     except DatabaseProblem as e:
-        _fail(str(e), code=3)
+        raise IncompleteError(str(e)) from e
     except OSError as e:
-        _fail(f"{getattr(e, 'filename', None) or 'store'}: {e.strerror or e}", code=3)
+        raise IncompleteError(f"{getattr(e, 'filename', None) or 'store'}: {e.strerror or e}") from e
 
 
 def _accounts(store: Optional[Path], db: Optional[str]):  # noqa: ANN202 - imported lazily
@@ -551,7 +631,7 @@ def gate(
             raise BadInputError(f"--store {folder}: no such folder")
         verdict = release_gate(release, folder, db)
     out.print(escape(verdict.line()), highlight=False)
-    raise typer.Exit(0 if verdict.passed else 1)
+    raise typer.Exit(ExitCode.OK if verdict.passed else ExitCode.GATE_FAILED)
 
 
 # [generative commands]
@@ -577,24 +657,17 @@ def generative_train(
     """Train a class-conditional GAN for counterfactuals and in-fill, in the model's input space (stored by dataset digest)."""
     from imaudit.audits.generative import GeneratorSettings, generative_cli_train
 
-    try:
-        settings = GeneratorSettings(image_size=image_size, epochs=epochs, z_dim=z_dim, seed=seed, max_images=max_images,
-                                     batch_size=batch_size, lr=lr, width=width)
-        generative_cli_train(
-            dataset, model, settings, arch=arch, input_size=input_size, checkpoint=checkpoint, device=device,
-            force=force, progress=err.is_terminal, echo=lambda s: out.print(s, highlight=False),
-        )
-    except BadInputError as e:
-        _fail(str(e))
+    settings = GeneratorSettings(image_size=image_size, epochs=epochs, z_dim=z_dim, seed=seed, max_images=max_images,
+                                 batch_size=batch_size, lr=lr, width=width)
+    generative_cli_train(
+        dataset, model, settings, arch=arch, input_size=input_size, checkpoint=checkpoint, device=device,
+        force=force, progress=err.is_terminal, echo=lambda s: out.print(s, highlight=False),
+    )
 
 
 def main() -> None:
-    """Console-script entry point: bad input exits 2 with one line, never a traceback."""
-    try:
-        app()
-    except BadInputError as e:
-        err.print(f"[red]imaudit: error:[/red] {escape(str(e))}", highlight=False)
-        sys.exit(2)
+    """Console-script entry point (exit codes: imaudit.exits)."""
+    app()
 
 
 if __name__ == "__main__":

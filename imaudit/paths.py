@@ -25,3 +25,23 @@ def registry_dir() -> Path:
 def cache_dir() -> Path:
     """Cache for generated builtin datasets and task results."""
     return Path(os.environ.get("IMAUDIT_CACHE", home() / "cache")).expanduser().resolve()
+
+
+def check_folder(path: str | Path, option: str) -> Path:
+    """``path`` as a folder imaudit may create and write into; BadInputError naming ``option`` otherwise.
+
+    Refuses a file in its place or anywhere on its way (``--out report.html``),
+    and a folder that exists but cannot be written.
+    """
+    from imaudit.errors import BadInputError
+
+    path = Path(path).expanduser()
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        where = "is a file" if probe == path else f"cannot be created: {probe} is a file"
+        raise BadInputError(f"{option} {path} {where}; expected a folder")
+    if probe.is_dir() and not os.access(probe, os.W_OK | os.X_OK):
+        raise BadInputError(f"{option} {path}: {probe} is not writable")
+    return path

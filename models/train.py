@@ -71,7 +71,7 @@ def train_classifier(
     steps = max(1, epochs * math.ceil(len(train) / batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
     history: list[dict[str, float]] = []
-    bar = tqdm(range(epochs), desc="train", disable=not progress, leave=False)
+    bar = tqdm(range(epochs), desc="train", disable=None if progress else True, leave=False)
     for epoch in bar:
         model.train()
         loss_sum, correct, n = 0.0, 0, 0

@@ -16,6 +16,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 from skimage.transform import resize
 
+from imaudit.audits.coverage_groups import by_check
 from imaudit.audits.result import AuditResult
 from imaudit.errors import BadInputError
 from imaudit.io import atomic_write_text
@@ -215,8 +216,6 @@ def compare_audits(a: AuditResult, b: AuditResult, *, a_folder: Path | None = No
     """
     a_folder = Path(a_folder) if a_folder else _default_folder(a)
     b_folder = Path(b_folder) if b_folder else _default_folder(b)
-    codes_a = {f.code for f in a.findings}
-    codes_b = {f.code for f in b.findings}
     return {
         "a": _identity(a, a_folder),
         "b": _identity(b, b_folder),
@@ -227,10 +226,33 @@ def compare_audits(a: AuditResult, b: AuditResult, *, a_folder: Path | None = No
         "per_class": class_deltas(a, b),
         "predictions": changed_predictions(a, b, a_folder, b_folder),
         "importance": importance_movement(a, b, moved_below=moved_below, steady_within=steady_within),
-        "findings": {"added": sorted(codes_b - codes_a), "removed": sorted(codes_a - codes_b),
-                     "kept": sorted(codes_a & codes_b)},
+        "findings": _finding_changes(a, b),
         "gates": {"a": a.gates.passed, "b": b.gates.passed},
     }
+
+
+# The coverage check whose run can raise a finding code: a code B lacks because B never ran that check
+# was not fixed, it was not looked for.
+CHECK_OF_CODE = {"shortcut": "shortcut_search", "unfaithful-explanation": "faithfulness",
+                 "failed-sanity-check": "sanity", "low-method-agreement": "agreement",
+                 "counterfactual-hotspot": "counterfactuals"}
+
+
+def _finding_changes(a: AuditResult, b: AuditResult) -> dict[str, list[str]]:
+    """Finding codes added and removed from A to B; a code gone because B did not run its check is
+    ``unchecked``, not removed."""
+    codes_a, codes_b = {f.code for f in a.findings}, {f.code for f in b.findings}
+    checks_b = by_check(b.coverage) if isinstance(b.coverage, Mapping) else {}
+
+    def ran_in_b(code: str) -> bool:
+        check = CHECK_OF_CODE.get(code)
+        if check is None or not checks_b:
+            return True  # no coverage to tell: take its absence at its word
+        return any(c.get("ran") for _, c in checks_b.get(check, []))
+
+    gone = sorted(codes_a - codes_b)
+    return {"added": sorted(codes_b - codes_a), "removed": [c for c in gone if ran_in_b(c)],
+            "unchecked": [c for c in gone if not ran_in_b(c)], "kept": sorted(codes_a & codes_b)}
 
 
 def _default_folder(r: AuditResult) -> Path | None:
@@ -302,6 +324,8 @@ def summary_lines(c: dict[str, Any]) -> list[str]:
     f = c["findings"]
     if f["added"] or f["removed"]:
         lines.append(f"findings added: {', '.join(f['added']) or 'none'}; removed: {', '.join(f['removed']) or 'none'}")
+    if f.get("unchecked"):
+        lines.append(f"not checked in B (its check did not run): {', '.join(f['unchecked'])}")
     moved = c["importance"]["moved_not_accuracy"]
     if moved:
         why = "" if c["comparable"]["faithfulness"] else " (explanation settings differ)"

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from imaudit.audits.findings import kind_of
 from imaudit.audits.result import AuditResult
 from imaudit.errors import BadInputError
 from imaudit.reports.accounts import Identity, now_iso
@@ -96,8 +97,9 @@ def validate(seen: Seen, decision: str, comment: str, acknowledged: Iterable[str
                             "reload the page and tick only the findings it lists.")
     missing = [c for c in seen.required if c not in acks]
     if decision == "approve" and missing:
-        raise BadInputError("To approve, tick each error and warning finding to acknowledge it; "
-                            f"not acknowledged: {', '.join(missing)}.")
+        named = ", ".join(f"{kind_of(c).title} ({c})" for c in missing)
+        raise BadInputError("To approve, tick the box of each error and warning finding in the list above the "
+                            f"decision to say you have read it; not acknowledged: {named}.")
     return decision, comment, acks
 
 

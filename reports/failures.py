@@ -31,6 +31,9 @@ class FailureRecord(BaseModel):
     dataset: str | None = None
     trigger: str = "manual"
     state: str = "Failed"  # Prefect's state name: Failed, Crashed, TimedOut...
+    # What the CLI's exit code would have said (imaudit.exits): 2 "bad input", 3 "could not complete".
+    exit_code: int = 3
+    outcome: str = "could not complete"
     error: str
     flow_run: str | None = None  # flow run name
     flow_run_url: str | None = None  # link into Prefect's UI

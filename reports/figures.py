@@ -33,6 +33,25 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
+def _matrix(fig: Figure, colours: np.ndarray, labels: Sequence[str], texts: np.ndarray | None, *, cmap: Any,
+            vmin: float, vmax: float, bar: str, step: int = 1, bar_size: float = 7, rotation: int = 45) -> Any:
+    """A class-by-class (or method-by-method) matrix: coloured cells, their numbers written in (``texts``,
+    white on dark cells), labelled rows and columns, and a colour bar saying what a colour means."""
+    ax = fig.add_subplot()
+    im = ax.imshow(np.ma.masked_invalid(colours), cmap=cmap, vmin=vmin, vmax=vmax)
+    k = colours.shape[0]
+    ax.set_xticks(range(0, k, step), labels[::step], rotation=rotation, ha="right", fontsize=8)
+    ax.set_yticks(range(0, k, step), labels[::step], fontsize=8)
+    if texts is not None:
+        for i in range(k):
+            for j in range(k):
+                if texts[i, j]:
+                    ax.text(j, i, texts[i, j], ha="center", va="center", fontsize=7,
+                            color="white" if abs(colours[i, j]) > 0.6 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04).set_label(bar, fontsize=bar_size)
+    return ax
+
+
 def confusion_png(matrix: Sequence[Sequence[float]], classes: Sequence[str], title: str) -> bytes:
     """Confusion matrix heatmap, rows = true class, columns = predicted; row-normalised colour, raw counts written."""
     m = np.asarray(matrix, dtype=float)
@@ -41,21 +60,13 @@ def confusion_png(matrix: Sequence[Sequence[float]], classes: Sequence[str], tit
     norm = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
     size = min(3.0 + 0.35 * k, 9.0)
     fig = Figure(figsize=(size, size * 0.9))
-    ax = fig.add_subplot()
-    im = ax.imshow(norm, cmap=CMAP_COUNTS, vmin=0, vmax=1)
     labels = [plain(c, 16) for c in classes] if len(classes) == k else [str(i) for i in range(k)]
-    step = max(1, math.ceil(k / 30))
-    ax.set_xticks(range(0, k, step), labels[::step], rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(0, k, step), labels[::step], fontsize=8)
-    if k <= 15:
-        for i in range(k):
-            for j in range(k):
-                ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center", fontsize=7,
-                        color="white" if norm[i, j] > 0.6 else "black")
+    texts = np.vectorize(lambda v: f"{int(v)}")(m) if k <= 15 else None
+    ax = _matrix(fig, norm, labels, texts, cmap=CMAP_COUNTS, vmin=0, vmax=1, bar="share of true class",
+                 step=max(1, math.ceil(k / 30)), bar_size=10, rotation=60)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(plain(title, 60), fontsize=10)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of true class")
     return _png(fig)
 
 
@@ -101,37 +112,6 @@ def learning_curves_png(rows: Sequence[Mapping]) -> bytes:
     return _png(fig)
 
 
-def faithfulness_png(curves: Mapping[str, Mapping[str, Sequence[float]]], cols: int = 4) -> bytes:
-    """Deletion and insertion curves per method (solid) against the random order (dashed).
-
-    A faithful map makes the deletion curve fall faster and the insertion curve
-    rise faster than the random order does.
-    """
-    items = [(m, c) for m, c in curves.items() if isinstance(c, Mapping) and c.get("x")]
-    n = max(len(items), 1)
-    ncols = min(cols, n)
-    nrows = math.ceil(n / ncols)
-    fig = Figure(figsize=(2.6 * ncols, 2.3 * nrows))
-    for i, (method, c) in enumerate(items):
-        ax = fig.add_subplot(nrows, ncols, i + 1)
-        x = c["x"]
-        for key, colour, style, label in (
-            ("deletion", "#c44e52", "-", "deletion"), ("random_deletion", "#c44e52", "--", "deletion, random"),
-            ("insertion", "#4c72b0", "-", "insertion"), ("random_insertion", "#4c72b0", "--", "insertion, random"),
-        ):
-            ys = c.get(key)
-            if ys and len(ys) == len(x):
-                ax.plot(x, ys, style, color=colour, lw=1.4, label=label)
-        ax.set_title(plain(method, 22), fontsize=9)
-        ax.set_xlabel("fraction of image", fontsize=7)
-        ax.set_ylim(0, 1.02)
-        ax.tick_params(labelsize=7)
-        if i == 0 and ax.lines:
-            ax.legend(fontsize=6)
-    fig.tight_layout()
-    return _png(fig)
-
-
 def _show_grid(ax, grid: np.ndarray, title: str) -> None:
     ax.imshow(grid, cmap=CMAP_HEAT, interpolation="nearest")
     ax.set_title(plain(title, 22), fontsize=8)
@@ -153,8 +133,12 @@ def heatmaps_png(grids: Mapping[str, Sequence[Sequence[float]]], cols: int = 6) 
     return _png(fig)
 
 
-def trend_png(labels: Sequence[str], series: Mapping[str, Sequence[float | None]]) -> bytes:
+def trend_png(labels: Sequence[str], series: Mapping[str, Sequence[float | None]],
+              limits: Mapping[str, tuple[float, float]] | None = None) -> bytes:
     """Small multiples (one panel per metric) across audits, oldest to newest; missing points are gaps.
+
+    ``limits`` bounds a panel's axis where the metric is bounded (accuracy never above 1): matplotlib's
+    margins would otherwise draw ticks that no value can reach.
 
     The index embeds it as a data: URL so index.html stays one file that a strict
     content security policy accepts (matplotlib's SVG needs inline style attributes).
@@ -167,7 +151,10 @@ def trend_png(labels: Sequence[str], series: Mapping[str, Sequence[float | None]
     for i, name in enumerate(names):
         ax = fig.add_subplot(1, n, i + 1)
         ys = [y if isinstance(y, (int, float)) and math.isfinite(y) else np.nan for y in series[name]]
-        ax.plot(x, ys, marker="o", ms=3, color="#4c72b0", lw=1.5)
+        ax.plot(x, ys, marker="o", ms=3, color="#4c72b0", lw=1.5, clip_on=False)
+        if limits and name in limits:
+            lo, hi = ax.get_ylim()
+            ax.set_ylim(max(lo, limits[name][0]), min(hi, limits[name][1]))
         ax.set_title(plain(name, 24), fontsize=9)
         step = max(1, math.ceil(len(x) / 6))
         ax.set_xticks(x[::step], ticks[::step], fontsize=7, rotation=30, ha="right")
@@ -359,17 +346,8 @@ def agreement_png(names: Sequence[str], matrix: Sequence[Sequence[float | None]]
     k = len(names)
     size = min(2.4 + 0.45 * k, 7.0)
     fig = Figure(figsize=(size + 0.8, size * 0.85))
-    ax = fig.add_subplot()
-    im = ax.imshow(np.ma.masked_invalid(m), cmap="RdBu", vmin=-1, vmax=1)
-    labels = [plain(n, 14) for n in names]
-    ax.set_xticks(range(k), labels, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(k), labels, fontsize=8)
-    for i in range(k):
-        for j in range(k):
-            if np.isfinite(m[i, j]):
-                ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                        color="white" if abs(m[i, j]) > 0.6 else "black")
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04).set_label("Spearman ρ", fontsize=8)
+    texts = np.vectorize(lambda v: f"{v:.2f}" if np.isfinite(v) else "")(m) if m.size else None
+    _matrix(fig, m, [plain(n, 14) for n in names], texts, cmap="RdBu", vmin=-1, vmax=1, bar="Spearman ρ", bar_size=8)
     fig.tight_layout()
     return _png(fig)
 

@@ -61,6 +61,31 @@ def setting_text(value: Any) -> str:
     return str(value)
 
 
+def samples_text(r: AuditResult) -> str:
+    """How many images each method explained, in words: the number asked for, or what the defaults chose
+    (audit.json ``sample.per_method``) instead of a bare dash."""
+    samples = (r.spec or {}).get("samples")
+    per = (r.sample or {}).get("per_method") if isinstance(r.sample, Mapping) else None
+    counts = ", ".join(f"{m} {n}" for m, n in per.items()) if isinstance(per, Mapping) and per else ""
+    if samples is not None:
+        return f"{samples}" + (f" ({counts})" if counts else "")
+    return f"default ({counts})" if counts else "default"
+
+
+def _shown(r: AuditResult, key: str, value: Any) -> str:
+    """A setting in words; sample counts left to the defaults say what the defaults chose."""
+    if key == "samples":
+        return samples_text(r)
+    if key.startswith("method_samples.") and value is None:
+        method = key.split(".", 1)[1]
+        per = (r.sample or {}).get("per_method") if isinstance(r.sample, Mapping) else None
+        if method not in (settings_of(r).get("methods") or []):
+            return "not run"
+        n = per.get(method) if isinstance(per, Mapping) else None
+        return f"default ({n})" if n is not None else "default"
+    return setting_text(value)
+
+
 def settings_diff(a: AuditResult, b: AuditResult) -> list[dict[str, Any]]:
     """Settings that differ between two audits, as rows {name, a, b} (nested settings by their key);
     ``a_text``/``b_text`` say the values in words."""
@@ -78,7 +103,7 @@ def settings_diff(a: AuditResult, b: AuditResult) -> list[dict[str, Any]]:
         else:
             rows.append({"name": key, "a": va, "b": vb})
     for row in rows:
-        row["a_text"], row["b_text"] = setting_text(row["a"]), setting_text(row["b"])
+        row["a_text"], row["b_text"] = _shown(a, row["name"], row["a"]), _shown(b, row["name"], row["b"])
     return rows
 
 

@@ -19,6 +19,15 @@ def model_identity(r: AuditResult) -> tuple[str, str | None]:
     return (str(name) if name else ref), (str(version) if version else None)
 
 
+def short_name(name: str) -> str:
+    """A model name for headings: a checkpoint file by its file name (the full ref stays beside it),
+    anything else as is. Grouping and lookups keep the full name."""
+    if name.startswith("file:"):
+        tail = name[len("file:"):].split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+        return tail or name
+    return name
+
+
 def is_release_audit(r: AuditResult) -> bool:
     return bool(r.model.release) or r.model.ref.startswith("release:")
 

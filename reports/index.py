@@ -30,7 +30,7 @@ from imaudit.io import atomic_write_text
 from imaudit.reports import figures as figs
 from imaudit.reports.db import DatabaseProblem, open_existing
 from imaudit.reports.decisions import Decision, DecisionLog
-from imaudit.reports.history import comparable, settings_of
+from imaudit.reports.history import comparable, samples_text, settings_of
 from imaudit.reports.identity import is_release_audit, model_identity, release_of
 from imaudit.reports.failures import list_failures
 from imaudit.reports.store import AuditEntry, list_audits
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 TREND_METRICS = ("accuracy", "ece", "gap", "faithfulness")
 TREND_TITLES = {"accuracy": "accuracy", "ece": "ECE", "gap": "train/val gap", "faithfulness": "faithfulness"}
+TREND_LIMITS = {"accuracy": (0.0, 1.0), "ECE": (0.0, 1.0)}  # by title: the bounds a metric cannot leave
 
 __all__ = ["IndexRefresher", "build_index", "faithfulness", "headline_split", "index_html", "index_rows", "key_metrics",
            "logged_decisions", "model_identity"]
@@ -80,16 +81,17 @@ def key_metrics(r: AuditResult) -> dict[str, Any]:
 
 
 def settings_text(r: AuditResult) -> str:
-    """The audit's explanation settings in a few words: methods and samples."""
+    """The audit's explanation settings in a few words: each method with the images it explained
+    (what the defaults chose when no --samples was given), or the methods and samples asked for."""
     s = settings_of(r)
     methods = s.get("methods") or []
     if not methods:
         return "no explanations"
-    per = s.get("method_samples") or {}
-    samples = f"{s.get('samples')} samples" if s.get("samples") is not None else ""
-    if per:
-        samples += " (" + ", ".join(f"{k} {v}" for k, v in per.items()) + ")"
-    return f"{', '.join(methods)} · {samples}".strip(" ·")
+    per = (r.sample or {}).get("per_method") if isinstance(r.sample, Mapping) else None
+    if isinstance(per, Mapping) and per:
+        asked = "default samples" if s.get("samples") is None else f"samples {s['samples']}"
+        return ", ".join(f"{m} {n}" for m, n in per.items()) + f" images ({asked})"
+    return f"{', '.join(methods)} · samples {samples_text(r)}"
 
 
 @dataclass
@@ -201,7 +203,7 @@ def index_rows(entries: list[AuditEntry], decisions: Mapping[str, Decision], *, 
 @functools.lru_cache(maxsize=512)
 def _trend_src(labels: tuple[str, ...], series: tuple[tuple[str, tuple[Any, ...]], ...]) -> str:
     """The trend figure as a data: URL, memoised by the numbers it draws (a decision changes no trend)."""
-    png = figs.trend_png(list(labels), {name: list(values) for name, values in series})
+    png = figs.trend_png(list(labels), {name: list(values) for name, values in series}, TREND_LIMITS)
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
@@ -222,6 +224,9 @@ def trends(rows: list[IndexRow], results: Mapping[str, AuditResult]) -> list[dic
             continue
         newest = results[series_rows[-1].id]
         labels = [r.version or r.created[:10] for r in series_rows]
+        if len(set(labels)) < len(labels):  # several audits of one version: tell them apart by when
+            one_day = len({r.created[:10] for r in series_rows}) == 1
+            labels = [f"{lbl} {r.created[11:16] if one_day else r.created[5:10]}" for lbl, r in zip(labels, series_rows)]
         series: dict[str, list[float | None]] = {}
         left_out: dict[str, int] = {}
         for k in TREND_METRICS:

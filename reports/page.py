@@ -26,7 +26,7 @@ from PIL import Image
 from imaudit import paths
 from imaudit.audits import chunks
 from imaudit.audits.result import AuditResult
-from imaudit.io import atomic_write_bytes
+from imaudit.io import atomic_write_bytes, read_verified, write_verified
 from imaudit.reports.history import earlier_audits
 from imaudit.reports.index import logged_decisions
 from imaudit.reports.store import AuditEntry, safe_file
@@ -103,12 +103,13 @@ class Page:
         if self.redraw or not path.is_file():
             cached = _figure_cache(name, key) if key is not None else None
             try:
-                if cached is not None and cached.is_file():
-                    png = cached.read_bytes()
-                else:
+                png, problem = read_verified(cached) if cached is not None else (None, None)
+                if problem:  # a damaged cache entry is never shown: redrawn and rewritten
+                    log.warning("cached figure %s did not verify (%s); redrawn", cached, problem)
+                if png is None:
                     png = draw()
                     if cached is not None:
-                        atomic_write_bytes(cached, png)
+                        write_verified(cached, png)
                 atomic_write_bytes(path, png)
             except Exception as exc:  # noqa: BLE001 - one bad figure must not sink the report; it is shown
                 log.warning("figure %s failed: %s", name, exc)

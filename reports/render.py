@@ -16,6 +16,7 @@ from imaudit.audits.result import AuditResult
 from imaudit.audits.verdict import verdict
 from imaudit.io import atomic_write_text
 from imaudit.reports.history import model_identity
+from imaudit.reports.identity import short_name
 from imaudit.reports.page import Page
 from imaudit.reports.store import AuditEntry
 from imaudit.reports.sections import compose
@@ -51,5 +52,5 @@ def report_html(result: AuditResult, folder: Path, *, base: str = "", redraw: bo
     name, version = model_identity(result)
     v = verdict(result)
     return render(template, r=result, sections=sections, model_name=name, model_version=version,
-                  title=f"{name}{' ' + version if version else ''} · audit {result.id}", verdict=v,
+                  title=f"{short_name(name)}{' ' + version if version else ''} · audit {result.id}", verdict=v,
                   app=app is not None, **extra)

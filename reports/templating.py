@@ -12,6 +12,7 @@ from jinja2.ext import Extension
 from markupsafe import Markup
 
 from imaudit import __version__
+from imaudit.reports.identity import short_name
 
 
 def num(value: object, digits: int = 4) -> str:
@@ -79,7 +80,7 @@ def environment() -> Environment:
         lstrip_blocks=True,
         extensions=[ScriptNonce],
     )
-    env.filters.update(num=num, signed=signed, pct=pct, points=points, human=human)
+    env.filters.update(num=num, signed=signed, pct=pct, points=points, human=human, short_name=short_name)
     env.globals["version"] = __version__
     # Per-request values of the review app; static pages keep these defaults.
     env.globals.update(csp_nonce="", user=None, csrf_token="")

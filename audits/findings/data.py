@@ -42,3 +42,18 @@ declare(
     "Images come in several modes or sizes; they are converted, but that may differ from production input.",
     "Check that production images are converted the same way.",
 )
+declare(
+    "no-eval-split", "data", "No evaluation split",
+    "The dataset has no val or test images: the audit can only say how the model fits its training images.",
+    "Add a val split (split folders, a split column, or enough images per class for the automatic 80/20 split).",
+)
+declare(
+    "tiny-class", "data", "Classes with very few images",
+    "Some classes have only a handful of images in the evaluated split: their per-class numbers mean little.",
+    "Collect more images of those classes before trusting their recall, precision or confusion rows.",
+)
+declare(
+    "small-sample", "data", "Fewer images than the explanation sample",
+    "The evaluated split holds fewer images than each explanation method was asked to explain.",
+    "Read the explanation sections as resting on the few images there are, or add val images.",
+)

@@ -459,7 +459,7 @@ def counterfactuals(
     items: list[dict[str, Any]] = []
     changes: dict[str, np.ndarray] = {}
     failures: list[dict[str, Any]] = []
-    for a in tqdm(range(0, n, batch_size), desc="counterfactuals", disable=not progress, leave=False):
+    for a in tqdm(range(0, n, batch_size), desc="counterfactuals", disable=None if progress else True, leave=False):
         b = min(n, a + batch_size)
         try:
             batch = find_counterfactuals(

@@ -184,7 +184,7 @@ def train_gan(
     bs = max(2, min(batch_size, len(images)))
     losses: list[dict[str, float]] = []
     step = 0
-    bar = tqdm(range(epochs), desc="gan", disable=not progress, leave=False)
+    bar = tqdm(range(epochs), desc="gan", disable=None if progress else True, leave=False)
     for epoch in bar:
         g_net.train()
         d_net.train()

@@ -57,15 +57,21 @@ def search_of(spec: "AuditSpec") -> SearchSettings:
                           realism=g.realism, invert_steps=g.invert_steps, masked=g.masked, smoothness=g.smoothness)
 
 
-def _skipped(reason: str) -> dict[str, Any]:
-    return {"skipped": reason, "coverage": {"ran": False, "images": 0, "classes": [], "reason": reason}}
+def _skipped(reason: str, *, could_not_run: bool = False) -> dict[str, Any]:
+    """The section of a search that did not happen. ``could_not_run``: what was asked for was impossible
+    (no generator, no split to explain), so the audit is partial (audits/assemble.py), never passed; a
+    selection that matched no image is a result, not a failure."""
+    return {"skipped": reason, "could_not_run": could_not_run,
+            "coverage": {"ran": False, "images": 0, "classes": [], "reason": reason}}
 
 
 def generator_for(spec: "AuditSpec", bundle: "DatasetBundle", space: InputSpace,
                   device: torch.device | None = None) -> tuple[GeneratorArtifact | None, str | None]:
     """The generator the audit uses (stored, given, or trained when ``generative.train``), or None and why not."""
     g = spec.generative
-    wanted = {"image_size": g.image_size, "epochs": g.epochs, "z_dim": g.z_dim}
+    # Keys as the artifact's training record names them (the search has its own ``lr``: ``train_lr`` here).
+    wanted = {"image_size": g.image_size, "epochs": g.epochs, "z_dim": g.z_dim, "batch_size": g.batch_size,
+              "lr": g.train_lr, "width": g.width}
     art, why = resolve_generator(bundle.digest, bundle.classes, space.geometry(), spec.generator, wanted=wanted)
     if art is None and g.train:
         settings = GeneratorSettings(**{k: v for k, v in wanted.items() if v is not None}, seed=spec.seed)
@@ -114,11 +120,11 @@ def counterfactual_stage(
     space = InputSpace.from_data_config(model.data_config)
     art, why = generator_for(spec, bundle, space, device)
     if art is None:
-        return _skipped(str(why))
+        return _skipped(str(why), could_not_run=True)
     table, logits = predictions.table, predictions.logits
     split = next((s for s in EVAL_SPLITS if (table["split"] == s).any()), None)
     if split is None:
-        return _skipped("no val or test split to explain")
+        return _skipped("no val or test split to explain", could_not_run=True)
     keep = ((table["split"] == split) & table["finite"]).to_numpy()
     rows, probs = table[keep].reset_index(drop=True), torch.from_numpy(softmax(logits[keep]))
     chosen = select_images(probs, torch.as_tensor(rows["y"].to_numpy().copy()).long(), spec.counterfactuals, selection)

@@ -81,7 +81,7 @@ def load_space_images(
     workers = default_workers(torch.device("cpu")) if len(rows) >= 2000 else 0
     loader = DataLoader(ds, batch_size=256, num_workers=workers)
     xs, ys = [], []
-    for x, y, _ in tqdm(loader, desc="loading train images", disable=not progress, leave=False):
+    for x, y, _ in tqdm(loader, desc="loading train images", disable=None if progress else True, leave=False):
         if x.shape[-2:] != (size, size):
             x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
         xs.append(x)

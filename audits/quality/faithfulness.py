@@ -146,7 +146,7 @@ def _probabilities(
     base = None if mask_dependent else fill(x_dev, torch.ones_like(x_dev[:, :1], dtype=torch.bool))
     shape = (n, v, 2, steps + 1)  # image, order, mode (0 = deletion, 1 = insertion), step
     total = math.prod(shape)
-    bar = tqdm(total=total, desc=f"deletion/insertion ({name})", disable=not progress, leave=False)
+    bar = tqdm(total=total, desc=f"deletion/insertion ({name})", disable=None if progress else True, leave=False)
     calls = 0
 
     def run(a: int, b: int) -> Tensor:
@@ -334,6 +334,10 @@ def deletion_insertion(
         if n_random:
             result["curves"]["random_deletion"] = rand_curves[:, 0].mean(axis=0).tolist()
             result["curves"]["random_insertion"] = rand_curves[:, 1].mean(axis=0).tolist()
+            # The spread of the random orders (each order's curve over the images): the report shades it.
+            for j, m in enumerate(("deletion", "insertion")):
+                result["curves"][f"random_{m}_band"] = [rand_curves[:, j].min(axis=0).tolist(),
+                                                        rand_curves[:, j].max(axis=0).tolist()]
             result["random_deletion_auc_per_order"] = rand[:, :, 0].mean(axis=0).round(6).tolist()
         for p in prior_names:
             result["curves"][f"{p}_deletion"] = prior_curves[p][0].tolist()
@@ -341,7 +345,8 @@ def deletion_insertion(
     else:
         for row, ref in zip(per_image, ref_rows):
             row.update({k: v for k, v in ref.items() if k not in ("id", "p0", "deletion_auc", "insertion_auc")})
-        for key in ("random_deletion", "random_insertion", *(f"{p}_{m}" for p in result["priors_used"]
+        for key in ("random_deletion", "random_insertion", "random_deletion_band", "random_insertion_band",
+                    *(f"{p}_{m}" for p in result["priors_used"]
                                                                for m in ("deletion", "insertion"))):
             if key in reference.get("curves", {}):
                 # The reference's mean curve, over its own images (the same orders as these images got).

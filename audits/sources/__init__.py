@@ -17,11 +17,12 @@ every source), preprocessing (the model's timm data config).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from imaudit.audits.manifest_cache import ManifestCache
+from imaudit.audits.spec import ImageLimits
 from imaudit.registry import Registry
 
 if TYPE_CHECKING:
@@ -30,16 +31,22 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class LoadContext:
-    """What every source may need besides its ref: the cache root, whether to draw progress bars,
-    and whether to probe every file again instead of trusting the manifest cache (``rehash``)."""
+    """What every source may need besides its ref: the cache root, whether to draw progress bars
+    (at a terminal only), whether to probe every file again instead of trusting the manifest cache
+    (``rehash``), the size/dimension limits files are checked against before reading, and further
+    allowed roots."""
 
     cache: Path
     progress: bool = True
     rehash: bool = False
+    limits: ImageLimits = field(default_factory=ImageLimits)
+    # Folders besides a dataset's own that the files it names may lie in (--allowed-root).
+    roots: tuple[Path, ...] = ()
 
     def manifest_cache(self, root: Path) -> ManifestCache:
-        """The manifest cache of a local dataset root (audits/manifest_cache)."""
-        return ManifestCache.for_root(self.cache, root, self.rehash)
+        """The manifest cache of a local dataset root (audits/manifest_cache); the limits are part of its
+        key, so a file left out under one limit is probed again under another."""
+        return ManifestCache.for_root(self.cache, root, self.rehash, settings={"limits": self.limits.model_dump()})
 
 
 class DatasetSource:

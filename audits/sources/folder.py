@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from imaudit.audits.confine import outside
 from imaudit.audits.data import (
     AUTO_SPLIT_SEED,
     IMAGE_EXTENSIONS,
@@ -52,6 +53,7 @@ def load_folder(ref: str, root: Path, ctx: LoadContext) -> DatasetBundle:
         raise RefError(f"{ref}: {root} has no class folders (expected {root}/CLASS/*.png or {root}/train/CLASS/*.png)")
     split_layout = any(split_name(d.name) in SPLIT_ORDER for d in subdirs)
 
+    roots = [root, *ctx.roots]
     candidates: list[dict] = []
     stray: list[dict] = []
     classes: set[str] = set()
@@ -65,10 +67,14 @@ def load_folder(ref: str, root: Path, ctx: LoadContext) -> DatasetBundle:
         for cdir in _subdirs(base):
             classes.add(cdir.name)
             for f in image_files(cdir, recursive=True):
-                candidates.append({"path": str(f), "label": cdir.name, "split": split, "mask": None})
+                where = outside(f, roots)  # a symlink out of the folder is not followed
+                if where:
+                    stray.append({"path": str(f), "reason": where, "split": split, "label": cdir.name})
+                else:
+                    candidates.append({"path": str(f), "label": cdir.name, "split": split, "mask": None})
 
     known = ctx.manifest_cache(root)
-    manifest, excluded = probe_files(candidates, progress=ctx.progress, desc=ref, cache=known)
+    manifest, excluded = probe_files(candidates, progress=ctx.progress, desc=ref, limits=ctx.limits, cache=known)
     split_method = "folders"
     if not split_layout:
         manifest["split"] = auto_split(manifest)

@@ -109,7 +109,8 @@ def _images(spec: AuditSpec, work: Path, method: str, start: int, stop: int) -> 
 def chunk(spec: AuditSpec, work: Path, method: str, c: chunks.Chunk) -> ChunkResult:
     """Explain one chunk of the sample; maps, failures and the record into its content-addressed .npz."""
     c = chunks.Chunk.model_validate(c)
-    if chunks.is_done(c):
+    reusable, rejected = chunks.lookup(c)
+    if reusable:
         return ChunkResult(path=c.path, computed=False, n=c.size)
     model = inputs.model(spec)
     x, rows = _images(spec, work, method, c.start, c.stop)
@@ -144,7 +145,7 @@ def chunk(spec: AuditSpec, work: Path, method: str, c: chunks.Chunk) -> ChunkRes
         if isinstance(val, np.ndarray) and len(val) == len(expl.ids):
             arrays[f"extra_{key}"] = val
     chunks.save_arrays(c.path, arrays)
-    return ChunkResult(path=c.path, computed=True, n=c.size)
+    return ChunkResult(path=c.path, computed=True, n=c.size, rejected=rejected)
 
 
 def _merge(parts: list[dict[str, np.ndarray]]) -> Explanation:

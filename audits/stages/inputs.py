@@ -1,7 +1,8 @@
 """The model and dataset an AuditSpec names, loaded once per process, and how they fit (the class map).
 
 Stages ask ``dataset(spec)`` and ``model(spec)`` instead of loading: consecutive
-stages in one worker (and the CLI's preflight before the flow) share one copy.
+stages in one worker (and the CLI's preflight before the flow, imaudit.audits.preflight)
+share one copy.
 """
 
 from __future__ import annotations
@@ -12,17 +13,16 @@ from pathlib import Path
 
 from imaudit.audits.classmap import ClassMap, RestrictedHead, match_classes, read_mapping
 from imaudit.audits.data import DatasetBundle, load_dataset
-from imaudit.audits.explain import list_methods
-from imaudit.audits.spec import AuditSpec
+from imaudit.audits.spec import AuditSpec, ImageLimits
 from imaudit.errors import BadInputError
-from imaudit.models import LoadedModel, load_model, model_source, parse_ref
+from imaudit.models import LoadedModel, load_model, model_source
 from imaudit.models.labels import LabelSet, from_names
 from imaudit.storage import fetch_file, is_url
 
 
 @functools.lru_cache(maxsize=4)
-def _dataset(ref: str, rehash: bool = False) -> DatasetBundle:
-    return load_dataset(ref, rehash=rehash)
+def _dataset(ref: str, limits: ImageLimits, roots: tuple[Path, ...] = (), rehash: bool = False) -> DatasetBundle:
+    return load_dataset(ref, limits=limits, roots=roots, rehash=rehash)
 
 
 @functools.lru_cache(maxsize=4)
@@ -54,8 +54,9 @@ def dataset_ref(spec: AuditSpec) -> str:
 
 
 def dataset(spec: AuditSpec) -> DatasetBundle:
-    """The audited dataset (manifest, classes, digest); ``spec.rehash`` probes every file again."""
-    return _dataset(dataset_ref(spec), spec.rehash)
+    """The audited dataset (manifest, classes, digest), its files checked against ``spec.limits`` and
+    confined to its folder and ``spec.allowed_roots``; ``spec.rehash`` probes every file again."""
+    return _dataset(dataset_ref(spec), spec.limits, tuple(spec.allowed_roots), spec.rehash)
 
 
 def _model_key(spec: AuditSpec) -> tuple[str, str | None, int | None, int | None]:
@@ -64,6 +65,12 @@ def _model_key(spec: AuditSpec) -> tuple[str, str | None, int | None, int | None
     source.check(spec.model, value)  # a bad name is answered before the dataset is read (to size the head)
     n = len(dataset(spec).classes) if source.sized_by_dataset(value) else None
     return spec.model, spec.arch, spec.input_size, n
+
+
+def model_only(spec: AuditSpec) -> LoadedModel:
+    """A model whose outputs are its own weights' (every source not sized by the dataset), loaded
+    without reading the dataset: the preflight (imaudit.audits.preflight) checks the model side first."""
+    return _model(spec.model, spec.arch, spec.input_size, None)
 
 
 def raw_model(spec: AuditSpec) -> LoadedModel:
@@ -106,17 +113,3 @@ def model(spec: AuditSpec) -> LoadedModel:
 def _restricted(key: tuple[str, str | None, int | None, int | None], columns: tuple[int, ...]) -> LoadedModel:
     lm = _model(*key)
     return dataclasses.replace(lm, module=RestrictedHead(lm.module, list(columns)).eval())
-
-
-def preflight(spec: AuditSpec) -> None:
-    """Resolve the refs and check model, dataset and methods fit, before any flow starts.
-
-    Bad input then fails with one line before Prefect logs a failed run; the
-    loaded model and dataset stay cached for the flow's first stage.
-    """
-    if spec.methods:
-        unknown = [m for m in spec.methods if m not in list_methods()]
-        if unknown:
-            raise BadInputError(f"--methods: unknown {', '.join(unknown)}; known: {', '.join(list_methods())}")
-    parse_ref(spec.model)  # a malformed model ref fails before the dataset is read
-    model(spec)  # loads both and matches the model's outputs to the dataset's classes

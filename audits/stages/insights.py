@@ -25,8 +25,8 @@ from imaudit.audits.explain_checks import ExplainedSample, MethodMaps, run_check
 from imaudit.audits.result import MethodRecord, finite_json, jsonable
 from imaudit.audits.spec import AuditSpec
 from imaudit.audits.stages import inputs, sample
-from imaudit.audits.stages.records import Insights
-from imaudit.io import atomic_write_json, sha256_file
+from imaudit.audits.stages.records import ChunkStats, Insights
+from imaudit.io import read_verified, sha256_file, write_verified
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +51,19 @@ def run(spec: AuditSpec, work: Path, records: dict[str, MethodRecord]) -> Insigh
         chunks.source_digest(*_CODE),
     )
     path = chunks.entry("insights", key, ".json")
-    if path.is_file():
+    data, rejected = read_verified(path)  # size + sha256 recorded beside the entry
+    if data is not None:
         try:
-            return Insights.model_validate(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError) as e:  # a damaged cache entry is recomputed and rewritten
-            log.warning("cached insights %s unreadable (%s); recomputing", path, e)
+            cached = Insights.model_validate(json.loads(data.decode("utf-8")))
+            return cached.model_copy(update={"cache": ChunkStats(total=1, reused=1)})
+        except (UnicodeDecodeError, ValueError) as e:  # verified but unparsable: written by other code
+            rejected = f"unparsable ({type(e).__name__})"
+    if rejected:
+        log.warning("cached insights %s did not verify (%s); computing them again", path, rejected)
     out = compute(spec, work, records)
-    atomic_write_json(path, finite_json(jsonable(out.model_dump())))
-    return out
+    text = json.dumps(finite_json(jsonable(out.model_dump(exclude={"cache"}))), allow_nan=False)
+    write_verified(path, text.encode("utf-8"))
+    return out.model_copy(update={"cache": ChunkStats(total=1, computed=1, rejected=int(rejected is not None))})
 
 
 def load_method_maps(work: Path, records: dict[str, MethodRecord]) -> dict[str, MethodMaps]:

@@ -61,7 +61,8 @@ def chunk(spec: AuditSpec, c: chunks.Chunk, progress: bool = False) -> ChunkResu
     plus the full view's top outputs (``classmap.reduce_logits``) in an .npz.
     """
     c = chunks.Chunk.model_validate(c)
-    if chunks.is_done(c):
+    reusable, rejected = chunks.lookup(c)
+    if reusable:
         return ChunkResult(path=c.path, computed=False, n=c.size)
     ds, model = inputs.dataset(spec), inputs.model(spec)
     rows = _rows(spec).iloc[c.start : c.stop].reset_index(drop=True)
@@ -80,7 +81,7 @@ def chunk(spec: AuditSpec, c: chunks.Chunk, progress: bool = False) -> ChunkResu
         chunks.save_arrays(c.path, reduce_logits(logits, cmap.columns))
     else:
         chunks.save_array(c.path, logits.astype(np.float32))
-    return ChunkResult(path=c.path, computed=True, n=c.size)
+    return ChunkResult(path=c.path, computed=True, n=c.size, rejected=rejected)
 
 
 def assemble(spec: AuditSpec, work: Path, results: list[ChunkResult]) -> PredictionOutcome:

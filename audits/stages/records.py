@@ -25,6 +25,7 @@ class Identity(BaseModel):
     history: list[dict[str, Any]] | None = Field(default=None, description="the release's training history, if any")
     class_map: dict[str, Any] | None = Field(default=None, description="which model output is which dataset class")
     seconds: float = 0.0
+    cache: "ChunkStats | None" = Field(default=None, description="a generated (builtin) set: reused or generated")
     manifest: "ChunkStats | None" = Field(
         default=None, description="files of a local dataset taken from the manifest cache (reused) or probed (computed)"
     )
@@ -38,19 +39,28 @@ class ChunkResult(BaseModel):
     path: str
     computed: bool
     n: int
+    rejected: str | None = None  # why a cached file was not trusted (then computed again)
 
 
 class ChunkStats(BaseModel):
-    """How many of a stage's chunks were reused from the cache (audit.json ``cache``)."""
+    """How many of a stage's chunks were reused from the cache (audit.json ``cache``).
+
+    ``rejected``: cached results that were there but did not verify (size or
+    checksum), so were computed again; they count as computed, never reused.
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     total: int = 0
     reused: int = 0
     computed: int = 0
+    rejected: int = 0
 
     @classmethod
     def of(cls, results: list[ChunkResult]) -> "ChunkStats":
         done = sum(r.computed for r in results)
-        return cls(total=len(results), reused=len(results) - done, computed=done)
+        return cls(total=len(results), reused=len(results) - done, computed=done,
+                   rejected=sum(r.rejected is not None for r in results))
 
 
 class PredictionOutcome(BaseModel):
@@ -103,6 +113,7 @@ class Insights(BaseModel):
     coverage: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per check: images, classes or why not")
     settings: dict[str, Any] = Field(default_factory=dict, description="baselines, fills, native resolutions")
     findings: list[Finding] = Field(default_factory=list)
+    cache: "ChunkStats | None" = Field(default=None, description="reused from the insights cache, or computed")
 
 
 class StageError(BaseModel):

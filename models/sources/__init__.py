@@ -40,6 +40,22 @@ class LoadRequest:
     classes: list[str] | None = None
 
 
+def pretrained_loaded(module, *, ref: str, arch: str, digest: str, request: LoadRequest) -> LoadedModel:
+    """A LoadedModel of pretrained weights whose head size was already checked against ``request``.
+
+    Output names come from the request when given, else from the weights' own label set
+    (timm's pretrained config); shared by the timm and Hugging Face Hub sources.
+    """
+    from imaudit.models.archs import data_config
+    from imaudit.models.labels import from_names, pretrained_labels
+    from imaudit.models.loaded import LoadedModel
+
+    labels = from_names(request.classes, "given") if request.classes else pretrained_labels(module)
+    return LoadedModel(module=module, ref=ref, arch=arch, digest=digest, num_classes=int(module.num_classes),
+                       classes=labels.names if labels else None,
+                       data_config=data_config(module, request.input_size), labels=labels)
+
+
 class ModelSource:
     """One model ref kind. Subclasses set ``usage`` (shown in errors and --help) and ``load``."""
 

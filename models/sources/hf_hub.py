@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from imaudit.errors import CheckpointError
-from imaudit.models.archs import data_config
 from imaudit.models.hub import load_hub_model
-from imaudit.models.labels import from_names, pretrained_labels
 from imaudit.models.load import same_arch
 from imaudit.models.loaded import LoadedModel
-from imaudit.models.sources import MODEL_SOURCES, LoadRequest, ModelSource
+from imaudit.models.sources import MODEL_SOURCES, LoadRequest, ModelSource, pretrained_loaded
 
 
 @MODEL_SOURCES.register("hf-hub")
@@ -28,7 +26,4 @@ class HubSource(ModelSource):
         if request.classes is not None and len(request.classes) != n:
             raise CheckpointError(f"{ref}: {len(request.classes)} class names for {n} outputs "
                                   f"(timm architecture {name})")
-        labels = from_names(request.classes, "given") if request.classes else pretrained_labels(module)
-        return LoadedModel(module=module, ref=ref, arch=name, digest=digest, num_classes=n,
-                           classes=labels.names if labels else None,
-                           data_config=data_config(module, request.input_size), labels=labels)
+        return pretrained_loaded(module, ref=ref, arch=name, digest=digest, request=request)

@@ -11,10 +11,10 @@ from __future__ import annotations
 from imaudit.errors import CheckpointError
 from imaudit.models.archs import check_arch, create_arch, data_config
 from imaudit.models.hub import load_pretrained
-from imaudit.models.labels import from_names, pretrained_labels
+from imaudit.models.labels import from_names
 from imaudit.models.load import same_arch
 from imaudit.models.loaded import LoadedModel, model_digest
-from imaudit.models.sources import MODEL_SOURCES, LoadRequest, ModelSource
+from imaudit.models.sources import MODEL_SOURCES, LoadRequest, ModelSource, pretrained_loaded
 from imaudit.registry import flag, split_options
 
 OPTIONS = {"pretrained": "true (default): timm's pretrained weights; false: seeded random weights"}
@@ -42,10 +42,7 @@ class TimmSource(ModelSource):
         if request.num_classes is not None and request.num_classes != n:
             raise CheckpointError(f"{ref}: its pretrained head has {n} outputs but {request.num_classes} were "
                                   f"asked for (use {ref.split('?')[0]}?pretrained=false for a fresh head)")
-        labels = from_names(request.classes, "given") if request.classes else pretrained_labels(module)
-        return LoadedModel(module=module, ref=ref, arch=arch, digest=digest, num_classes=n,
-                           classes=labels.names if labels else None,
-                           data_config=data_config(module, request.input_size), labels=labels)
+        return pretrained_loaded(module, ref=ref, arch=arch, digest=digest, request=request)
 
     def check(self, ref: str, value: str) -> None:
         check_arch(_parse(ref, value)[0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from imaudit.audits.coverage_groups import by_check, not_run
 from imaudit.audits.result import AuditResult
 from imaudit.reports.page import Page
 from imaudit.reports.sections import Section, register
@@ -61,33 +62,27 @@ def _note(c: Mapping[str, Any]) -> str | None:
 
 def grouped(cov: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One row per check (``faithfulness:saliency`` and ``faithfulness:ig`` are one row, images per method),
-    with the parts that did not run grouped by their reason, as the CLI's coverage lines are."""
-    groups: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
-    for name, c in cov.items():
-        check, _, part = str(name).partition(":")
-        groups.setdefault(check, []).append((part, c))
+    with the parts that did not run grouped by their reason, as the CLI's coverage lines are
+    (audits/coverage.py). A check is red (failed) by its entries' ``failed`` field, never by a reason's wording."""
     rows = []
-    for check, parts in groups.items():
+    for check, parts in by_check(cov).items():
         ran = [(p, c) for p, c in parts if c.get("ran")]
-        by_reason: dict[str, list[str]] = {}
-        for p, c in parts:
-            if not c.get("ran"):
-                by_reason.setdefault(str(c.get("reason") or "did not run"), []).append(p)
+        skipped = not_run(parts)
         remarks: dict[str, list[str]] = {}  # parts that ran but say something (e.g. nothing to cluster)
         for p, c in ran:
             if c.get("reason"):
                 remarks.setdefault(str(c["reason"]), []).append(p)
-        failed = any("failed" in reason for reason in by_reason)
-        state = "failed" if failed else ("pass" if not by_reason else "partial" if ran else "unknown")
+        failed = any(row.failed for row in skipped)
+        state = "failed" if failed else ("pass" if not skipped else "partial" if ran else "unknown")
         word = {"failed": "failed", "pass": "yes", "partial": "partly", "unknown": "not run"}[state]
         single = len(parts) == 1 and not parts[0][0]
-        not_run = [(reason, [p for p in which if p] if len(which) < len(parts) else []) for reason, which in by_reason.items()]
         rows.append({
             "check": human(check), "state": state, "word": word,
             "images": max((int(c.get("images") or 0) for _, c in ran), default=None),
             "parts": [] if single else [(p, c.get("images")) for p, c in ran],
             "classes": max((n for n in (_n_classes(c) for _, c in ran) if n is not None), default=None),
-            "not_run": not_run, "note": _note(parts[0][1]) if single and ran else None,
+            "not_run": [(row.reason, [p for p in row.parts if p] if len(row.parts) < len(parts) else []) for row in skipped],
+            "note": _note(parts[0][1]) if single and ran else None,
             "remarks": [(reason, [p for p in which if p]) for reason, which in remarks.items()],
         })
     return rows

@@ -9,6 +9,8 @@ from imaudit.reports.sections import Section, register
 
 LIMIT = 600  # tiles in the page; predictions.csv holds every image
 FIRST = 24  # tiles shown before "show all" (the page script; without script all show)
+# Those first tiles load eagerly (small PNGs; a lazy image off screen stays blank in a printout or a
+# screenshot of the whole page); the hidden rest and the other methods' maps load when shown.
 
 
 @register
@@ -30,11 +32,11 @@ class Gallery(Section):
 </div>
 <div class="scale"><span class="small">low</span><span class="bar"></span><span class="small">high |attribution|</span>{% if v.predictions %}<span class="small"> · every prediction: <a href="{{ v.predictions }}">predictions.csv</a></span>{% endif %}</div>
 <div class="gallery" data-gallery data-first="{{ v.first }}">
-{% for it in v.tiles %}
+{% for it in v.tiles %}{% set load = "eager" if loop.index <= v.first else "lazy" %}
   <figure class="tile {{ 'right' if it.correct else 'wrong' }}" id="{{ it.anchor }}" data-label="{{ it.label }}" data-pred="{{ it.pred }}" data-correct="{{ 1 if it.correct else 0 }}" tabindex="0" aria-label="enlarge image {{ it.id }}">
     <div class="pair">
-      {% if it.src %}<img class="orig" src="{{ it.src }}" alt="image {{ it.id }}" loading="lazy" width="80" height="80">{% else %}<span class="noimg small">no image file</span>{% endif %}
-      {% for meth, src in it.overlays %}{% if src %}<img class="ov" data-method="{{ meth }}" src="{{ src }}" alt="{{ meth }} map of {{ it.id }}" loading="lazy" width="80" height="80"{% if not loop.first %} hidden{% endif %}>{% else %}<span class="ov noimg small" data-method="{{ meth }}"{% if not loop.first %} hidden{% endif %}>no {{ meth }} map</span>{% endif %}{% endfor %}
+      {% if it.src %}<img class="orig" src="{{ it.src }}" alt="image {{ it.id }}" loading="{{ load }}" width="80" height="80">{% else %}<span class="noimg small">no image file</span>{% endif %}
+      {% for meth, src in it.overlays %}{% if src %}<img class="ov" data-method="{{ meth }}" src="{{ src }}" alt="{{ meth }} map of {{ it.id }}" loading="{{ load if loop.first else 'lazy' }}" width="80" height="80"{% if not loop.first %} hidden{% endif %}>{% else %}<span class="ov noimg small" data-method="{{ meth }}"{% if not loop.first %} hidden{% endif %}>not explained by {{ meth }}</span>{% endif %}{% endfor %}
     </div>
     <figcaption>{% if it.correct %}<b>{{ it.label }}</b> ✓{% else %}true <b>{{ it.label }}</b> → <b class="bad">{{ it.pred }}</b>{% endif %}{% if it.confidence is not none %} · {{ it.confidence|pct(0) }}{% endif %}<br><span class="muted">explains {{ it.explained }}{% if it.row %} · <a href="{{ v.predictions }}#row={{ it.row }}" title="{{ it.id }}">row {{ it.row }}</a>{% endif %}</span></figcaption>
   </figure>

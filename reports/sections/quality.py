@@ -93,7 +93,7 @@ class Quality(Section):
 {% for f in v.faith %}<tr><td>{{ f.method }}{% if f.native %} <span class="muted small">({{ f.native }})</span>{% endif %}</td><td class="n">{{ f.count|num }}</td><td class="n" data-sort="{{ f.deletion if f.deletion is number else '' }}">{{ f.deletion|num(3) }}</td><td class="n">{{ f.random_deletion|num(3) }}{% if f.del_ci %} <span class="muted small">[{{ f.del_ci[0]|num(3) }}, {{ f.del_ci[1]|num(3) }}]</span>{% endif %}</td><td class="n" data-sort="{{ f.insertion if f.insertion is number else '' }}">{{ f.insertion|num(3) }}</td><td class="n">{{ f.random_insertion|num(3) }}{% if f.ins_ci %} <span class="muted small">[{{ f.ins_ci[0]|num(3) }}, {{ f.ins_ci[1]|num(3) }}]</span>{% endif %}</td>{% if v.has_gain %}{% for g in (f.del_gain, f.ins_gain) %}<td class="n" data-sort="{{ g.value if g and g.value is number else '' }}">{% if g %}{{ g.value|pct(0) }}{% if g.ci %} <span class="muted small">[{{ g.ci[0]|pct(0) }}, {{ g.ci[1]|pct(0) }}]</span>{% endif %}{% else %}—{% endif %}</td>{% endfor %}{% endif %}{% if v.prior %}<td class="small">{{ f.vs_prior or "—" }}</td>{% endif %}<td class="small">{{ f.fill or "—" }}</td><td>{% if f.unfaithful %}{{ m.badge("no better than random", "fail") }}{% elif f.del_better and f.ins_better %}{{ m.badge("better than random", "pass") }}{% elif f.del_better or f.ins_better %}{{ m.badge(("deletion" if f.del_better else "insertion") ~ " only", "warn") }}{% elif f.del_better is sameas false %}{{ m.badge("no better than random", "warn") }}{% else %}—{% endif %}</td></tr>{% endfor %}
 </tbody></table></div>
 <p class="muted small">"Better" means better than random orders beyond the 95 % interval{% if v.has_gain %} of the gain (the map's improvement over random, relative to random){% endif %}, or by the audit's faithfulness margin ({{ v.margin|num(2) }}) when no interval was recorded.{% if v.prior %} The {{ v.prior }} prior is a model-independent order (it ignores the model): a map should beat it too.{% endif %}</p>
-{% if v.curves_src is defined and v.curves_src %}{{ m.fig(v.curves_src, "deletion and insertion curves per method", "Probability of the explained class as cells are deleted (red) or inserted (blue): in the map's order (solid) and in random orders (dashed; shaded: their spread).") }}{% endif %}
+{% if v.curves_src is defined and v.curves_src %}{{ m.fig(v.curves_src, "deletion and insertion curves per method", "Probability of the explained class as cells are deleted (red) or inserted (blue): in the map's order (solid) and in random orders (dashed" ~ ("; shaded: from the lowest to the highest random order" if v.has_band else "") ~ ").") }}{% endif %}
 {% endif %}
 {% if v.sanity %}
 <h3>Sanity check: randomised weights</h3>
@@ -173,6 +173,7 @@ class Quality(Section):
 
     def display(self, value: dict[str, Any], page: Page) -> dict[str, Any]:
         curves, sc = value["curves"], value["sanity_curves"]
+        value["has_band"] = any(isinstance(c, Mapping) and c.get("random_deletion_band") for c in curves.values()) if curves else False
         value["curves_src"] = page.figure("faithfulness-curves", lambda: figs.faithfulness_band_png(curves), key=curves) if curves else None
         value["sanity_src"] = page.figure("sanity-curves", lambda: figs.sanity_png(sc), key=sc) if sc else None
         return value

@@ -49,7 +49,7 @@ class Review(Section):
     <span>Reviewer</span><span id="reviewer">{{ v.user.name }}{% if v.user.auth == "none" %} <span class="muted small">(not signed in: this decision will not open the release gate)</span>{% endif %}</span>
     {% if v.ack_items %}
     <fieldset class="acks" id="acks"><legend>Acknowledge each error and warning finding (required to approve)</legend>
-    {% for a in v.ack_items %}<label><input type="checkbox" name="ack" value="{{ a.code }}"{% if a.code in v.form.ack %} checked{% endif %}> {{ m.badge(a.severity) }} <b>{{ a.title }}</b> <code class="muted">{{ a.code }}</code> <span class="small">{{ a.messages|join("; ") }}</span></label>{% endfor %}
+    {% for a in v.ack_items %}<label><input type="checkbox" name="ack" value="{{ a.code }}"{% if a.code in v.form.ack %} checked{% endif %}> {{ m.badge(a.severity) }} <b>{{ a.title }}</b> <code class="muted">{{ a.code }}</code>{% if a.caveat %} <span class="muted small">(explainer caveat: about the maps, not the model)</span>{% endif %} <span class="small block">{% if a.messages|length > 1 %}{{ a.messages|length }} findings, the first: {% endif %}{{ a.messages[0]|truncate(180) }} <a href="#findings">in Findings</a></span></label>{% endfor %}
     </fieldset>
     {% endif %}
     <label for="decision">Decision</label>
@@ -86,7 +86,9 @@ class Review(Section):
             "release": app.get("release"), "gate": app.get("gate"),
             "related": [{**r, "label": REVIEW_LABELS.get(r.get("decision"), r.get("decision")), "when": _when(r.get("created"))}
                         for r in app.get("related") or []],
-            "ack_items": [{**a, "title": kind_of(a["code"]).title} for a in app.get("ack_items") or []],
+            # One line per code: its title, how many findings and the first message (the rest is in Findings above).
+            "ack_items": [{**a, "title": kind_of(a["code"]).title, "caveat": kind_of(a["code"]).group == "explainer"}
+                          for a in app.get("ack_items") or []],
             "can_review": bool(app.get("can_review")), "user": app.get("user"),
             "csrf_token": app.get("csrf_token", ""), "audit_digest": app.get("audit_digest", ""),
         }

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from imaudit.reports.evidence import flatten, records
+from imaudit.reports.history import samples_text
 from imaudit.reports.page import Page
 from imaudit.reports.sections import Section, register
 
@@ -65,6 +66,11 @@ class Run(Section):
                    ("files left out", len(d.excluded))]
         spec = r.spec or {}
         settings = flatten({k: spec.get(k) for k in SETTINGS if k in spec}, max_rows=20)
+        # A setting left at its default says what the default did, never a bare dash.
+        size = cfg.get("input_size")
+        defaults = {"samples": samples_text(r), "fail on": "no gate (--fail-on not set)", "batch size": "by device",
+                    "input size": f"the model's ({'×'.join(map(str, size[-2:]))} px)" if isinstance(size, list) else "the model's"}
+        settings = [(k, defaults[k] if k in defaults and (x in ("—", None) or k == "samples") else x) for k, x in settings]
         thresholds = flatten(spec.get("thresholds") or {}, max_rows=40)
         methods = [{"method": name, "applicable": rec.applicable, "reason": rec.reason, "count": rec.count,
                     "seconds": rec.seconds, "rate": rec.per_image_rate, "n_failures": len(rec.failures),

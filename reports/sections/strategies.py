@@ -39,7 +39,7 @@ class Strategies(Section):
   {% for c in s.classes %}
   <h3>class {{ c.cls }} <span class="muted small">{{ c.count }} images, {{ c.clusters|length }} strategies</span></h3>
   <div class="figs">{{ m.fig(c.src, "strategy mean maps of class " ~ c.cls) }}
-    <div class="exemplars">{% for cl in c.clusters %}<div><span class="small">strategy {{ loop.index }} ({{ cl.size }} images)</span><div class="thumbs">{% for e in cl.exemplars %}{% if e.src %}<a href="#{{ e.anchor }}" class="thumb"><img src="{{ e.src }}" alt="{{ s.method }} map of {{ e.id }}" title="{{ e.id }}" loading="lazy" width="48" height="48"></a>{% endif %}{% endfor %}</div></div>{% endfor %}</div>
+    <div class="exemplars">{% for cl in c.clusters %}<div><span class="small">strategy {{ loop.index }} ({{ cl.size }} images)</span><div class="thumbs">{% for e in cl.exemplars if e.src %}<a href="#{{ e.anchor }}" class="thumb"><img src="{{ e.src }}" alt="{{ s.method }} map of {{ e.id }}" title="{{ e.id }}" width="48" height="48"></a>{% else %}<span class="muted small">none of its images is in the gallery</span>{% endfor %}</div></div>{% endfor %}</div>
   </div>
   {% endfor %}
   {% if s.skipped %}<p class="muted small">Single strategy or too few images: {{ s.skipped }}.</p>{% endif %}
@@ -71,7 +71,9 @@ class Strategies(Section):
                 shown = clusters[:CLUSTER_LIMIT]
                 classes.append({"cls": page.class_name(cls), "count": count, "clusters": [
                     {"size": c.get("size") or len(c.get("ids") or []), "mean_map": c.get("mean_map"),
-                     "exemplars": [str(x) for x in (c.get("exemplar_ids") or c.get("exemplars") or c.get("ids") or [])[:EXEMPLARS]]}
+                     # exemplars first, then the cluster's other images: display() shows those the gallery has
+                     "exemplars": list(dict.fromkeys(str(x) for x in [*(c.get("exemplar_ids") or c.get("exemplars") or []),
+                                                                      *(c.get("ids") or [])]))}
                     for c in shown]})
             if classes:
                 methods.append({"method": method, "classes": classes[:CLASS_LIMIT],
@@ -91,7 +93,8 @@ class Strategies(Section):
                 c["src"] = page.figure(f"strategy-{s['method']}-{c['cls']}", lambda g=grids, im=images: figs.importance_png(g, im),
                                        key=(grids, array_key(image))) if grids else None
                 for cl in c["clusters"]:
-                    cl["exemplars"] = [{"id": e, "anchor": anchors[e][0] if e in anchors else "gallery",
-                                        "src": page.src((anchors[e][1].get("overlays") or {}).get(s["method"]) or anchors[e][1].get("image"))
-                                        if e in anchors else None} for e in cl["exemplars"]]
+                    # Thumbnails are the gallery's files: only images the gallery holds can be shown and linked.
+                    cl["exemplars"] = [{"id": e, "anchor": anchors[e][0],
+                                        "src": page.src((anchors[e][1].get("overlays") or {}).get(s["method"]) or anchors[e][1].get("image"))}
+                                       for e in cl["exemplars"] if e in anchors][:EXEMPLARS]
         return value

@@ -135,9 +135,11 @@ def coverage_summary(r: AuditResult) -> list[str]:
     if exp:
         ok = sum(bool(e.get("success")) for e in exp)
         lines.append(f"Data checks: {ok} of {len(exp)} expectations met")
-    skipped = [f"{m}: {rec.reason or 'not applicable'}" for m, rec in r.explanations.items() if not rec.applicable]
-    for row in grouped(coverage_entries(r)):  # one entry per check and reason, as in the Coverage section
-        skipped += [f"{row['check']}{' (' + ', '.join(which) + ')' if which else ''}: {reason}" for reason, which in row["not_run"]]
+    cov = coverage_entries(r)
+    # One entry per check and reason, as in the Coverage section; an audit without coverage names only its methods.
+    skipped = ([f"{row['check']}{' (' + ', '.join(which) + ')' if which else ''}: {reason}"
+                for row in grouped(cov) for reason, which in row["not_run"]] if cov else
+               [f"{m}: {rec.reason or 'not applicable'}" for m, rec in r.explanations.items() if not rec.applicable])
     if skipped:
         lines.append("Not run: " + "; ".join(skipped[:3]) + (f"; +{len(skipped) - 3} more in Coverage" if len(skipped) > 3 else ""))
     return lines

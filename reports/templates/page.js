@@ -114,14 +114,22 @@
       while (body.firstChild) body.removeChild(body.firstChild);
       var grid = document.createElement("div");
       grid.className = "lb-grid";
-      $$("img", t).forEach(function (img) {
+      // The image and every method's map; a method that did not explain this image says so.
+      $$("img, .noimg", t).forEach(function (el) {
         var fig = document.createElement("figure");
-        var big = document.createElement("img");
-        big.src = img.getAttribute("src");
-        big.alt = img.alt;
+        var shown;
+        if (el.tagName === "IMG") {
+          shown = document.createElement("img");
+          shown.src = el.getAttribute("src");
+          shown.alt = el.alt;
+        } else {
+          shown = document.createElement("span");
+          shown.className = "noimg small";
+          shown.textContent = el.textContent;
+        }
         var cap = document.createElement("figcaption");
-        cap.textContent = img.classList.contains("orig") ? "image" : img.getAttribute("data-method");
-        fig.appendChild(big);
+        cap.textContent = el.classList.contains("orig") ? "image" : (el.getAttribute("data-method") || "image");
+        fig.appendChild(shown);
         fig.appendChild(cap);
         grid.appendChild(fig);
       });

@@ -62,12 +62,12 @@ def _same(a, b) -> None:
 def test_an_unchanged_folder_is_not_read_again_and_gives_the_same_manifest(folder, probes):
     ref = f"folder:{folder}"
     first = load_dataset(ref, progress=False)
-    assert len(probes) == 13 and first.meta["manifest_cache"] == {"total": 13, "reused": 0, "computed": 13}
+    assert len(probes) == 13 and first.meta["manifest_cache"] == {"total": 13, "reused": 0, "computed": 13, "rejected": 0}
     assert [e["reason"] for e in first.excluded] and "broken.png" in first.excluded[0]["path"]
     probes.clear()
     second = load_dataset(ref, progress=False)
     assert probes == []  # nothing read: every file's size and mtime matched
-    assert second.meta["manifest_cache"] == {"total": 13, "reused": 13, "computed": 0}
+    assert second.meta["manifest_cache"] == {"total": 13, "reused": 13, "computed": 0, "rejected": 0}
     _same(first, second)  # the left-out file is still left out, with its reason
 
 
@@ -144,6 +144,22 @@ def test_the_audit_spec_rehash_reaches_the_dataset(folder, probes):
     inputs.dataset(spec.model_copy(update={"rehash": True}))
     assert len(probes) == 13
     inputs.forget()
+
+
+def test_a_damaged_cache_file_is_not_trusted(folder, probes, tmp_path, monkeypatch):
+    """The cache file verifies itself (size + sha256 in its .sum): one changed character of a recorded
+    sha256 would otherwise give the dataset a wrong digest; then every file is read again."""
+    monkeypatch.setenv("IMAUDIT_CACHE", str(tmp_path / "own-cache"))
+    ref = f"folder:{folder}"
+    first = load_dataset(ref, progress=False)
+    [cache_file] = (tmp_path / "own-cache" / "manifests").glob("*.csv")
+    text = cache_file.read_text()
+    sha = first.manifest["sha256"].iloc[0]
+    cache_file.write_text(text.replace(sha, ("0" if sha[0] != "0" else "1") + sha[1:], 1))  # same size
+    probes.clear()
+    again = load_dataset(ref, progress=False)
+    assert len(probes) == 13 and again.meta["manifest_cache"] == {"total": 13, "reused": 0, "computed": 13, "rejected": 13}
+    _same(first, again)
 
 
 @pytest.mark.parametrize("ref,needle", [("timm:no_such_architecture?pretrained=false", "unknown timm architecture"),

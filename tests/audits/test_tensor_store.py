@@ -94,3 +94,19 @@ def test_masks_without_decoding_the_image_match_the_full_path(tmp_path):
     assert torch.equal(ds.mask(0), full)
     assert full.shape == (16, 16)
     assert float(full[:4].mean()) > 0.9 and float(full[-4:].mean()) < 0.1  # upright: the top half is object
+
+
+def test_a_changed_byte_of_the_right_shape_is_not_trusted(tmp_path, own_cache, monkeypatch):
+    """A file that still loads as a float32 (C, H, W) array but whose bytes changed (same size) fails its
+    sha256 (the .sum beside it) and is decoded again: no method is fed a wrong image."""
+    rows = _rows(tmp_path, 1)
+    cfg, transform = _model_parts()
+    good = cached_images(rows, CLASSES, transform, cfg)
+    path = store_dir(cfg) / "sha0.npy"
+    data = bytearray(path.read_bytes())
+    data[-4:] = np.float32(123.0).tobytes()  # the last pixel of the last channel, size unchanged
+    path.write_bytes(bytes(data))
+    assert np.load(path).shape == good.shape[1:]  # a shape check alone would take it
+    decodes = _count_decodes(monkeypatch)
+    assert torch.equal(cached_images(rows, CLASSES, transform, cfg), good)
+    assert len(decodes) == 1

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from imaudit.audits.result import AuditResult, Finding
-from imaudit.audits.verdict import LABELS, REVIEW_LABELS, headline, review_state, verdict, wilson_interval
+from imaudit.audits.verdict import LABELS, REVIEW_LABELS, gate_line, headline, review_state, verdict, wilson_interval
 
 
 def _result(findings=(), *, status="complete", gates=True, fail_on=None, fit="ok", errors=()) -> AuditResult:
@@ -32,6 +32,9 @@ def test_a_clean_audit_passes():
 def test_explainer_caveats_never_raise_the_verdict_by_themselves():
     v = verdict(_result([F("low-method-agreement", "warning"), F("unfaithful-explanation", "warning")]))
     assert v.state == "pass" and v.caveats == 2 and v.counts["warning"] == 0
+    # an explainer *error* (a method worse than random) is still a caveat: the headline counts model findings
+    v = verdict(_result([F("unfaithful-explanation", "error"), F("failed-sanity-check", "error")]))
+    assert v.state == "pass" and v.caveats == 2 and v.counts == {"info": 0, "warning": 0, "error": 0}
 
 
 def test_but_a_gate_that_fails_on_them_fails_the_audit():
@@ -82,3 +85,18 @@ def test_headline_uses_the_validation_split():
     h = headline(_result())
     assert h["split"] == "val" and h["accuracy"] == 0.9 and h["n"] == 50
     assert h["ci"] == pytest.approx(wilson_interval(45, 50))
+
+
+def test_the_gate_line_says_passed_only_for_a_passing_audit():
+    """The CLI summary's and run log's gate line: never 'passed' for a failed stage or a confirmed shortcut."""
+    assert gate_line(_result()) == "gate passed"
+    assert gate_line(_result(fail_on="error")) == "gate passed (fail on error)"
+    stage = [{"stage": "counterfactuals", "error": "boom"}]
+    partial = gate_line(_result([F("stage-failed", "error")], status="partial", gates=False, errors=stage))
+    assert partial == "gate FAILED (the audit is partial: stage counterfactuals failed)"
+    assert gate_line(_result([F("shortcut", "error")], gates=False, fail_on="error")) == \
+        "gate FAILED (a finding at or above error)"
+    confirmed = gate_line(_result([F("shortcut", "error")]))  # no --fail-on: exit 0, but not "passed"
+    assert "passed" not in confirmed and confirmed.endswith("so the exit code is 0; the verdict is Fail")
+    below = gate_line(_result([F("miscalibration", "warning")], fail_on="error"))
+    assert below == "gate not triggered (it fails on error); the verdict is Needs attention"

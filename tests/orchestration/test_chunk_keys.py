@@ -63,11 +63,12 @@ def test_chunk_files_are_content_addressed_under_the_cache(tmp_path, monkeypatch
     monkeypatch.setenv("IMAUDIT_CACHE", str(tmp_path / "cache"))
     c = plan(suffix=".npz")[1]
     assert Path(c.path) == paths.cache_dir() / "chunks" / f"{c.key}.npz"
-    assert not chunks.is_done(c)
+    assert chunks.lookup(c) == (False, None)
     chunks.save_arrays(c.path, {"maps": np.arange(6, dtype=np.float32).reshape(1, 2, 3)})
-    assert chunks.is_done(c)
+    assert chunks.lookup(c) == (True, None)
     np.testing.assert_array_equal(chunks.load_arrays(c.path)["maps"], np.arange(6).reshape(1, 2, 3))
-    assert [p.name for p in Path(c.path).parent.iterdir()] == [Path(c.path).name]  # no temp files left
+    # The file and its size + checksum record; no temp files left.
+    assert sorted(p.name for p in Path(c.path).parent.iterdir()) == [Path(c.path).name, Path(c.path).name + ".sum"]
 
 
 def _spec(**kw) -> AuditSpec:
@@ -79,12 +80,12 @@ def test_engine_predict_reuses_finished_chunks_and_recomputes_missing(tmp_path, 
     spec, work = _spec(), tmp_path / "work"
     identify.run(spec, work)
     first = predict.run(spec, work, progress=False)
-    assert first.chunks.model_dump() == {"total": 3, "reused": 0, "computed": 3}
+    assert first.chunks.model_dump() == {"total": 3, "reused": 0, "computed": 3, "rejected": 0}
     logits = np.load(work / "logits.npy")
 
-    assert predict.run(spec, work, progress=False).chunks.model_dump() == {"total": 3, "reused": 3, "computed": 0}
+    assert predict.run(spec, work, progress=False).chunks.model_dump() == {"total": 3, "reused": 3, "computed": 0, "rejected": 0}
     Path(predict.plan(spec)[1].path).unlink()
-    assert predict.run(spec, work, progress=False).chunks.model_dump() == {"total": 3, "reused": 2, "computed": 1}
+    assert predict.run(spec, work, progress=False).chunks.model_dump() == {"total": 3, "reused": 2, "computed": 1, "rejected": 0}
     np.testing.assert_array_equal(np.load(work / "logits.npy"), logits)
 
     # One chunk holding everything gives the same logits: chunking changes nothing but the work units.

@@ -70,7 +70,7 @@ def baseline(tmp_path_factory, prefect_api):
 
 def test_first_run_computes_every_chunk(baseline):
     c = _cache(baseline)
-    assert c["predict"] == {"total": 6, "reused": 0, "computed": 6}
+    assert c["predict"] == {"total": 6, "reused": 0, "computed": 6, "rejected": 0}
     assert c["explain:saliency"]["computed"] == c["explain:saliency"]["total"] == 1
     assert json.loads((baseline / "audit.json").read_text())["status"] == "complete"
 
@@ -92,13 +92,13 @@ def test_killed_audit_resumes_from_finished_chunks(baseline, tmp_path, monkeypat
 
     before = {p: p.stat().st_mtime_ns for p in (cache / "chunks").glob("*.npy")}
     folder = run_audit(spec)
-    assert _cache(folder)["predict"] == {"total": 6, "reused": KILL_AFTER, "computed": 6 - KILL_AFTER}
+    assert _cache(folder)["predict"] == {"total": 6, "reused": KILL_AFTER, "computed": 6 - KILL_AFTER, "rejected": 0}
     assert all(p.stat().st_mtime_ns == t for p, t in before.items())  # finished chunks were not rewritten
     # The killed run's chunks came from another process (other torch threads): equal up to float rounding.
     assert same_numbers(baseline, folder, rel=1e-4) == []
 
     again = run_audit(spec)  # nothing changed: every chunk comes from the cache
-    assert _cache(again)["predict"] == {"total": 6, "reused": 6, "computed": 0}
+    assert _cache(again)["predict"] == {"total": 6, "reused": 6, "computed": 0, "rejected": 0}
     assert _cache(again)["explain:saliency"]["computed"] == 0
     assert again != folder  # two audits, two folders
     assert same_numbers(folder, again) == []  # two audits of the same inputs: identical numbers
@@ -126,7 +126,7 @@ def test_dask_local_cluster_matches_sequential_and_stays_quiet(baseline, tmp_pat
     assert noisy == [], "\n".join(noisy[:20])
     (folder,) = [f for f in (tmp_path / "reports").iterdir() if (f / "audit.json").is_file()]
     c = _cache(folder)
-    assert c["predict"] == {"total": 6, "reused": 0, "computed": 6}
+    assert c["predict"] == {"total": 6, "reused": 0, "computed": 6, "rejected": 0}
     assert json.loads((folder / "audit.json").read_text())["spec"]["task_runner"] == "dask"
     # Same chunks, same torch threads, ties broken the same way: identical numbers, not merely close ones.
     assert same_numbers(baseline, folder, ignore=frozenset({".spec.task_runner"})) == []

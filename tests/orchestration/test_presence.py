@@ -88,3 +88,32 @@ def test_dask_logs_are_quiet_without_verbose(monkeypatch):
     monkeypatch.delenv("DASK_LOGGING__DISTRIBUTED")
     _quiet_prefect(True)
     assert logger.getEffectiveLevel() == logging.INFO
+
+
+@pytest.mark.parametrize("error,code,outcome", [
+    ("bad", 2, "bad input"), ("stage", 3, "could not complete"), ("crash", 3, "could not complete"),
+])
+def test_failure_records_say_what_the_cli_exit_code_would(error, code, outcome, monkeypatch):
+    """A deployment run's failure record classifies its error as the CLI does (imaudit.exits): a refused
+    event ref is bad input (2); a failed required stage or a crash could not complete (3)."""
+    import logging
+    import uuid
+    from types import SimpleNamespace
+
+    from prefect.states import Failed
+
+    from imaudit import paths
+    from imaudit.errors import AuditFailed, BadInputError
+
+    exc = {"bad": BadInputError("dataset 'folder:/etc' from the release event is not under the roots"),
+           "stage": AuditFailed("audit of release:m@1 incomplete, required stage failed (predict: boom)", "/x"),
+           "crash": RuntimeError("worker lost")}[error]
+    events = []
+    monkeypatch.setattr(presence, "emit_failed", events.append)
+    monkeypatch.setattr(presence, "flow_run_logger", lambda run: logging.getLogger("test"))
+    run = SimpleNamespace(id=uuid.uuid4(), name="audit-m@1", parameters={"ref": "release:m@1", "trigger": "release"})
+    presence.record_failure(None, run, Failed(data=exc))
+    [record] = list_failures(paths.report_store())
+    assert (record.exit_code, record.outcome) == (code, outcome) and str(exc) in record.error
+    assert events == [record]  # the imaudit.audit.failed event carries the same record
+    assert outcome in build_index(paths.report_store()).read_text()

@@ -292,6 +292,7 @@ def test_cron_schedule_fans_out_and_failures_show(production, tmp_path, monkeypa
     broken = children["audit-broken@1"]
     assert record["model"] == "release:broken@1" and record["trigger"] == "schedule"
     assert record["id"] == str(broken.id) and "not-there" in record["error"]
+    assert (record["outcome"], record["exit_code"]) == ("bad input", 2)  # as the CLI would exit
     assert record["flow_run_url"].endswith(f"/runs/flow-run/{broken.id}")
     index = _store(p, "reports/index.html")
     assert "release:broken@1" in index and f"/runs/flow-run/{broken.id}" in index
@@ -299,6 +300,7 @@ def test_cron_schedule_fans_out_and_failures_show(production, tmp_path, monkeypa
                    lambda: _events(p["api"], "imaudit.audit.failed", "imaudit.audit.broken", since), lambda: _logs(p))
     assert failed[0]["resource"]["imaudit.trigger"] == "schedule"
     assert "not-there" in failed[0]["payload"]["error"] and failed[0]["payload"]["flow_run"] == "audit-broken@1"
+    assert failed[0]["payload"]["outcome"] == "bad input" and failed[0]["payload"]["exit_code"] == 2
     # The worker's log tells the error where the audit raised it and where Prefect ended the run, no more often,
     # and the scheduled run's end is its failure, not an error of Prefect's reading its result.
     log = p["worker"].log.read_text(errors="replace")

@@ -89,14 +89,14 @@ def test_chunk_computed_on_one_worker_is_reused_by_another(machines):
     machines("a")
     c = chunks.plan("predict", [f"{i:064x}" for i in range(4)], 4, model_digest="m" * 64,
                     config={"input_size": [3, 8, 8]})[0]
-    assert not chunks.is_done(c)
+    assert chunks.lookup(c) == (False, None)
     chunks.save_array(c.path, np.arange(12, dtype=np.float32).reshape(4, 3))
 
     machines("b")
     c_b = chunks.plan("predict", [f"{i:064x}" for i in range(4)], 4, model_digest="m" * 64,
                       config={"input_size": [3, 8, 8]})[0]
     assert c_b.key == c.key and c_b.path != c.path  # same content key, another machine's cache
-    assert chunks.is_done(c_b)
+    assert chunks.lookup(c_b) == (True, None)
     np.testing.assert_array_equal(chunks.load_array(c_b.path), np.arange(12).reshape(4, 3))
 
 

@@ -140,6 +140,13 @@ def test_a_shared_reference_gives_the_same_numbers_as_computing_it_again():
         [r["random_deletion_auc"] for r in own["per_image"]])
     assert shared["deletion_gain"] == pytest.approx(own["deletion_gain"])
     assert set(shared["priors"]["edges"]) >= {"deletion_auc", "map_deletion_gain", "map_deletion_gain_ci", "map_vs_prior"}
+    # the random orders' spread, drawn as a band in the report: it holds their mean curve at every step
+    for m in ("deletion", "insertion"):
+        low, high = own["curves"][f"random_{m}_band"]
+        mean = own["curves"][f"random_{m}"]
+        assert len(low) == len(high) == len(mean) == 7
+        assert all(lo - 1e-9 <= y <= hi + 1e-9 for lo, y, hi in zip(low, mean, high))
+        assert shared["curves"][f"random_{m}_band"] == ref["curves"][f"random_{m}_band"]
 
 
 def test_edge_prior_ranks_the_edges_of_the_image_first():

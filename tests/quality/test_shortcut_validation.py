@@ -164,6 +164,10 @@ def test_a_planted_patch_draws_a_confirmed_shortcut_for_every_class_naming_its_b
     # at the same spot, and the findings say so.
     spot = [f for f in on_cue if len(f["evidence"]["same_spot_classes"]) >= 2]
     assert spot and all("the same spot is hot for classes" in f["message"] for f in spot)
+    # No --fail-on: the CLI exits 0 (nothing was asked to fail), but a confirmed shortcut is never called passed.
+    out = audit["_cli_output"]
+    assert "passed" not in out.lower() and "verdict: Fail" in out
+    assert "no gate set (--fail-on warning|error sets one), so the exit code is 0; the verdict is Fail" in out
     _assert_coverage(audit)
     _assert_model_findings_head(audit)
 

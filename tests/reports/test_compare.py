@@ -173,3 +173,38 @@ def test_moved_attribution_is_an_alarm_only_when_the_audits_explained_alike(tmp_
         assert moved and moved.group(1) == box and ("different explanation settings" in moved.group(2)) == why
         line = next(x for x in summary_lines(compare_folders(folders["a"], folders["b"])) if x.startswith("attribution moved"))
         assert ("(explanation settings differ)" in line) == why
+
+
+def test_a_finding_whose_check_did_not_run_in_b_is_not_called_removed(tmp_path):
+    """A shortcut found in A and absent in B is 'removed' only when B searched for shortcuts; the settings
+    table names the images each method explained when the defaults chose them (never a bare dash)."""
+    from imaudit.reports.compare import summary_lines
+
+    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
+    a = make_result(a_dir)
+    a.spec = {"methods": ["saliency", "gradcam"], "samples": None}
+    a.sample = {"per_method": {"saliency": 48, "gradcam": 48}}
+    b = make_result(b_dir)
+    b.findings = [f for f in b.findings if f.code != "shortcut"]
+    b.spec = {"methods": ["saliency"], "samples": 4}
+    b.sample = {"per_method": {"saliency": 4}}
+    skipped = {"ran": False, "images": 0, "classes": [], "reason": "no class has 5 explained images", "failed": False}
+    b.coverage = {"shortcut_search": skipped}
+    c = compare_audits(a, b, a_folder=a_dir, b_folder=b_dir)
+    assert c["findings"]["removed"] == [] and c["findings"]["unchecked"] == ["shortcut"]
+    assert "not checked in B (its check did not run): shortcut" in summary_lines(c)
+    samples = next(d for d in c["settings"] if d["name"] == "samples")
+    assert (samples["a_text"], samples["b_text"]) == ("default (saliency 48, gradcam 48)", "4 (saliency 4)")
+    # a per-method count one audit left to the defaults, or a method it did not run, is said in words
+    a.spec["method_samples"] = {"gradcam": 8}
+    a.sample = {"per_method": {"saliency": 48, "gradcam": 8}}
+    b.spec["methods"] = ["saliency", "gradcam"]
+    b.sample = {"per_method": {"saliency": 4, "gradcam": 4}}
+    row = next(d for d in compare_audits(a, b, a_folder=a_dir, b_folder=b_dir)["settings"] if d["name"] == "method_samples.gradcam")
+    assert (row["a_text"], row["b_text"]) == ("8", "default (4)")
+    b.spec["methods"] = ["saliency"]
+    row = next(d for d in compare_audits(a, b, a_folder=a_dir, b_folder=b_dir)["settings"] if d["name"] == "method_samples.gradcam")
+    assert row["b_text"] == "not run"
+    # B searched and found nothing: then the shortcut is removed
+    b.coverage = {"shortcut_search": {**skipped, "ran": True, "images": 4, "reason": None}}
+    assert compare_audits(a, b, a_folder=a_dir, b_folder=b_dir)["findings"]["removed"] == ["shortcut"]

@@ -185,3 +185,16 @@ def test_audits_that_did_not_complete_are_listed_with_their_error(tmp_path):
     assert 'data-verdict="incomplete"' in html and "Incomplete" in row
     assert "predict failed: RuntimeError: CUDA not available" in row
     assert "1 did not complete" in html
+
+
+def test_a_checkpoint_file_is_named_by_its_file_name_with_the_full_ref_beside_it(tmp_path):
+    from imaudit.reports.identity import short_name
+
+    assert short_name("file:/srv/models/run-7/model.pt") == "model.pt"
+    assert short_name("file:s3://bucket/nets/net.safetensors?version=3") == "net.safetensors"
+    assert short_name("release:digits@2") == "release:digits@2" and short_name("timm:resnet18") == "timm:resnet18"
+    store = tmp_path / "store"
+    make_result(store / "a1", audit_id="a1", model_ref="file:/srv/models/run-7/model.pt", release={})
+    html = build_index(store).read_text()
+    row = _row(html, "a1")
+    assert 'title="file:/srv/models/run-7/model.pt"' in row and ">model.pt<" in row

@@ -93,6 +93,26 @@ def test_decision_card_states_verdict_accuracy_interval_and_coverage(tmp_path):
     assert "Not run: localisation: the dataset has no object masks" in card
 
 
+def test_coverage_is_red_by_the_failed_field_not_by_the_reason_wording():
+    """A check whose stage broke is 'failed' (red); one skipped on purpose is grey, whatever its reason says."""
+    from imaudit.audits.coverage_groups import coverage_lines
+    from imaudit.reports.sections.coverage import grouped
+
+    cov = {
+        "sanity:saliency": {"ran": True, "images": 8, "classes": 2, "reason": None, "failed": False},
+        "sanity:lime": {"ran": False, "images": 0, "classes": [], "reason": "stage insights failed: boom", "failed": True},
+        "localisation:saliency": {"ran": False, "images": 0, "classes": [], "reason": "turned off: failed masks are not read",
+                                  "failed": False},
+        "agreement": {"ran": False, "images": 0, "classes": [], "reason": "needs at least two methods with maps"},
+    }
+    rows = {r["check"]: r for r in grouped(cov)}
+    assert rows["sanity"]["state"] == "failed" and rows["sanity"]["not_run"] == [("stage insights failed: boom", ["lime"])]
+    assert rows["localisation"]["state"] == "unknown"  # "failed" in its wording, but skipped on purpose
+    assert rows["agreement"]["state"] == "unknown"
+    # the CLI groups the same way
+    assert "  not run: sanity (lime): stage insights failed: boom" in coverage_lines(cov)
+
+
 def test_sections_degrade_gracefully_on_a_bare_audit(tmp_path):
     result = AuditResult(
         id="bare", model={"ref": "timm:test_resnet", "digest": "d", "arch": "test_resnet", "num_classes": 2},

@@ -142,7 +142,7 @@ def test_coverage_is_one_row_per_check_with_what_did_not_run_and_why():
         "localisation:saliency": entry(False, reason="no masks"), "localisation:ig": entry(False, reason="no masks"),
         "strategies:ig": entry(True, 4, reason="no class has enough images"),
         "shortcut_search": entry(True, 8, candidates=3, skipped=0),
-        "counterfactuals": entry(False, reason="stage generative failed: boom"),
+        "counterfactuals": entry(False, reason="stage generative failed: boom", failed=True),
     })}
     assert list(rows) == ["explain", "sanity", "localisation", "strategies", "shortcut search", "counterfactuals"]
     assert rows["explain"]["parts"] == [("saliency", 8), ("ig", 4)] and rows["explain"]["word"] == "yes"

@@ -70,7 +70,7 @@ def test_reviewer_approval_records_the_session_identity_digests_and_acknowledgem
         assert ann.sign_in("ann").status_code == 303
         # Approving without acknowledging each error and warning finding is refused, naming them.
         r = ann.review("net2", "approve", acks=["overfitting"])
-        assert r.status_code == 422 and "not acknowledged: shortcut" in r.text
+        assert r.status_code == 422 and "not acknowledged: Shortcut (shortcut)" in r.text
         r = ann.review("net2", "approve", acks=ACKS + ["made-up"])
         assert r.status_code == 422 and "made-up" in r.text
         # A reviewer field in the form is ignored: the recorded reviewer is the session's identity.

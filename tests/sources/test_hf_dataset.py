@@ -78,12 +78,12 @@ def test_a_re_audit_of_an_hf_dataset_reads_no_image_again(shapes_hf, tmp_path, m
 
     cold = audit("cold")
     n = len(shapes.manifest)  # labelled rows; the 3 unlabelled ones are excluded before probing
-    assert cold["cache"]["manifest"] == {"total": n, "reused": 0, "computed": n} and len(probed) == n
+    assert cold["cache"]["manifest"] == {"total": n, "reused": 0, "computed": n, "rejected": 0} and len(probed) == n
     folder = load_dataset(ref, progress=False).root
     age_files(folder)  # just written: past the cache's racy window, as time would
     load_dataset(ref, progress=False)  # the cache learns the aged mtimes
     probed.clear()
     warm = audit("warm")
-    assert probed == [] and warm["cache"]["manifest"] == {"total": n, "reused": n, "computed": 0}
+    assert probed == [] and warm["cache"]["manifest"] == {"total": n, "reused": n, "computed": 0, "rejected": 0}
     assert warm["dataset"]["digest"] == cold["dataset"]["digest"] == shapes.digest
     inputs.forget()

@@ -61,8 +61,11 @@ def test_csv_on_s3_fetches_only_its_rows_and_keeps_paths_inside(s3, tmp_path):
     s3.upload(tmp_path, "s3://bucket/t")
     remote = load_dataset("csv:s3://bucket/t/csvdata/labels.csv", cache=tmp_path / "cache", progress=False)
     here = load_dataset(f"csv:{root / 'labels.csv'}", progress=False)
-    assert len(remote.manifest) == 12 and remote.digest != here.digest  # the local one reads ../outside.png
-    assert [e["reason"] for e in remote.excluded] == ["file not found"]
+    # Both leave ../outside.png out as outside the CSV's folder (imaudit.audits.confine), the remote one
+    # without fetching it (nothing beside the CSV's folder is fetched): the same 12 images, the same digest.
+    assert len(remote.manifest) == 12 and remote.digest == here.digest
+    for bundle, folder in ((remote, "s3://bucket/t/csvdata"), (here, str(root))):  # named as the user named it
+        assert [e["reason"].startswith(f"outside the dataset's folder {folder};") for e in bundle.excluded] == [True]
     fetched = Path(remote.meta["fetched"]["local"])
     assert sorted(p.name for p in fetched.rglob("*.png")) == sorted(Path(r).name for r in rows)
     assert json.dumps(remote.counts()) and remote.ref == "csv:s3://bucket/t/csvdata/labels.csv"
@@ -106,13 +109,13 @@ def test_a_re_audit_of_an_s3_folder_reads_no_image_again(s3, tmp_path, monkeypat
 
     cold = audit("cold")
     n = len(list(local.rglob("*.png")))
-    assert cold["cache"]["manifest"] == {"total": n, "reused": 0, "computed": n} and len(probed) == n
+    assert cold["cache"]["manifest"] == {"total": n, "reused": 0, "computed": n, "rejected": 0} and len(probed) == n
     # Fetched blobs are fresh: age them past the cache's racy window, as time would.
     age_files(fetch_root())
     inputs.forget()
     load_dataset("folder:s3://data/again", progress=False)  # the cache is rewritten with the aged mtimes
     probed.clear()
     warm = audit("warm")
-    assert probed == [] and warm["cache"]["manifest"] == {"total": n, "reused": n, "computed": 0}
+    assert probed == [] and warm["cache"]["manifest"] == {"total": n, "reused": n, "computed": 0, "rejected": 0}
     assert warm["dataset"]["digest"] == cold["dataset"]["digest"] and warm["dataset"]["excluded"] == cold["dataset"]["excluded"]
     inputs.forget()

@@ -37,6 +37,14 @@ def test_audit_end_to_end(tmp_path, tmp_path_factory, monkeypatch):
         return original(*args, **kwargs)
 
     monkeypatch.setattr(explain_checks, "model_blocks", counting)
+    copies = []  # and the model is deep-copied once per audit, not once per method
+
+    class CountedCopy(explain_checks.ScratchCopy):
+        def __init__(self, model):
+            copies.append(1)
+            super().__init__(model)
+
+    monkeypatch.setattr(explain_checks, "ScratchCopy", CountedCopy)
     code, out = run_cli(
         "audit", "--model", f"file:{ckpt}", "--dataset", "builtin:digits", "--methods", "saliency,gradcam",
         "--samples", "6", "--out", str(store), "--train-cap", "300",
@@ -61,7 +69,7 @@ def test_audit_end_to_end(tmp_path, tmp_path_factory, monkeypatch):
     # Both methods' sanity cascades ran over the same blocks, found once for the audit.
     sanity = audit["quality"]["sanity"]
     assert set(sanity) == {"saliency", "gradcam"} and sanity["saliency"]["blocks"] == sanity["gradcam"]["blocks"] > 1
-    assert traced == [1]
+    assert traced == [1] and copies == [1]
     assert (folders[0] / "report.html").stat().st_size > 1000
     assert (store / "index.html").exists()
 
@@ -75,6 +83,43 @@ def test_fail_on_gate_exits_1(tmp_path):
     assert code == 1, out
     audit = json.loads(next(tmp_path.glob("*/audit.json")).read_text())
     assert audit["gates"]["passed"] is False and audit["fit"]["verdict"] == "underfitting"
+
+
+def test_config_file_beats_the_defaults_and_the_command_line_beats_the_file(tmp_path):
+    """`--config` values are not overridden by the CLI's defaults; options given on the command line win."""
+    config = tmp_path / "spec.yaml"
+    config.write_text("samples: 5\ndevice: cpu\ntarget: 'true'\ntrain_cap: 7\nseed: 11\ntask_runner: dask\n")
+    store = tmp_path / "store"
+    code, out = run_cli(
+        "audit", "--model", "timm:test_resnet?pretrained=false", "--dataset", "builtin:shapes?n=60&size=32",
+        "--input-size", str(SIZE), "--methods", "", "--out", str(store), "--config", str(config),
+        "--seed", "3", "--task-runner", "sequential",
+    )
+    assert code == 0, out  # an untrained model underfits, but no gate was asked for
+    audit = json.loads(next(store.glob("*/audit.json")).read_text())
+    spec = audit["spec"]
+    # From the file, over the CLI's defaults (auto, pred, 2000, none):
+    assert (spec["samples"], spec["device"], spec["target"], spec["train_cap"]) == (5, "cpu", "true", 7)
+    assert audit["metrics"]["train"]["n"] == 7  # the file's train_cap did cap the train split (42 images)
+    # Given on the command line, over the file:
+    assert (spec["seed"], spec["task_runner"]) == (3, "sequential")
+
+
+def test_the_cli_defaults_are_the_audit_spec_defaults():
+    """Options left at their default are not passed on (AuditSpec's defaults apply); --help shows the same values."""
+    import typer.main
+
+    from imaudit.audits.spec import AuditSpec
+
+    command = typer.main.get_command(app).commands["audit"]
+    checked = 0
+    for param in command.params:
+        field = {"out_dir": "out"}.get(param.name, param.name)
+        if field in AuditSpec.model_fields and param.default is not None and not param.required:
+            spec_default = AuditSpec.model_fields[field].get_default(call_default_factory=True)
+            assert param.default == spec_default or (param.default is False and not spec_default), param.name
+            checked += 1
+    assert checked >= 6  # device, target, train_cap, seed, task_runner, counterfactuals, rehash
 
 
 def test_nan_model_is_a_finding_not_a_crash(tmp_path):
@@ -134,13 +179,15 @@ def test_failed_audit_leaves_no_half_report(tmp_path, monkeypatch):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(render, "render_report", boom)
-    with pytest.raises(RuntimeError):
-        runner.invoke(
-            app,
-            ["audit", "--model", "timm:test_resnet?pretrained=false", "--dataset", "builtin:shapes?n=60&size=32", "--input-size", "32",
-             "--methods", "", "--out", str(tmp_path)],
-            catch_exceptions=False,
-        )
+    r = runner.invoke(
+        app,
+        ["audit", "--model", "timm:test_resnet?pretrained=false", "--dataset", "builtin:shapes?n=60&size=32", "--input-size", "32",
+         "--methods", "", "--out", str(tmp_path)],
+        catch_exceptions=False,
+    )
+    # A crash is "could not complete" (3), never the gate's 1; the traceback is in the log, not on the console.
+    assert r.exit_code == 3, r.output
+    assert "could not complete" in r.output and "disk full" in r.output and "Traceback" not in r.output
     assert not list(tmp_path.glob("*/audit.json")) and not list(tmp_path.glob(".tmp-*"))
 
 

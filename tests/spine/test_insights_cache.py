@@ -23,7 +23,8 @@ def test_insights_are_reused_for_the_same_maps_and_settings(tmp_path, monkeypatc
     first = insights.run(spec, tmp_path, records)
     second = insights.run(spec, tmp_path, records)
     assert len(calls) == 1
-    assert second.model_dump(mode="json") == first.model_dump(mode="json")
+    assert second.model_dump(mode="json", exclude={"cache"}) == first.model_dump(mode="json", exclude={"cache"})
+    assert (first.cache.computed, second.cache.reused) == (1, 1)
     assert first.global_importance["saliency"]["grid"] and first.quality["faithfulness"]["saliency"]
     other = spec.model_copy(update={"quality": spec.quality.model_copy(update={"deletion_steps": 8})})
     insights.run(other, tmp_path, records)
