@@ -23,14 +23,15 @@ ROOTS_ENV = "IMAUDIT_DATASET_ROOTS"
 REGISTRY_SCHEMES = ("release:", "mlflow:")
 
 
-def outside(path: Path, roots: Sequence[Path]) -> str | None:
-    """None when ``path``, symlinks resolved, lies inside one of ``roots``; else the reason, naming the root."""
+def outside(path: Path, roots: Sequence[Path], shown: str | None = None) -> str | None:
+    """None when ``path``, symlinks resolved, lies inside one of ``roots``; else the reason, naming the root
+    (as ``shown`` when given: the URL of a fetched dataset's folder rather than its local copy)."""
     real = Path(os.path.realpath(path))
     for root in roots:
         if real.is_relative_to(os.path.realpath(root)):
             return None
     via = f" (a link to {real})" if real != Path(os.path.abspath(path)) else ""
-    allowed = f"{roots[0]}" + (f" or {len(roots) - 1} allowed root(s)" if len(roots) > 1 else "")
+    allowed = f"{shown or roots[0]}" + (f" or {len(roots) - 1} allowed root(s)" if len(roots) > 1 else "")
     return f"outside the dataset's folder {allowed}{via}; pass --allowed-root to allow another folder"
 
 

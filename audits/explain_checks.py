@@ -32,7 +32,7 @@ from imaudit.audits.explain_findings import explanation_findings
 from imaudit.audits.quality import agreement, deletion_insertion, localisation
 from imaudit.audits.quality.faithfulness import reference_curves
 from imaudit.audits.quality.priors import PRIORS
-from imaudit.audits.quality.sanity import cascading_sanity, method_explain_fn, model_blocks
+from imaudit.audits.quality.sanity import ScratchCopy, cascading_sanity, method_explain_fn, model_blocks
 from imaudit.audits.shortcuts import ConfirmSettings, SearchSettings, check_shortcuts, spray_subsets
 from imaudit.audits.spec import AuditSpec
 from imaudit.audits.strategies import spray_clusters
@@ -173,6 +173,7 @@ class ExplanationChecks:
 
     def sanity(self) -> None:
         blocks: list[list[str]] | None = None  # the model's blocks: traced once, shared by every method's cascade
+        scratch: ScratchCopy | None = None  # one copy of the model to randomise, restored before each cascade
         for name, m in self.maps.items():
             if name not in self.q.sanity_methods or self.q.sanity_images <= 0:
                 self.coverage[f"sanity:{name}"] = coverage_entry(
@@ -182,12 +183,13 @@ class ExplanationChecks:
             pos = self.sample.positions(m.ids[:n])
             if blocks is None:
                 blocks = model_blocks(self.model, self.sample.images[pos[:1]].to(next(self.model.parameters()).device))
+                scratch = ScratchCopy(self.model)
             fn = method_explain_fn(name, device=self.device, mean=self.mean, std=self.std, seed=self.spec.seed,
                                    **(self.spec.method_settings.get(name) or {}))
             s = cascading_sanity(self.model, self.sample.images[pos], torch.as_tensor(m.targets[:n]), fn,
                                  seed=self.spec.seed, original_maps=m.maps[:n], max_rank_corr=self.th.sanity_max_rank_corr,
                                  max_ssim=self.th.sanity_max_ssim, judge_at=tuple(self.th.sanity_judge_at), ids=m.ids[:n],
-                                 blocks=blocks)
+                                 blocks=blocks, scratch=scratch)
             self.quality["sanity"][name] = s
             self.method_quality[name]["sanity"] = {k: s.get(k) for k in ("passed", "rank_corr", "ssim", "n_layers", "blocks")}
             inconclusive = [j["inconclusive"] for j in s["judged"] if j.get("inconclusive")]

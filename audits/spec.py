@@ -233,8 +233,9 @@ class GenerativeSettings(BaseModel):
     (``realism``) and the mask's smoothness (``smoothness``); ``masked: false``
     searches the latent code alone; ``invert_steps`` for the reconstruction.
     The generator: the stored one for the dataset in the model's input space
-    (with ``image_size``/``epochs``/``z_dim`` when given); with ``train`` the
-    audit trains one when none is stored. ``infill`` compares deletion curves
+    (with ``image_size``/``epochs``/``z_dim``/``batch_size``/``train_lr``/``width``
+    when given: the settings it was trained with); with ``train`` the audit
+    trains one with them when none is stored (unset ones: the training defaults). ``infill`` compares deletion curves
     under grey, blur and generative in-fill.
     """
 
@@ -257,6 +258,9 @@ class GenerativeSettings(BaseModel):
     image_size: int | None = Field(default=None, ge=8)
     epochs: int | None = Field(default=None, ge=1)
     z_dim: int | None = Field(default=None, ge=1)
+    batch_size: int | None = Field(default=None, ge=2)
+    train_lr: float | None = Field(default=None, gt=0, le=1)
+    width: int | None = Field(default=None, ge=1)
     train: bool = False
     infill: bool = True
 

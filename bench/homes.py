@@ -44,6 +44,9 @@ def temp_home(prefix: str = "imaudit-bench-") -> Iterator[Path]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+        # Datasets and models loaded inside the block point into the home about to be deleted: a later
+        # audit in this process (the bench run from tests, say) must load its own, not read deleted files.
+        forget_loaded()
         # Best effort: a file still held open must not turn a finished bench into an error.
         shutil.rmtree(home, ignore_errors=True)
 

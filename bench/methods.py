@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from imaudit.audits.explain import create_explainer, typical_samples
 from imaudit.audits.quality import deletion_insertion
-from imaudit.audits.quality.sanity import cascading_sanity, model_blocks
+from imaudit.audits.quality.sanity import ScratchCopy, cascading_sanity, model_blocks
 from imaudit.audits.spec import ExplanationThresholds, QualitySettings
 from imaudit.bench.counting import PassCount, count_passes
 from imaudit.bench.peak import Peak
@@ -187,41 +187,44 @@ def bench_deletion(work: Workload, maps: np.ndarray, peaks: Peaks, source: str, 
 
 
 def bench_sanity(work: Workload, method: str, maps: np.ndarray, peaks: Peaks, settings: dict | None = None,
-                 seed: int = 0, blocks: list[list[str]] | None = None, shared_seconds: float = 0.0,
-                 shared_by: int = 1) -> MethodRow:
+                 seed: int = 0, shared: tuple[list[list[str]], ScratchCopy] | None = None,
+                 shared_seconds: float = 0.0, shared_by: int = 1) -> MethodRow:
     """The cascading randomisation sanity check as the audit runs it: original maps given, the model's
     blocks re-initialised from the top one by one on a copy, re-explained after each.
 
-    ``blocks`` are found once per audit and shared by the checks of ``shared_by`` methods; this row is
-    charged its share of ``shared_seconds`` (the time finding them took).
+    ``shared`` (the blocks and the model's copy) is made once per audit and shared by the checks of
+    ``shared_by`` methods; this row is charged its share of ``shared_seconds`` (the time making it took).
     """
     th = ExplanationThresholds()
     n = min(QualitySettings().sanity_images, len(work.images))
     x, t = work.images[:n], work.targets[:n]
     fn = explain_fn(work, method, settings, seed=seed)
-    if blocks is None:
-        (blocks, shared_seconds), shared_by = _blocks(work), 1
+    if shared is None:
+        (shared, shared_seconds), shared_by = _shared(work), 1
+    blocks, scratch = shared
     res, seconds, count = timed_count(
-        work.model.module,  # copy.deepcopy keeps the counting hook, so the copy's passes are counted
+        scratch.copy,  # the cascade explains with the randomised copy only (the original maps are given)
         lambda: cascading_sanity(work.model.module, x, t, fn, seed=seed, original_maps=maps[:n],
                                  max_rank_corr=th.sanity_max_rank_corr, max_ssim=th.sanity_max_ssim,
-                                 judge_at=tuple(th.sanity_judge_at), blocks=blocks),
+                                 judge_at=tuple(th.sanity_judge_at), blocks=blocks, scratch=scratch),
     )
     return make_row(f"sanity ({method})", n, seconds + shared_seconds / max(shared_by, 1), count, peaks,
-                    note=f"{len(blocks)} blocks re-initialised one by one on a deep copy, re-explained after each "
-                         f"(finding the blocks: {shared_seconds * 1000:.0f} ms once, shared by {shared_by} checks)")
+                    note=f"{len(blocks)} blocks re-initialised one by one on the audit's one copy of the model "
+                         f"(restored in place first), re-explained after each (finding the blocks and copying the "
+                         f"model: {shared_seconds * 1000:.0f} ms once, shared by {shared_by} checks)")
 
 
-def _blocks(work: Workload, runs: int = 3) -> tuple[list[list[str]], float]:
-    """The model's blocks as the audit finds them (once per audit), and the median seconds that takes."""
+def _shared(work: Workload, runs: int = 3) -> tuple[tuple[list[list[str]], ScratchCopy], float]:
+    """The model's blocks and its copy to randomise as the audit makes them (once per audit), and the
+    median seconds that takes."""
     model = work.model.module
     example = work.images[:1].to(next(model.parameters()).device)
-    times, blocks = [], []
+    times: list[float] = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        blocks = model_blocks(model, example)
+        made = model_blocks(model, example), ScratchCopy(model)
         times.append(time.perf_counter() - t0)
-    return blocks, statistics.median(times)
+    return made, statistics.median(times)
 
 
 def bench_methods(work: Workload, methods: list[str], peaks: Peaks, settings: dict[str, dict] | None = None,
@@ -249,8 +252,8 @@ def bench_methods(work: Workload, methods: list[str], peaks: Peaks, settings: di
         rows.append(bench_deletion(work.head(n), maps_by[source][:n], peaks, source))
     checked = [m for m in methods if m in sanity and m in maps_by]
     if checked:  # the blocks are found once per audit and shared by every method's check (audits/explain_checks)
-        blocks, shared_seconds = _blocks(work)
+        shared, shared_seconds = _shared(work)
         for m in checked:
             rows.append(bench_sanity(work.head(len(maps_by[m])), m, maps_by[m], peaks, settings.get(m),
-                                     blocks=blocks, shared_seconds=shared_seconds, shared_by=len(checked)))
+                                     shared=shared, shared_seconds=shared_seconds, shared_by=len(checked)))
     return rows, maps_by

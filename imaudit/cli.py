@@ -188,6 +188,9 @@ def audit(
     generator_size: Annotated[Optional[int], typer.Option(help="use (or train) a generator of this size (default: the input size, at most 64)", rich_help_panel=CF)] = None,
     generator_epochs: Annotated[Optional[int], typer.Option(help="use (or train) a generator trained this many epochs", rich_help_panel=CF)] = None,
     generator_z_dim: Annotated[Optional[int], typer.Option(help="use (or train) a generator with this latent size", rich_help_panel=CF)] = None,
+    generator_batch_size: Annotated[Optional[int], typer.Option(help="use (or train) a generator trained at this batch size (training default 64; 16 for a few hundred images)", rich_help_panel=CF)] = None,
+    generator_lr: Annotated[Optional[float], typer.Option(help="use (or train) a generator trained at this Adam learning rate (training default 2e-4; 1e-3 for a few hundred images)", rich_help_panel=CF)] = None,
+    generator_width: Annotated[Optional[int], typer.Option(help="use (or train) a generator of this width (channels of its first/last layer; training default 32)", rich_help_panel=CF)] = None,
     train_generator: Annotated[Optional[bool], typer.Option("--train-generator/--no-train-generator", help="train a generator when none is stored for these settings", rich_help_panel=CF)] = None,
     allowed_root: Annotated[Optional[list[Path]], typer.Option(help="a folder besides a CSV dataset's own that its image and mask paths may point into (repeatable)")] = None,
     max_image_mb: Annotated[Optional[float], typer.Option(help="image files larger than this (MiB) are left out unread (default 1024)")] = None,
@@ -227,7 +230,7 @@ def audit(
     gen = {
         "select": cf_select, "margin": cf_margin, "classes": cf_classes, "target": cf_target, "confidence": cf_confidence,
         "steps": cf_steps, "image_size": generator_size, "epochs": generator_epochs, "z_dim": generator_z_dim,
-        "train": train_generator,
+        "batch_size": generator_batch_size, "train_lr": generator_lr, "width": generator_width, "train": train_generator,
     }
     gen = {k: v for k, v in gen.items() if v is not None}
     if gen or cf_set:

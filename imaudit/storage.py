@@ -186,7 +186,8 @@ def _download(fs: fsspec.AbstractFileSystem, remote: list[str], root: Path, desc
     try:
         # fs.get with lists lets async filesystems (s3, gcs, http) download concurrently.
         bar = tqdm(total=len(remote), desc=desc, unit="file",
-                   disable=not progress or len(remote) < PROGRESS_MIN_FILES)
+                   # None: tqdm shows the bar only when stderr is a terminal
+                   disable=True if not progress or len(remote) < PROGRESS_MIN_FILES else None)
         step = 64
         for i in range(0, len(remote), step):
             fs.get(remote[i:i + step], [str(p) for p in local[i:i + step]])

@@ -283,7 +283,7 @@ def _concentration(changes: dict[str, np.ndarray], items: list[dict[str, Any]], 
         groups.append(("all targets", conc["overall"]))
     for title, g in groups:
         name = f"{stem('map-' + title.replace(' ', '-'))}.png"
-        save_concentration_png(g, out_dir / name, f"{title} ({g['images']} images)")
+        save_concentration_png(g, out_dir / name, f"{title} ({g['images']} image{'' if g['images'] == 1 else 's'})")
         g["png"] = f"{out_dir.name}/{name}"
         g.pop("map", None)
     return conc

@@ -69,7 +69,9 @@ def generator_for(spec: "AuditSpec", bundle: "DatasetBundle", space: InputSpace,
                   device: torch.device | None = None) -> tuple[GeneratorArtifact | None, str | None]:
     """The generator the audit uses (stored, given, or trained when ``generative.train``), or None and why not."""
     g = spec.generative
-    wanted = {"image_size": g.image_size, "epochs": g.epochs, "z_dim": g.z_dim}
+    # Keys as the artifact's training record names them (the search has its own ``lr``: ``train_lr`` here).
+    wanted = {"image_size": g.image_size, "epochs": g.epochs, "z_dim": g.z_dim, "batch_size": g.batch_size,
+              "lr": g.train_lr, "width": g.width}
     art, why = resolve_generator(bundle.digest, bundle.classes, space.geometry(), spec.generator, wanted=wanted)
     if art is None and g.train:
         settings = GeneratorSettings(**{k: v for k, v in wanted.items() if v is not None}, seed=spec.seed)

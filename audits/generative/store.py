@@ -146,6 +146,8 @@ class GeneratorArtifact:
             "losses_final": {k: v for k, v in final.items() if k not in ("epoch", "step")},
             "space": self.space,
             "train_seconds": self.train.get("seconds"),
+            # How it was trained (a pretrained checkpoint records none): what --generator-batch-size/-lr/-width match.
+            "training": {k: self.train[k] for k in ("batch_size", "lr", "width", "seed") if k in self.train} or None,
         }
 
 

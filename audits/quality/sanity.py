@@ -10,7 +10,10 @@ rank correlation and SSIM (scikit-image's definition, all maps of a step in
 one batch) of the normalised |maps|. The curve of both similarities over the
 depth is recorded; the method passes when both stay below their thresholds at
 the stated depths (fractions of the blocks). The blocks depend on the model
-only, so an audit finds them once and hands them to every method's cascade.
+only, so an audit finds them once and hands them to every method's cascade;
+likewise the model is deep-copied once per audit (a ``ScratchCopy``) and the
+copy's weights are restored from the model in place before each method's
+cascade, instead of one deep copy per method.
 
 A randomised model often gives all-zero maps (Grad-CAM's ReLU clips them).
 Such maps carry no ranking: they are counted and reported, never scored as a
@@ -147,6 +150,28 @@ def randomise_modules(model: nn.Module, names: list[str], seed: int) -> None:
             else:  # e.g. timm layers that hold a weight but no reset: redraw at the same scale
                 for p in mod.parameters(recurse=False):
                     p.normal_(0.0, float(p.std()) if p.numel() > 1 else 0.02)
+
+
+class ScratchCopy:
+    """One deep copy of a model to randomise, put back to the model's weights in place before each use.
+
+    A deep copy per sanity-checked method was a fixed cost per check (Python
+    object copying, larger than the passes of a small model's check); copying
+    tensors back into the same copy costs only the tensor copies.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.copy = copy.deepcopy(model)
+        ours, theirs = self.copy.state_dict(keep_vars=True), model.state_dict(keep_vars=True)
+        self._pairs = [(ours[k], theirs[k]) for k in theirs]
+
+    def fresh(self) -> nn.Module:
+        """The copy, with every parameter and buffer (norm statistics included) equal to the model's again."""
+        with torch.no_grad():
+            for dst, src in self._pairs:
+                dst.copy_(src)
+        return self.copy
 
 
 def method_explain_fn(method: str, **kwargs: Any) -> ExplainFn:
@@ -293,6 +318,7 @@ def cascading_sanity(
     judge_at: tuple[float, ...] = (0.75, 1.0),
     ids: list[str] | None = None,
     blocks: list[list[str]] | None = None,
+    scratch: ScratchCopy | None = None,
 ) -> dict[str, Any]:
     """Adebayo et al.'s cascading randomisation: blocks re-initialised from the top, one more per step.
 
@@ -304,6 +330,8 @@ def cascading_sanity(
     ``rank_corr`` / ``ssim`` / ``n_layers`` for summaries. A judged depth where
     fewer than half the maps could be scored (the rest vanished) is
     inconclusive: its verdict is None and ``inconclusive`` says why.
+    ``blocks`` and ``scratch`` (a copy of this model) may be shared by every
+    method's cascade of one audit; the model itself is never modified.
     """
     ids = ids or [str(i) for i in range(len(images))]
     device = next(model.parameters()).device
@@ -311,7 +339,9 @@ def cascading_sanity(
     if not blocks:
         raise BadInputError("model: no blocks with parameters to randomise")
     orig = np.asarray(original_maps if original_maps is not None else explain_fn(model, images, targets), dtype=np.float64)
-    clone = copy.deepcopy(model)
+    if scratch is not None and scratch.model is not model:
+        raise ValueError("scratch: a copy of another model")
+    clone = (scratch or ScratchCopy(model)).fresh()
     depths = sorted({min(len(blocks), max(1, math.ceil(f * len(blocks)))) for f in judge_at})
     curve = []
     for k in range(1, len(blocks) + 1):

@@ -40,7 +40,7 @@ def _load_remote_csv(ref: str, url: str, ctx: LoadContext) -> DatasetBundle:
     listed = [str(v).strip() for col in ("path", "mask") if col in table.columns for v in table[col]]
     wanted = [p for p in listed if p and inside(p)]
     local = fetch_tree(folder, cache=ctx.cache, progress=ctx.progress, only=[name, *wanted])
-    bundle = load_csv(ref, local / name, ctx)
+    bundle = load_csv(ref, local / name, ctx, shown_base=folder)
     bundle.meta["fetched"] = {"url": url, "local": str(local)}
     return bundle
 
@@ -54,8 +54,9 @@ def _read_table(ref: str, csv_path: Path) -> pd.DataFrame:
     return table
 
 
-def load_csv(ref: str, csv_path: Path, ctx: LoadContext) -> DatasetBundle:
-    """Read a local CSV and the images it lists into a bundle (URL refs arrive here after fetching)."""
+def load_csv(ref: str, csv_path: Path, ctx: LoadContext, shown_base: str | None = None) -> DatasetBundle:
+    """Read a local CSV and the images it lists into a bundle (URL refs arrive here after fetching;
+    ``shown_base``, the URL of the CSV's folder, is what reasons name instead of the local copy)."""
     if not csv_path.is_file():
         raise RefError(f"{ref}: no such file {csv_path}")
     table = _read_table(ref, csv_path)
@@ -73,14 +74,14 @@ def load_csv(ref: str, csv_path: Path, ctx: LoadContext) -> DatasetBundle:
         # Confinement first: a path outside the roots is not even looked at.
         problem = (
             "no path" if not path else "no label" if not label else "no split" if not split
-            else outside(base / path, roots) or ("file not found" if not (base / path).is_file() else None)
+            else outside(base / path, roots, shown_base) or ("file not found" if not (base / path).is_file() else None)
         )
         if problem:
             excluded.append({**record, "reason": problem})
             continue
         mask_path = None
         if mask:
-            mask_problem = outside(base / mask, roots) or mask_unusable(base / mask, ctx.limits)
+            mask_problem = outside(base / mask, roots, shown_base) or mask_unusable(base / mask, ctx.limits)
             if mask_problem:  # the image stays, without a mask; the mask is listed with the reason
                 bad_masks.append({"path": str(base / mask), "image": record["path"], "reason": mask_problem})
             else:

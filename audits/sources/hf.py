@@ -206,7 +206,7 @@ def _materialise(ref: str, splits: dict[str, Any], image: str, label: str, class
     rows: list[dict[str, str]] = []
     for hf_split, dataset in splits.items():
         split = split_name(hf_split)
-        bar = tqdm(desc=f"{ref} {hf_split}", unit="image", disable=not progress)
+        bar = tqdm(desc=f"{ref} {hf_split}", unit="image", disable=None if progress else True)  # None: only at a terminal
         for batch in _batches(dataset, image):
             for img, lab in zip(batch[image], batch[label]):
                 data = img.get("bytes") if isinstance(img, dict) else None

@@ -74,6 +74,16 @@ def test_quick_bench_prints_every_row_and_counts_passes(tmp_path, monkeypatch):
     assert bad["file"]["images_opened"] == 0 and "no such file" in bad["file"]["message"]
     assert "no_such_architecture" in bad["timm"]["message"] and bad["timm"]["images_opened"] == 0
 
+    # The bench's temporary homes are gone: an audit later in this process loads the dataset afresh, not
+    # the bundle the bench loaded from its deleted cache (a stale one failed the next test's predict stage).
+    from pathlib import Path
+
+    from imaudit.audits.spec import AuditSpec
+    from imaudit.audits.stages import inputs
+
+    bundle = inputs.dataset(AuditSpec(model="timm:test_resnet?pretrained=false", dataset="builtin:digits"))
+    assert all(Path(p).is_file() for p in bundle.manifest["path"])
+
 
 def test_bench_rejects_unknown_method():
     res = CliRunner().invoke(app, ["bench", "--quick", "--methods", "saliency,nope", "--no-audits"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -90,6 +91,28 @@ def test_cascade_randomises_block_by_block_from_the_top_and_judges_at_stated_dep
     assert all(row["rank_corr"] > 0.99 for row in bad["curve"])
     before = [p.clone() for p in model.parameters()]
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # the model itself is untouched
+
+
+def test_one_scratch_copy_shared_by_cascades_gives_each_the_trained_model_to_start_from():
+    from imaudit.audits.quality.sanity import ScratchCopy, cascading_sanity, model_blocks
+
+    model = _small_cnn()
+    images = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    targets = torch.zeros(6)
+    blocks = model_blocks(model, images[:1])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    alone = cascading_sanity(model, images, targets, gradient_map, judge_at=(0.5, 1.0))
+    scratch = ScratchCopy(model)
+    first = cascading_sanity(model, images, targets, gradient_map, judge_at=(0.5, 1.0), blocks=blocks, scratch=scratch)
+    # The first cascade left every block of the copy randomised (BatchNorm statistics too); a second
+    # method's cascade must still start from the trained weights: the same curve as a fresh copy's.
+    assert any(not torch.equal(before[k], v) for k, v in scratch.copy.state_dict().items())
+    second = cascading_sanity(model, images, targets, gradient_map, judge_at=(0.5, 1.0), blocks=blocks, scratch=scratch)
+    for run in (first, second):
+        assert [(r["rank_corr"], r["ssim"]) for r in run["curve"]] == [(r["rank_corr"], r["ssim"]) for r in alone["curve"]]
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the model itself is untouched
+    with pytest.raises(ValueError, match="another model"):
+        cascading_sanity(_small_cnn(), images, targets, gradient_map, scratch=scratch)
 
 
 def test_timm_blocks_come_from_its_group_matcher():

@@ -22,17 +22,20 @@ def test_counterfactual_section_shows_counts_aligned_images_scales_and_maps(tmp_
     for name, kinds in (("a", KINDS), ("b", KINDS[:2])):
         for k in kinds:
             _png(tmp_path / "counterfactuals" / f"cf-{name}-{k}.png", seed=len(k))
-    for extra in ("legend", "map-all"):
+    for extra in ("legend", "map-all", "samples"):
         _png(tmp_path / "counterfactuals" / f"{extra}.png", seed=3)
     result.generative = {
-        "generator": {"path": "/x", "dataset_digest": "d" * 64, "version": "v1", "losses_final": {"g_loss": 1.0}},
+        "generator": {"path": "/x", "dataset_digest": "d" * 64, "version": "v1", "losses_final": {"g_loss": 1.0},
+                      "classes": ["cat", "dog", HOSTILE]},
+        "samples_png": "counterfactuals/samples.png",
         "settings": {"confidence": 0.9, "steps": 300},
         "counts": {"success": 1, "not-reached": 0, "zero-step": 1, "reconstruction-flipped": 0, "unchanged-target": 0},
         "searched": 1, "success_rate": 1.0, "mean_distance": 0.125, "mean_recon_error": 0.05,
         "legend_png": "counterfactuals/legend.png",
         "items": [
             _item("a", "success", counterfactual_confidence=0.93, distance=0.125, steps=40,
-                  path_confidence=[0.1, 0.4, 0.93]),
+                  path_steps=[0, 5, 10, 15, 20, 25, 30, 35, 40],
+                  path_confidence=[0.1, 0.3, 0.5, 0.7, 0.95, 0.96, 0.95, 0.94, 0.93]),
             _item("b", "zero-step", KINDS[:2], reason="the reconstruction is already dog at 0.97"),
         ],
         "concentration": {"overall": {"images": 1, "png": "counterfactuals/map-all.png", "object_share": 0.1,
@@ -54,6 +57,14 @@ def test_counterfactual_section_shows_counts_aligned_images_scales_and_maps(tmp_
     assert "already dog at 0.97" in left  # why it was left out
     assert "counterfactuals/legend.png" in section and "fixed scale" in section
     assert "counterfactuals/map-all.png" in section and "box [1, 1, 5, 5]: 70% of the change" in section
+    assert "all targets (1 image)" in section and "white box holds the most change" in section
+    # The search path by step: its first point and the kept counterfactual's (the last), five points in all.
+    path = re.search(r"<td class=\"small\">(<span class=\"nowrap\">.*?)</td>", searched).group(1)
+    assert re.findall(r">(\d+): ([\d.]+)<", path) == [("0", "0.10"), ("10", "0.50"), ("20", "0.95"), ("30", "0.95"),
+                                                     ("40", "0.93")]
+    # Which generator sample row is which class.
+    assert 'src="counterfactuals/samples.png"' in section
+    assert "top to bottom: cat, dog, &lt;script&gt;" in section
     # Counts: the zero-step item is reported apart, the success rate is over searched images only.
     assert "Searched <strong>1</strong>" in section and "1 whose reconstruction already is the target" in section
     assert "0.31" in section and "0.52" in section and "within a fill" in section

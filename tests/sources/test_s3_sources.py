@@ -64,8 +64,8 @@ def test_csv_on_s3_fetches_only_its_rows_and_keeps_paths_inside(s3, tmp_path):
     # Both leave ../outside.png out as outside the CSV's folder (imaudit.audits.confine), the remote one
     # without fetching it (nothing beside the CSV's folder is fetched): the same 12 images, the same digest.
     assert len(remote.manifest) == 12 and remote.digest == here.digest
-    for bundle in (remote, here):
-        assert [e["reason"].startswith("outside the dataset's folder") for e in bundle.excluded] == [True]
+    for bundle, folder in ((remote, "s3://bucket/t/csvdata"), (here, str(root))):  # named as the user named it
+        assert [e["reason"].startswith(f"outside the dataset's folder {folder};") for e in bundle.excluded] == [True]
     fetched = Path(remote.meta["fetched"]["local"])
     assert sorted(p.name for p in fetched.rglob("*.png")) == sorted(Path(r).name for r in rows)
     assert json.dumps(remote.counts()) and remote.ref == "csv:s3://bucket/t/csvdata/labels.csv"

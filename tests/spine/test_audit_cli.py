@@ -37,6 +37,14 @@ def test_audit_end_to_end(tmp_path, tmp_path_factory, monkeypatch):
         return original(*args, **kwargs)
 
     monkeypatch.setattr(explain_checks, "model_blocks", counting)
+    copies = []  # and the model is deep-copied once per audit, not once per method
+
+    class CountedCopy(explain_checks.ScratchCopy):
+        def __init__(self, model):
+            copies.append(1)
+            super().__init__(model)
+
+    monkeypatch.setattr(explain_checks, "ScratchCopy", CountedCopy)
     code, out = run_cli(
         "audit", "--model", f"file:{ckpt}", "--dataset", "builtin:digits", "--methods", "saliency,gradcam",
         "--samples", "6", "--out", str(store), "--train-cap", "300",
@@ -61,7 +69,7 @@ def test_audit_end_to_end(tmp_path, tmp_path_factory, monkeypatch):
     # Both methods' sanity cascades ran over the same blocks, found once for the audit.
     sanity = audit["quality"]["sanity"]
     assert set(sanity) == {"saliency", "gradcam"} and sanity["saliency"]["blocks"] == sanity["gradcam"]["blocks"] > 1
-    assert traced == [1]
+    assert traced == [1] and copies == [1]
     assert (folders[0] / "report.html").stat().st_size > 1000
     assert (store / "index.html").exists()
 
