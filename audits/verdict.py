@@ -80,6 +80,25 @@ def group_of(f: Finding) -> str:
     return str(stored) if stored else kind_of(f.code).group
 
 
+def cleared_shortcuts(findings: list[Finding]) -> tuple[list[Finding], list[Finding]]:
+    """(findings to list one by one, shortcut candidates that intervention on the model cleared).
+
+    A clean model draws many candidates (any spot its maps share); once covering and
+    pasting each box changed nothing, they are one line's worth of news, not a dozen.
+    """
+    cleared = [f for f in findings if f.code == "shortcut" and f.severity == "info"
+               and f.evidence.get("confirmed") is False]
+    return [f for f in findings if f not in cleared], cleared
+
+
+def cleared_line(cleared: list[Finding]) -> str:
+    """One sentence (after "shortcut: ") for the cleared candidates (see ``cleared_shortcuts``)."""
+    classes = _unique([str(f.evidence.get("class")) for f in cleared if f.evidence.get("class") is not None])
+    n = len(cleared)
+    return (f"{n} candidate{'s' if n != 1 else ''}" + (f" (classes {', '.join(classes)})" if classes else "")
+            + " tested on the model and cleared: covering or pasting the boxes barely changed predictions")
+
+
 def _reason(f: Finding) -> str:
     return f"{kind_of(f.code).title} ({f.severity})"
 

@@ -35,7 +35,7 @@ from imaudit import paths
 from imaudit.exits import OUTCOME, code_of_error
 from imaudit.io import text_safe
 from imaudit.audits.result import AuditResult
-from imaudit.audits.verdict import verdict
+from imaudit.audits.verdict import gate_line, verdict
 from imaudit.reports.failures import FailureRecord, record_path
 from imaudit.reports.index import key_metrics, model_identity
 from imaudit.reports.published import publish_failure
@@ -120,8 +120,7 @@ def publish_artifacts(result: AuditResult, link: str) -> None:
     lines = [
         f"# {run_name(ref)}: {v['headline']}",
         f"- model `{ref}`, dataset `{result.dataset.ref}`",
-        f"- status **{result.status}**, fit **{result.fit.verdict}**, "
-        f"gates **{'passed' if result.gates.passed else 'failed'}**",
+        f"- status **{result.status}**, fit **{result.fit.verdict}**, {gate_line(result)}",
         f"- findings: {counts}",
     ]
     lines += [f"- [{f.severity}] `{f.code}`: {f.message}" for f in result.findings[:10]]
@@ -141,7 +140,8 @@ def metrics_table(result: AuditResult) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = [
         {"metric": "verdict", "value": v["verdict"]},
         {"metric": "status", "value": result.status},
-        {"metric": "gates passed", "value": result.gates.passed},
+        # In words (gate_line): a bare true would read as "passed" for a Fail verdict when no gate was set.
+        {"metric": "gate", "value": gate_line(result)},
         {"metric": "fit", "value": result.fit.verdict},
     ]
     for name in ("accuracy", "ece", "gap", "faithfulness"):

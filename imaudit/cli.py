@@ -101,7 +101,7 @@ def _start_prefect() -> None:
 def _summary(folder: Path) -> int:
     """Print an audit's verdict (the report's vocabulary), headline numbers and findings; return the gate exit code."""
     from imaudit.audits.result import AuditResult
-    from imaudit.audits.verdict import gate_line, group_of, headline, verdict
+    from imaudit.audits.verdict import cleared_line, cleared_shortcuts, gate_line, group_of, headline, verdict
 
     r = AuditResult.load(folder)
     v = verdict(r)
@@ -122,8 +122,11 @@ def _summary(folder: Path) -> int:
 
     # Findings about the model and the data first; caveats about the explainers apart, after them.
     caveats = [f for f in r.findings if group_of(f) == "explainer"]
-    for f in [f for f in r.findings if group_of(f) != "explainer"]:
+    shown, cleared = cleared_shortcuts([f for f in r.findings if group_of(f) != "explainer"])
+    for f in shown:
         _print_finding(f)
+    if cleared:
+        out.print(f"  [cyan]{'info':7s}[/cyan] shortcut: {escape(cleared_line(cleared))} (each in the report)", highlight=False)
     if caveats:
         out.print("  explainer caveats (about the explanation methods, not the model):", highlight=False)
         for f in caveats:

@@ -7,7 +7,8 @@ import math
 import pytest
 
 from imaudit.audits.result import AuditResult, Finding
-from imaudit.audits.verdict import LABELS, REVIEW_LABELS, gate_line, headline, review_state, verdict, wilson_interval
+from imaudit.audits.verdict import (LABELS, REVIEW_LABELS, cleared_line, cleared_shortcuts, gate_line, headline, review_state,
+                                    verdict, wilson_interval)
 
 
 def _result(findings=(), *, status="complete", gates=True, fail_on=None, fit="ok", errors=()) -> AuditResult:
@@ -100,3 +101,13 @@ def test_the_gate_line_says_passed_only_for_a_passing_audit():
     assert "passed" not in confirmed and confirmed.endswith("so the exit code is 0; the verdict is Fail")
     below = gate_line(_result([F("miscalibration", "warning")], fail_on="error"))
     assert below == "gate not triggered (it fails on error); the verdict is Needs attention"
+
+
+def test_cleared_shortcut_candidates_fold_into_one_line_the_rest_stay():
+    confirmed = F("shortcut", "error", confirmed=True, **{"class": "3"})
+    untested = F("shortcut", "info", confirmed=None, **{"class": "1"})
+    cleared = [F("shortcut", "info", confirmed=False, **{"class": c}) for c in ("0", "2", "0")]
+    other = F("miscalibration", "warning")
+    shown, folded = cleared_shortcuts([confirmed, cleared[0], untested, other, cleared[1], cleared[2]])
+    assert shown == [confirmed, untested, other] and folded == cleared
+    assert cleared_line(folded).startswith("3 candidates (classes 0, 2) tested on the model and cleared")

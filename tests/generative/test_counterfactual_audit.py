@@ -2,7 +2,7 @@
 
 A test_resnet trained on plain shapes with a class-coloured corner patch relies
 on the patch alone; its clean twin (the same recipe without the patch) learns
-the shapes. Each model gets a generator in its input space (40 epochs at batch
+the shapes. Each model gets a generator in its input space (25 epochs at batch
 16, learning rate 1e-3 and width 16: a few hundred images need more updates
 than DCGAN's defaults give them, and flat shapes need no more capacity): the
 clean twin's from ``imaudit generative train`` once for the module, the
@@ -35,7 +35,7 @@ from gen_helpers import PATCH, plain_shapes, train_checkpoint
 # machine the first test's setup alone can pass the suite's 600 s default.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 N_EXPLAINED = 9
-GENERATOR = {"epochs": 40, "batch-size": 16, "lr": 1e-3, "width": 16}  # training settings of both generators
+GENERATOR = {"epochs": 25, "batch-size": 16, "lr": 1e-3, "width": 16}  # training settings of both generators
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,7 @@ def test_shortcut_model_counterfactuals_change_the_patch_and_the_findings_say_so
     gen, folder = out["audit"]["generative"], out["folder"]
     box = patch_box(model)
     assert gen["space"]["input_size"] == [32, 32] and gen["coverage"]["ran"] is True
-    assert gen["generator"]["epochs"] == 40 and gen["generator"]["training"] == {
+    assert gen["generator"]["epochs"] == GENERATOR["epochs"] and gen["generator"]["training"] == {
         "batch_size": 16, "lr": 1e-3, "width": 16, "seed": 0}
     ok = [it for it in gen["items"] if it["outcome"] == "success"]
     assert len(ok) >= 6, gen["counts"]
