@@ -105,13 +105,8 @@ class GeneratorArtifact:
     def load_generator(self) -> nn.Module:
         """The generator in eval mode with frozen weights (cached after the first call; CPU unless moved)."""
         if self._module is None:
-            g = ConditionalGenerator(GanConfig(**self.arch))
-            weights = self.path / "generator.safetensors"
-            try:
-                g.load_state_dict(load_file(str(weights)))
-            except (OSError, RuntimeError) as e:
-                raise CheckpointError(f"{weights}: cannot load generator weights ({_first_line(e)})") from None
-            self._module = g.eval()
+            self._module = _load_weights(ConditionalGenerator(GanConfig(**self.arch)),
+                                         self.path / "generator.safetensors", "generator")
         # Inference only: gradients flow to latent codes, never into the weights.
         return self._module.requires_grad_(False)
 
@@ -121,12 +116,7 @@ class GeneratorArtifact:
             weights = self.path / "discriminator.safetensors"
             if not self.arch or not weights.is_file():
                 return None
-            d = ConditionalDiscriminator(GanConfig(**self.arch))
-            try:
-                d.load_state_dict(load_file(str(weights)))
-            except (OSError, RuntimeError) as e:
-                raise CheckpointError(f"{weights}: cannot load discriminator weights ({_first_line(e)})") from None
-            self._critic = d.eval()
+            self._critic = _load_weights(ConditionalDiscriminator(GanConfig(**self.arch)), weights, "discriminator")
         return self._critic.requires_grad_(False)
 
     def identity(self) -> dict[str, Any]:
@@ -389,6 +379,15 @@ def _short(names: list[str], k: int = 5) -> str:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _load_weights(module: nn.Module, weights: Path, what: str) -> nn.Module:
+    """``module`` with the safetensors file's weights, in eval mode; a one-line CheckpointError when they do not fit."""
+    try:
+        module.load_state_dict(load_file(str(weights)))
+    except (OSError, RuntimeError) as e:
+        raise CheckpointError(f"{weights}: cannot load {what} weights ({_first_line(e)})") from None
+    return module.eval()
 
 
 def _first_line(e: BaseException) -> str:
