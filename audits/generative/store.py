@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -385,7 +386,7 @@ def _load_weights(module: nn.Module, weights: Path, what: str) -> nn.Module:
     """``module`` with the safetensors file's weights, in eval mode; a one-line CheckpointError when they do not fit."""
     try:
         module.load_state_dict(load_file(str(weights)))
-    except (OSError, RuntimeError) as e:
+    except (OSError, RuntimeError, SafetensorError) as e:  # SafetensorError: a damaged file's header
         raise CheckpointError(f"{weights}: cannot load {what} weights ({_first_line(e)})") from None
     return module.eval()
 

@@ -179,3 +179,12 @@ def test_cli_train_prints_a_summary_and_registers_a_checkpoint(tmp_path):
                                echo=lines.append)
     assert pre.source == "pretrained" and pre.dataset_digest == art.dataset_digest
     assert "pretrained" in lines[0]
+
+
+def test_damaged_generator_weights_are_one_line_checkpoint_errors(tmp_path):
+    from imaudit.audits.generative.store import _load_weights
+
+    weights = tmp_path / "generator.safetensors"
+    weights.write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match=r"generator\.safetensors: cannot load generator weights"):
+        _load_weights(torch.nn.Linear(2, 2), weights, "generator")
