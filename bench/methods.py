@@ -30,6 +30,7 @@ from imaudit.audits.quality.sanity import ScratchCopy, cascading_sanity, model_b
 from imaudit.audits.spec import ExplanationThresholds, QualitySettings
 from imaudit.bench.counting import PassCount, count_passes
 from imaudit.bench.peak import Peak
+from imaudit.bench.profiling import where_time_goes
 from imaudit.bench.workload import Workload
 
 
@@ -66,6 +67,15 @@ class MethodRow:
     model_share: float | None  # share of wall time inside forward calls (CPU only)
     failures: int = 0
     note: str = ""
+    profile: dict | None = None  # where the time went (bench --profile, rows under the target)
+
+
+def profiled(row: MethodRow, fn: Callable[[], object], below: float | None) -> MethodRow:
+    """With ``below`` set (``bench --profile``): a row whose efficiency is under it gets one extra,
+    untimed run of ``fn`` under cProfile, so the miss is explained by measurement."""
+    if below is not None and row.images and row.efficiency < below:
+        row.profile = where_time_goes(fn)
+    return row
 
 
 def timed_count(model: nn.Module, fn: Callable[[], object], min_seconds: float = 1.0,
@@ -153,7 +163,7 @@ def explain_fn(work: Workload, method: str, settings: dict | None = None, seed: 
 
 
 def bench_method(work: Workload, method: str, peaks: Peaks, settings: dict | None = None,
-                 seed: int = 0) -> tuple[MethodRow, np.ndarray]:
+                 seed: int = 0, profile_below: float | None = None) -> tuple[MethodRow, np.ndarray]:
     """Explain the workload's images with ``method`` once (after a one-image warm-up); the row and its maps."""
     ex = create_explainer(method, work.model.module, device=work.device, mean=work.mean, std=work.std,
                           seed=seed, progress=False, **(settings or {}))
@@ -163,32 +173,34 @@ def bench_method(work: Workload, method: str, peaks: Peaks, settings: dict | Non
         return row, np.zeros((0, *work.input_shape[1:]), np.float32)
     x, t = work.images, work.targets
     warm_up(lambda k: ex.explain(x[:k], t[:k], work.ids[:k]), len(x))
-    expl, seconds, count = timed_count(work.model.module, lambda: ex.explain(x, t, work.ids))
+    run = lambda: ex.explain(x, t, work.ids)  # noqa: E731
+    expl, seconds, count = timed_count(work.model.module, run)
     maps = np.full((len(x), *x.shape[-2:]), np.nan, np.float32)
     pos = {i: k for k, i in enumerate(work.ids)}
     for row, i in zip(expl.maps, expl.ids):
         maps[pos[i]] = row
-    return make_row(method, len(x), seconds, count, peaks, failures=len(expl.failures)), maps
+    row = make_row(method, len(x), seconds, count, peaks, failures=len(expl.failures))
+    return profiled(row, run, profile_below), maps
 
 
-def bench_deletion(work: Workload, maps: np.ndarray, peaks: Peaks, source: str, seed: int = 0) -> MethodRow:
+def bench_deletion(work: Workload, maps: np.ndarray, peaks: Peaks, source: str, seed: int = 0,
+                   profile_below: float | None = None) -> MethodRow:
     """Deletion/insertion curves (the audit's settings: spec.quality.deletion_steps, one random order)."""
     steps = QualitySettings().deletion_steps
     ok = np.isfinite(maps).reshape(len(maps), -1).all(axis=1)
     x, t, m = work.images[ok], work.targets[ok], maps[ok]
     warm_up(lambda k: deletion_insertion(work.model.module, x[:k], t[:k], m[:k], steps=steps, device=work.device,
                                          seed=seed), len(x))
-    res, seconds, count = timed_count(
-        work.model.module,
-        lambda: deletion_insertion(work.model.module, x, t, m, steps=steps, device=work.device, seed=seed),
-    )
-    return make_row("deletion/insertion", len(x), seconds, count, peaks, failures=len(res["failures"]),
-                    note=f"{steps} steps x 2 curves x (map + 1 random order), maps from {source}")
+    run = lambda: deletion_insertion(work.model.module, x, t, m, steps=steps, device=work.device, seed=seed)  # noqa: E731
+    res, seconds, count = timed_count(work.model.module, run)
+    row = make_row("deletion/insertion", len(x), seconds, count, peaks, failures=len(res["failures"]),
+                   note=f"{steps} steps x 2 curves x (map + 1 random order), maps from {source}")
+    return profiled(row, run, profile_below)
 
 
 def bench_sanity(work: Workload, method: str, maps: np.ndarray, peaks: Peaks, settings: dict | None = None,
                  seed: int = 0, shared: tuple[list[list[str]], ScratchCopy] | None = None,
-                 shared_seconds: float = 0.0, shared_by: int = 1) -> MethodRow:
+                 shared_seconds: float = 0.0, shared_by: int = 1, profile_below: float | None = None) -> MethodRow:
     """The cascading randomisation sanity check as the audit runs it: original maps given, the model's
     blocks re-initialised from the top one by one on a copy, re-explained after each.
 
@@ -202,16 +214,18 @@ def bench_sanity(work: Workload, method: str, maps: np.ndarray, peaks: Peaks, se
     if shared is None:
         (shared, shared_seconds), shared_by = _shared(work), 1
     blocks, scratch = shared
-    res, seconds, count = timed_count(
-        scratch.copy,  # the cascade explains with the randomised copy only (the original maps are given)
-        lambda: cascading_sanity(work.model.module, x, t, fn, seed=seed, original_maps=maps[:n],
-                                 max_rank_corr=th.sanity_max_rank_corr, max_ssim=th.sanity_max_ssim,
-                                 judge_at=tuple(th.sanity_judge_at), blocks=blocks, scratch=scratch),
-    )
-    return make_row(f"sanity ({method})", n, seconds + shared_seconds / max(shared_by, 1), count, peaks,
-                    note=f"{len(blocks)} blocks re-initialised one by one on the audit's one copy of the model "
-                         f"(restored in place first), re-explained after each (finding the blocks and copying the "
-                         f"model: {shared_seconds * 1000:.0f} ms once, shared by {shared_by} checks)")
+    def run():
+        return cascading_sanity(work.model.module, x, t, fn, seed=seed, original_maps=maps[:n],
+                                max_rank_corr=th.sanity_max_rank_corr, max_ssim=th.sanity_max_ssim,
+                                judge_at=tuple(th.sanity_judge_at), blocks=blocks, scratch=scratch)
+
+    # the cascade explains with the randomised copy only (the original maps are given)
+    res, seconds, count = timed_count(scratch.copy, run)
+    row = make_row(f"sanity ({method})", n, seconds + shared_seconds / max(shared_by, 1), count, peaks,
+                   note=f"{len(blocks)} blocks re-initialised one by one on the audit's one copy of the model "
+                        f"(restored in place first), re-explained after each (finding the blocks and copying the "
+                        f"model: {shared_seconds * 1000:.0f} ms once, shared by {shared_by} checks)")
+    return profiled(row, run, profile_below)
 
 
 def _shared(work: Workload, runs: int = 3) -> tuple[tuple[list[list[str]], ScratchCopy], float]:
@@ -229,12 +243,14 @@ def _shared(work: Workload, runs: int = 3) -> tuple[tuple[list[list[str]], Scrat
 
 def bench_methods(work: Workload, methods: list[str], peaks: Peaks, settings: dict[str, dict] | None = None,
                   sanity_methods: list[str] | None = None, progress: bool = False,
-                  caps: dict[str, int] | None = None) -> tuple[list[MethodRow], dict[str, np.ndarray]]:
+                  caps: dict[str, int] | None = None,
+                  profile_below: float | None = None) -> tuple[list[MethodRow], dict[str, np.ndarray]]:
     """Rows for every method, deletion/insertion (on the first method's maps) and the sanity
     check for each method the audit sanity-checks by default; also the maps by method.
 
     ``caps`` bounds the images per method (and ``"deletion/insertion"``) where a big
-    model makes the typical sample too slow to time.
+    model makes the typical sample too slow to time. ``profile_below``: profile the rows whose
+    efficiency is under it (``bench --profile``).
     """
     settings, caps = settings or {}, caps or {}
     sanity = QualitySettings().sanity_methods if sanity_methods is None else sanity_methods
@@ -242,18 +258,19 @@ def bench_methods(work: Workload, methods: list[str], peaks: Peaks, settings: di
     maps_by: dict[str, np.ndarray] = {}
     for m in tqdm(methods, desc="methods", disable=None if progress else True, leave=False):
         n = min(method_images(m, len(work.images)), caps.get(m, len(work.images)))
-        row, maps = bench_method(work.head(n), m, peaks, settings.get(m))
+        row, maps = bench_method(work.head(n), m, peaks, settings.get(m), profile_below=profile_below)
         rows.append(row)
         if row.images:
             maps_by[m] = maps
     if maps_by:
         source = next(iter(maps_by))
         n = min(len(maps_by[source]), caps.get("deletion/insertion", len(maps_by[source])))
-        rows.append(bench_deletion(work.head(n), maps_by[source][:n], peaks, source))
+        rows.append(bench_deletion(work.head(n), maps_by[source][:n], peaks, source, profile_below=profile_below))
     checked = [m for m in methods if m in sanity and m in maps_by]
     if checked:  # the blocks are found once per audit and shared by every method's check (audits/explain_checks)
         shared, shared_seconds = _shared(work)
         for m in checked:
             rows.append(bench_sanity(work.head(len(maps_by[m])), m, maps_by[m], peaks, settings.get(m),
-                                     shared=shared, shared_seconds=shared_seconds, shared_by=len(checked)))
+                                     shared=shared, shared_seconds=shared_seconds, shared_by=len(checked),
+                                     profile_below=profile_below))
     return rows, maps_by

@@ -27,8 +27,10 @@ METHOD_IMAGES = {"saliency": 8, "gradcam": 8, "ig": 2, "occlusion": 1, "lime": 1
 CPU_PEAK_BATCHES = (1, 8, 32)
 
 
-def bench_realistic(methods: list[str], device: str, say: Any = print, quick: bool = False) -> dict[str, Any]:
-    """Peaks, prediction from JPEG files and every method's efficiency for resnet50 at 224 px."""
+def bench_realistic(methods: list[str], device: str, say: Any = print, quick: bool = False,
+                    profile_below: float | None = None) -> dict[str, Any]:
+    """Peaks, prediction from JPEG files and every method's efficiency for resnet50 at 224 px
+    (``profile_below``: profile the method rows under that efficiency)."""
     model, size, n = ("test_resnet", 48, 8) if quick else (MODEL, IMAGE_SIZE, IMAGES)
     folder = jpeg_set(n)
     say(f"realistic: timm:{model} at {size} px, {n} JPEGs")
@@ -41,7 +43,7 @@ def bench_realistic(methods: list[str], device: str, say: Any = print, quick: bo
     )
     pred = bench_prediction(work, peaks.forward, len(work.dataset.manifest), repeats=1 if quick else 3)
     caps = {k: 1 for k in METHOD_IMAGES} if quick else METHOD_IMAGES
-    rows, _ = bench_methods(work, methods, peaks, caps=caps)
+    rows, _ = bench_methods(work, methods, peaks, caps=caps, profile_below=profile_below)
     gpu = bench_gpu(work, peaks, methods, caps) if work.device.type == "cuda" else None
     return {
         "gpu": gpu,

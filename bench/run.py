@@ -60,6 +60,7 @@ class BenchConfig:
     scale: list[int] | None = None  # dataset sizes for the scale row, e.g. [1000, 4000, 16000]
     bad_input: bool = True  # the bad --model row
     quick: bool = False
+    profile: bool = False  # rows under their efficiency target get one extra run under cProfile
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -134,7 +135,8 @@ def run_bench(cfg: BenchConfig, console: Console | None = None) -> dict[str, Any
     report["prediction"] = asdict(pred)
 
     say(f"methods: {', '.join(methods)}")
-    rows, _ = bench_methods(work, methods, peaks, progress=cfg.progress)
+    profile_below = TARGETS["efficiency"] if cfg.profile else None
+    rows, _ = bench_methods(work, methods, peaks, progress=cfg.progress, profile_below=profile_below)
     report["methods"] = [asdict(r) for r in rows]
     base: list[BaselineRow] = []
     if cfg.baselines:
@@ -156,7 +158,7 @@ def run_bench(cfg: BenchConfig, console: Console | None = None) -> dict[str, Any
     if cfg.realistic:
         from imaudit.bench.realistic import bench_realistic
 
-        report["realistic"] = bench_realistic(methods, cfg.device, say, quick=cfg.quick)
+        report["realistic"] = bench_realistic(methods, cfg.device, say, quick=cfg.quick, profile_below=profile_below)
     if cfg.scale:
         from imaudit.bench.scale import bench_scale
 
@@ -286,6 +288,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
                   f"{m['torch_threads']} threads, load average {m['load_average']}", highlight=False)
     console.print(_peak_table("Model-bound peak and prediction", report["peaks"], report["prediction"]))
     console.print(_methods_table("Explanation methods and quality checks", report["methods"], report["baselines"]))
+    _print_profiles("", report["methods"], console)
 
     if "cache" in report:
         c, o = report["cache"], report["overhead"]
@@ -308,6 +311,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         title = f"Realistic: {real['model']} at {real['image_size']} px, random weights, {real['images']} JPEGs"
         console.print(_peak_table(title, real["peaks"], real["prediction"]))
         console.print(_methods_table("Realistic: methods and quality checks", real["methods"], []))
+        _print_profiles("Realistic: ", real["methods"], console)
         _print_gpu(real.get("gpu"), console)
     elif report["device"].startswith("cuda"):
         console.print("GPU table: run with --realistic to measure nvJPEG and the LIME/SHAP device paths", highlight=False)
@@ -338,6 +342,23 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     for g in report["targets"]:
         met = {True: "[green]met[/green]", False: "[red]missed[/red]", None: "-"}[g["met"]]
         t.add_row(g["target"], _f(g["value"]), f"{g['rule']} {g['limit']}", met)
+    console.print(t)
+
+
+def _print_profiles(prefix: str, methods: list[dict[str, Any]], console: Console) -> None:
+    """Where the time of each row under its efficiency target went (``--profile``)."""
+    rows = [r for r in methods if r.get("profile")]
+    if not rows:
+        return
+    t = Table(title=f"{prefix}where the time went in rows under {TARGETS['efficiency']} efficiency "
+                    "(one extra run each under cProfile; shares of its wall time)")
+    for col in ("row", "in model", "self time by package", "functions with the most self time"):
+        t.add_column(col)
+    for r in rows:
+        p = r["profile"]
+        t.add_row(r["name"], "-" if r["model_share"] is None else f"{r['model_share']:.0%}",
+                  ", ".join(f"{k} {v:.0%}" for k, v in list(p["packages"].items())[:5]),
+                  "\n".join(f"{f['share']:.0%} {f['function']}" for f in p["top"][:5]))
     console.print(t)
 
 

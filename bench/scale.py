@@ -8,7 +8,7 @@ re-audit of the same folder (manifest cache and chunk cache). The child prints
 one JSON line; ``python -m imaudit.bench.scale --images N`` runs one size by hand.
 
 Reported per size: seconds and seconds per image of the cold audit; the peak
-resident set of the process during it (``ru_maxrss``) and how much it grew
+resident set of the process during it (``VmHWM``) and how much it grew
 during the audit; the bytes of logits and maps the audit must hold; the warm
 re-audit's seconds and how long it took to reach prediction (identify and the
 data gate).
@@ -53,8 +53,19 @@ class ScaleRow:
 
 
 def _rss_mb() -> float:
-    """Peak resident set of this process so far, in MB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    """Peak resident set of this process so far, in MB.
+
+    Linux's ``VmHWM`` (the high-water mark of this address space) rather than ``ru_maxrss``: across
+    fork and exec the kernel carries the parent's peak into the child's ``ru_maxrss``, so a child
+    started by a bench that had held resnet50 activations reported the parent's 8.5 GB at every size.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
 def _timings(folder: Path) -> dict[str, float]:

@@ -481,6 +481,7 @@ def bench(
     audits: Annotated[bool, typer.Option("--audits/--no-audits", help="time cold/warm audits and Prefect overhead")] = True,
     realistic: Annotated[bool, typer.Option("--realistic", help="add the resnet50 / 224 px / JPEG row (minutes on a CPU; with a GPU also the GPU table)")] = False,
     scale: Annotated[Optional[str], typer.Option(help="dataset sizes for the scale row, e.g. 1000,4000,16000 (one audit process each; data generated once)")] = None,
+    profile: Annotated[bool, typer.Option("--profile", help="run each method or check under its efficiency target once more under cProfile and print where its time went")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's logs")] = False,
 ) -> None:
     """Measure throughput: peak, prediction, every method vs peak and vs the libraries' defaults, cache, Prefect;
@@ -498,7 +499,8 @@ def bench(
     if sizes is not None and (not sizes or min(sizes) < 10):
         raise BadInputError(f"--scale {scale}: each size must be at least 10 images")
     cfg = BenchConfig.make(quick=quick, model=model, image_size=image_size, images=images, device=device,
-                           methods=names, audits=audits, realistic=realistic or None, scale=sizes)
+                           methods=names, audits=audits, realistic=realistic or None, scale=sizes,
+                           profile=profile or None)
     console = out if out.is_terminal else Console(width=180)
     report = run_bench(cfg, console)
     if out_file is not None:

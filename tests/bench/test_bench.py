@@ -16,7 +16,7 @@ from imaudit.cli import app
 def test_quick_bench_prints_every_row_and_counts_passes(tmp_path, monkeypatch):
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))  # the bench's temporary Prefect server
     out = tmp_path / "bench.json"
-    res = CliRunner().invoke(app, ["bench", "--quick", "--realistic", "--out", str(out)])
+    res = CliRunner().invoke(app, ["bench", "--quick", "--realistic", "--profile", "--out", str(out)])
     assert res.exit_code == 0, res.output
     report = json.loads(out.read_text())
     methods = report["config"]["methods"]
@@ -44,6 +44,8 @@ def test_quick_bench_prints_every_row_and_counts_passes(tmp_path, monkeypatch):
     assert report["prediction"]["ratio_to_peak"] == report["prediction"]["images_per_s"] / peak_f
     for r in report["methods"]:
         assert abs(r["efficiency"] - r["images_per_s"] / r["ideal_images_per_s"]) < 1e-9 * max(1, r["efficiency"])
+        # --profile: exactly the rows under the efficiency target say where their time went
+        assert (r["profile"] is not None) == (r["efficiency"] < 0.8), r
     for b in report["baselines"]:
         assert b["speedup"] == b["ours_images_per_s"] / b["row"]["images_per_s"]
         assert b["row"]["forward_per_image"] > 0
@@ -60,6 +62,8 @@ def test_quick_bench_prints_every_row_and_counts_passes(tmp_path, monkeypatch):
             assert t["met"] == (t["value"] >= t["limit"] if t["rule"] == ">=" else t["value"] <= t["limit"]) or (
                 t["target"].startswith("bad --model") and t["met"] is False)
     assert "met" in res.output or "missed" in res.output
+    if any(r["profile"] for r in report["methods"]):
+        assert "where the time went" in res.output
 
     # The realistic row (quick: a test network on a few generated JPEGs) runs the same rows on its own model.
     real = report["realistic"]
