@@ -16,6 +16,7 @@ from pathlib import Path
 
 from imaudit.audits.spec import AuditSpec
 from imaudit.bench.homes import forget_loaded, temp_home
+from imaudit.bench.profiling import where_time_goes
 
 
 @dataclass
@@ -29,14 +30,16 @@ class CacheRow:
     chunks_total: int
     warm_stages: dict[str, float] = field(default_factory=dict)
     cold_stages: dict[str, float] = field(default_factory=dict)
+    profile: dict | None = None  # a third (warm) audit under cProfile (bench --profile, target missed)
 
 
 def _audit_json(folder: Path) -> dict:
     return json.loads((folder / "audit.json").read_text(encoding="utf-8"))
 
 
-def bench_cache(spec: AuditSpec) -> CacheRow:
-    """Audit ``spec`` cold then warm with the audit flow (``run_audit``) in a fresh home."""
+def bench_cache(spec: AuditSpec, profile_above: float | None = None) -> CacheRow:
+    """Audit ``spec`` cold then warm with the audit flow (``run_audit``) in a fresh home; with warm / cold
+    above ``profile_above`` (``bench --profile``), a third, untimed warm audit runs under cProfile."""
     from imaudit.flows.audit import run_audit  # lazy: Prefect loads only for the audit rows (see run._audit_rows)
 
     with temp_home():
@@ -50,6 +53,10 @@ def bench_cache(spec: AuditSpec) -> CacheRow:
         warm_folder = run_audit(spec)
         warm = time.perf_counter() - t0
         data = _audit_json(warm_folder)
+        profile = None
+        if profile_above is not None and warm / cold > profile_above:
+            forget_loaded()
+            profile = where_time_goes(lambda: run_audit(spec))
     stats = (data.get("cache") or {}).values()
     return CacheRow(
         cold_seconds=cold,
@@ -59,4 +66,5 @@ def bench_cache(spec: AuditSpec) -> CacheRow:
         chunks_total=sum(s.get("total", 0) for s in stats),
         warm_stages=dict(data.get("timings") or {}),
         cold_stages=cold_stages,
+        profile=profile,
     )

@@ -31,6 +31,7 @@ from imaudit.audits.stages import (
 )
 from imaudit.audits.stages.records import StageOutputs
 from imaudit.bench.homes import forget_loaded, temp_home
+from imaudit.bench.profiling import where_time_goes
 from imaudit.io import atomic_dir
 from imaudit.reports.index import build_index
 from imaudit.reports.render import render_report
@@ -44,6 +45,7 @@ class OverheadRow:
     flow_seconds: float
     ratio: float
     prefect_startup_seconds: float | None = None
+    profile: dict | None = None  # one more cold flow under cProfile (bench --profile, target missed)
 
 
 def run_direct(spec: AuditSpec) -> Path:
@@ -108,8 +110,17 @@ def time_flow(spec: AuditSpec) -> float:
     return _time_cold(run_audit, spec)
 
 
-def bench_overhead(spec: AuditSpec, flow_seconds: float | None = None, startup: float | None = None) -> OverheadRow:
-    """flow / direct on ``spec`` (``flow_seconds`` reuses a cold flow already timed, e.g. by the cache row)."""
+def bench_overhead(spec: AuditSpec, flow_seconds: float | None = None, startup: float | None = None,
+                   profile_above: float | None = None) -> OverheadRow:
+    """flow / direct on ``spec`` (``flow_seconds`` reuses a cold flow already timed, e.g. by the cache row);
+    with flow / direct above ``profile_above`` (``bench --profile``), one more cold flow under cProfile."""
     direct = time_direct(spec)
     flow = time_flow(spec) if flow_seconds is None else flow_seconds
-    return OverheadRow(direct, flow, flow / direct, startup)
+    row = OverheadRow(direct, flow, flow / direct, startup)
+    if profile_above is not None and row.ratio > profile_above:
+        from imaudit.flows.audit import run_audit
+
+        with temp_home():
+            forget_loaded()
+            row.profile = where_time_goes(lambda: run_audit(spec))
+    return row

@@ -150,7 +150,7 @@ def run_bench(cfg: BenchConfig, console: Console | None = None) -> dict[str, Any
 
     if cfg.audits:
         try:
-            report.update(_audit_rows(cfg, methods, say))
+            report.update(_audit_rows(cfg, methods, say, profile=cfg.profile))
         except RuntimeError as e:  # e.g. Prefect's temporary server did not start in time on a loaded machine
             # One row that cannot be measured must not cost every other row of the run: it is reported as such.
             report["audits_error"] = f"{type(e).__name__}: {e}"
@@ -174,7 +174,7 @@ def run_bench(cfg: BenchConfig, console: Console | None = None) -> dict[str, Any
     return report
 
 
-def _audit_rows(cfg: BenchConfig, methods: list[str], say) -> dict[str, Any]:
+def _audit_rows(cfg: BenchConfig, methods: list[str], say, profile: bool = False) -> dict[str, Any]:
     _prefect_home()
     # Imported after _prefect_home(): these load Prefect, which must see that home.
     from imaudit.bench.cache import bench_cache
@@ -189,9 +189,10 @@ def _audit_rows(cfg: BenchConfig, methods: list[str], say) -> dict[str, Any]:
     if not cfg.quick:
         time_direct(spec)  # warm-up: imports, Great Expectations, kernels; not reported
     say("audits: cold and warm (flow)")
-    cache = bench_cache(spec)
+    cache = bench_cache(spec, profile_above=TARGETS["cache"] if profile else None)
     say("audits: direct stage calls")
-    overhead = bench_overhead(spec, flow_seconds=cache.cold_seconds, startup=startup)
+    overhead = bench_overhead(spec, flow_seconds=cache.cold_seconds, startup=startup,
+                              profile_above=TARGETS["overhead"] if profile else None)
     return {"audit": {"methods": audit_methods, "samples": cfg.images}, "cache": asdict(cache),
             "overhead": asdict(overhead)}
 
@@ -302,6 +303,9 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         for which in ("cold", "warm"):
             stages = ", ".join(f"{k} {v:.2f}" for k, v in c[f"{which}_stages"].items())
             console.print(f"{which} audit stages (s): {stages}", highlight=False)
+        _print_profiles("Audits: ", [{"name": "warm audit (a third run)", "profile": c.get("profile")},
+                                     {"name": "audit flow (one more, cold)", "profile": o.get("profile")}],
+                        console, what="rows over their target")
 
     if report.get("audits_error"):
         console.print(f"Audits (cold/warm, Prefect overhead): not measured: {report['audits_error']}", highlight=False)
@@ -345,18 +349,19 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     console.print(t)
 
 
-def _print_profiles(prefix: str, methods: list[dict[str, Any]], console: Console) -> None:
-    """Where the time of each row under its efficiency target went (``--profile``)."""
+def _print_profiles(prefix: str, methods: list[dict[str, Any]], console: Console, what: str = "") -> None:
+    """Where the time of each row that missed its target went (``--profile``)."""
     rows = [r for r in methods if r.get("profile")]
     if not rows:
         return
-    t = Table(title=f"{prefix}where the time went in rows under {TARGETS['efficiency']} efficiency "
-                    "(one extra run each under cProfile; shares of its wall time)")
+    what = what or f"rows under {TARGETS['efficiency']} efficiency"
+    t = Table(title=f"{prefix}where the time went in {what} (one extra run each under cProfile; shares of its "
+                    "wall time)")
     for col in ("row", "in model", "self time by package", "functions with the most self time"):
         t.add_column(col)
     for r in rows:
         p = r["profile"]
-        t.add_row(r["name"], "-" if r["model_share"] is None else f"{r['model_share']:.0%}",
+        t.add_row(r["name"], "-" if r.get("model_share") is None else f"{r['model_share']:.0%}",
                   ", ".join(f"{k} {v:.0%}" for k, v in list(p["packages"].items())[:5]),
                   "\n".join(f"{f['share']:.0%} {f['function']}" for f in p["top"][:5]))
     console.print(t)

@@ -54,6 +54,11 @@ def test_quick_bench_prints_every_row_and_counts_passes(tmp_path, monkeypatch):
     assert cache["chunks_total"] > 0 and cache["chunks_reused"] == cache["chunks_total"]
     assert cache["ratio"] == cache["warm_seconds"] / cache["cold_seconds"]
     assert report["overhead"]["ratio"] == report["overhead"]["flow_seconds"] / report["overhead"]["direct_seconds"]
+    # --profile: the audit rows that missed their target were profiled once more, and only those
+    assert (cache["profile"] is not None) == (cache["ratio"] > 0.05)
+    assert (report["overhead"]["profile"] is not None) == (report["overhead"]["ratio"] > 1.10)
+    if cache["profile"]:
+        assert "imaudit" in cache["profile"]["packages"] or "prefect" in cache["profile"]["packages"]
     names = {t["target"] for t in report["targets"]}
     assert names >= {"prediction / peak", "warm / cold audit", "flow / direct (Prefect overhead)",
                      "realistic: prediction / peak"}
