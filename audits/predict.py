@@ -91,6 +91,7 @@ def infer_logits(
     decode: str = "auto",
     progress: bool = True,
     desc: str = "predict",
+    image_hw: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Logits (N, K) float32 for every item of ``dataset``, in order.
 
@@ -98,7 +99,7 @@ def infer_logits(
     on CPU, worker processes or GPU JPEG decoding on CUDA).
     """
     module = prepare_model(module, device)
-    bs = batch_size or default_batch_size(device)
+    bs = batch_size or default_batch_size(device, image_hw)  # image_hw: the model's input size
     nw = default_workers(device) if workers is None else workers
     it, _ = batches(dataset, device, bs, nw, decode)
     out: list[torch.Tensor] = []

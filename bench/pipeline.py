@@ -41,7 +41,7 @@ def bench_prediction(work: Workload, peak: Peak, images: int, batch_size: int | 
     does; the median of ``repeats`` runs."""
     rows = work.dataset.manifest.head(images).reset_index(drop=True)
     dset = ImageDataset(rows, work.dataset.classes, work.model.transform())
-    bs = batch_size or default_batch_size(work.device)
+    bs = batch_size or default_batch_size(work.device, tuple(work.model.data_config["input_size"][-2:]))
     nw = default_workers(work.device) if workers is None else workers
     model = work.model.module
     # Warm-up on one batch: decoder, transform and kernels for this batch shape.

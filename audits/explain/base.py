@@ -121,6 +121,7 @@ class Explainer(ABC):
             device = param.device if param is not None else torch.device("cpu")
         self.device = torch.device(device)
         self.batch_size = batch_size or default_batch_size(self.device)
+        self._batch_given = batch_size is not None  # else sized to the images in explain()
         self.pass_size = self.batch_size  # inputs per forward pass inside a method; halved on OOM
         self.seed = seed
         self.settings: dict[str, Any] = {**self.defaults, **settings}
@@ -157,6 +158,8 @@ class Explainer(ABC):
         images = images.detach().float().cpu()
         n, _, h, w = images.shape
         self.input_shape = tuple(images.shape[1:])
+        if not self._batch_given:
+            self.batch_size = self.pass_size = default_batch_size(self.device, (h, w))
         done: list[tuple[int, BatchResult]] = []  # (start index, result)
         failures: list[dict] = []
 

@@ -146,7 +146,7 @@ def summary_lines(artifact: GeneratorArtifact) -> list[str]:
     space = artifact.space
     lines = [
         f"generator  {artifact.source}, {artifact.image_size}x{artifact.image_size}x{artifact.channels}, z_dim {artifact.z_dim}",
-        f"space      " + (_space_line(space) if space else "unknown (pretrained checkpoint without a recorded input space)"),
+        "space      " + (_space_line(space) if space else "unknown (pretrained checkpoint without a recorded input space)"),
         f"dataset    {artifact.dataset_digest[:16]} ({len(artifact.classes)} classes)",
         f"version    {artifact.version}",
         f"folder     {artifact.path}",

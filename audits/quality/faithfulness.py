@@ -260,7 +260,7 @@ def deletion_insertion(
     if steps < 1 or random_trials < 0:
         raise BadInputError(f"steps={steps}, random_trials={random_trials}: need steps >= 1, trials >= 0")
     device = device or next(model.parameters()).device
-    bs = batch_size or default_batch_size(device)
+    bs = batch_size or default_batch_size(device, tuple(images.shape[-2:]))
     ids = list(ids) if ids is not None else [str(i) for i in range(len(images))]
     name, fill, mask_dependent = make_replacement(baseline)
     priors = dict(priors or {})

@@ -116,7 +116,7 @@ class Intervention:
         self.x = images.float()
         self.y = np.asarray(labels, dtype=np.int64)
         self.device = device or next(model.parameters()).device
-        self.bs = batch_size or default_batch_size(self.device)
+        self.bs = batch_size or default_batch_size(self.device, tuple(self.x.shape[-2:]))
         self.fill_name, self.fill, self.fill_needs_mask = make_replacement(fill)
         self.masks = None if masks is None else torch.as_tensor(np.asarray(masks) > 0.5)
         self.seed = seed

@@ -75,6 +75,7 @@ def chunk(spec: AuditSpec, c: chunks.Chunk, progress: bool = False) -> ChunkResu
         decode=spec.decode,
         progress=progress,
         desc=f"predict chunk {c.index}",
+        image_hw=tuple(model.data_config["input_size"][-2:]),
     )
     cmap = inputs.class_map(spec)
     if cmap.subset:
