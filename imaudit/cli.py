@@ -243,7 +243,12 @@ def audit(
         spec = AuditSpec.model_validate(fields)
     except ValidationError as e:
         first = e.errors()[0]
-        raise BadInputError(f"--{'.'.join(str(p) for p in first['loc']).replace('_', '-')}: {first['msg']}") from None
+        loc = [str(p) for p in first["loc"]]
+        # A counterfactual setting given as an option is named as the option the user typed; one from --config
+        # (or --cf-set) by its field.
+        name = _GEN_OPTIONS[loc[1]] if loc[0] == "generative" and len(loc) > 1 and loc[1] in gen else \
+            f"--{'.'.join(loc).replace('_', '-')}"
+        raise BadInputError(f"{name}: {first['msg']}") from None
     from imaudit.audits.preflight import preflight
 
     preflight(spec)  # cheap-first: bad input answers before Prefect starts
@@ -258,6 +263,15 @@ def audit(
             raise
         folder = Path(e.folder)
     raise typer.Exit(_summary(folder))
+
+
+# AuditSpec.generative's fields and the audit options that set them (see ``gen`` in ``audit``).
+_GEN_OPTIONS = {
+    "select": "--cf-select", "margin": "--cf-margin", "classes": "--cf-classes", "target": "--cf-target",
+    "confidence": "--cf-confidence", "steps": "--cf-steps", "image_size": "--generator-size",
+    "epochs": "--generator-epochs", "z_dim": "--generator-z-dim", "batch_size": "--generator-batch-size",
+    "train_lr": "--generator-lr", "width": "--generator-width", "train": "--train-generator",
+}
 
 
 def _explicit(ctx: typer.Context, values: dict[str, object]) -> dict[str, object]:

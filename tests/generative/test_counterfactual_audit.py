@@ -170,12 +170,19 @@ def test_without_a_generator_in_the_model_space_the_section_says_how_to_train_on
     assert "--input-size 64" in gen["skipped"]
 
 
-@pytest.mark.parametrize("option, value, field", [("--generator-batch-size", "1", "generative.batch-size"),
-                                                   ("--generator-lr", "0", "generative.train-lr"),
-                                                   ("--generator-width", "0", "generative.width")])
+@pytest.mark.parametrize("option, value, field", [("--generator-batch-size", "1", "batch_size"),
+                                                   ("--generator-lr", "0", "train_lr"),
+                                                   ("--generator-width", "0", "width")])
 def test_generator_training_settings_are_checked_before_anything_is_read(tmp_path, option, value, field):
-    r = CliRunner().invoke(app, ["audit", "--model", "timm:test_resnet?pretrained=false", "--dataset",
-                                 f"folder:{tmp_path / 'absent'}", "--counterfactuals", "2", "--train-generator",
-                                 option, value])
-    assert r.exit_code == 2 and r.output.startswith(f"imaudit: error: --{field}: "), r.output
+    args = ["audit", "--model", "timm:test_resnet?pretrained=false", "--dataset", f"folder:{tmp_path / 'absent'}",
+            "--counterfactuals", "2", "--train-generator"]
+    r = CliRunner().invoke(app, [*args, option, value])
+    # named as the option typed, in one line
+    assert r.exit_code == 2 and r.output.startswith(f"imaudit: error: {option}: "), r.output
     assert len(r.output.strip().splitlines()) == 1
+    # the same value from a --config file is named by its field there
+    config = tmp_path / "audit.json"
+    config.write_text(json.dumps({"generative": {field: float(value)}}))
+    r = CliRunner().invoke(app, [*args, "--config", str(config)])
+    want = "--generative." + field.replace("_", "-")
+    assert r.exit_code == 2 and r.output.startswith(f"imaudit: error: {want}: "), r.output

@@ -148,3 +148,15 @@ def shown_counts(page) -> dict[str, int]:
     """The same counts as the compare page shows them."""
     return {k: int(page.locator(f"#n-{k}").inner_text().replace(",", ""))
             for k in ("fixed", "regressed", "wrong-both", "common")}
+
+
+def check_compare(browser, compared: dict, name: str):
+    """The compare page of audits ``compared["a"]`` and ``["b"]`` (written to ``["page"]``; the CLI printed
+    ``["output"]``) is reviewable and its counts, and the terminal's, match both predictions.csv; the page."""
+    want = compare_counts(compared["a"], compared["b"])
+    assert want["fixed"] + want["regressed"] > 0  # the nudged classifier changed some predictions
+    seen = look(browser, compared["page"], name)
+    assert_reviewable(seen)
+    assert shown_counts(seen["page"]) == want
+    assert f"{want['fixed']} fixed, {want['regressed']} regressed, {want['wrong-both']} wrong in both" in compared["output"]
+    return seen["page"]
