@@ -464,6 +464,7 @@ def compare(
     b: Annotated[str, typer.Argument(help="newer audit: folder or id in the store")],
     out_file: Annotated[Optional[Path], typer.Option("--out", help="where to write compare.html (default: beside B)")] = None,
     store: Annotated[Optional[Path], typer.Option(help="report store folder (default IMAUDIT_HOME/reports)")] = None,
+    explain_changed: Annotated[bool, typer.Option("--explain-changed/--no-explain-changed", help="compute the saliency, Grad-CAM and IG maps a changed image lacks in one audit, with that audit's model (written under compare-maps/ beside the page)")] = True,
 ) -> None:
     """Compare two audits: metric and per-class deltas, changed predictions, moved importance."""
     from imaudit.reports import published
@@ -476,7 +477,7 @@ def compare(
     folder = Path(store) if store else published.readable_store()
     fa, fb = resolve_audit(a, folder), resolve_audit(b, folder)
     cmp = compare_folders(fa, fb)
-    path = render_compare(fa, fb, out_file or (fb / "compare.html"), cmp=cmp)
+    path = render_compare(fa, fb, out_file or (fb / "compare.html"), cmp=cmp, explain_changed=explain_changed)
     for line in summary_lines(cmp):
         out.print(escape(line), highlight=False)
     out.print(f"comparison: {path}", highlight=False)

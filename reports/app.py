@@ -33,7 +33,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from imaudit.audits.result import AuditResult
 from imaudit.errors import BadInputError
 from imaudit.reports.accounts import Accounts
-from imaudit.reports.auth import FORM_COOKIE, SESSION_COOKIE, AuthConfig, Gatekeeper, Visitor, set_cookie, tokens_equal
+from imaudit.reports.auth import SESSION_COOKIE, AuthConfig, Gatekeeper, Visitor, set_cookie, tokens_equal
 from imaudit.reports.catalog import StoreCatalog
 from imaudit.reports.compare import compare_html
 from imaudit.reports.db import DECISIONS, DatabaseProblem, ReviewDB, db_url_for, ping

@@ -261,24 +261,40 @@ def _default_folder(r: AuditResult) -> Path | None:
 
 
 def changed_images(c: dict[str, Any], a: AuditResult, b: AuditResult, a_folder: Path, b_folder: Path,
-                   a_base: str, b_base: str) -> dict[str, Any]:
-    """Changed images explained in either audit: the image and each common method's map in A and in B."""
+                   a_base: str, b_base: str, explain_into: Path | None = None) -> dict[str, Any]:
+    """Changed images explained in either audit: the image and each common method's map in A and in B.
+
+    With ``explain_into`` (the compare page's folder; ``imaudit compare``), a gradient method's map that
+    one audit lacks for an image the other explained is computed with that audit's model and written
+    there (reports/compare_maps); such maps are flagged, and why any could not be drawn is listed."""
     pa, pb = Page(a, a_folder, base=a_base), Page(b, b_folder, base=b_base)
     ga = {row["id"]: row for row in pa.gallery_rows}
     gb = {row["id"]: row for row in pb.gallery_rows}
     methods = [m for m in b.explanations if m in a.explanations]
-    shown = []
-    for row in c["predictions"]["rows"]:
+    rows = [row for row in c["predictions"]["rows"] if row["id"] in ga or row["id"] in gb][:SHOWN_IMAGES]
+    computed: dict[str, Any] = {"maps": {}, "notes": [], "methods": []}
+    if explain_into is not None and rows:
+        from imaudit.reports.compare_maps import explain_changed
+
+        shown = {"a": {i: set((r.get("overlays") or {})) for i, r in ga.items()},
+                 "b": {i: set((r.get("overlays") or {})) for i, r in gb.items()}}
+        computed = explain_changed(rows, a, b, a_folder, b_folder, shown, Path(explain_into))
+    extra = computed["maps"]
+    shown_rows = []
+    for row in rows:
         ra, rb = ga.get(row["id"]), gb.get(row["id"])
-        if ra is None and rb is None:
-            continue
         image = pb.src((rb or {}).get("image")) or pa.src((ra or {}).get("image"))
-        maps = [(m, pa.src(((ra or {}).get("overlays") or {}).get(m)), pb.src(((rb or {}).get("overlays") or {}).get(m)))
-                for m in methods]
-        shown.append({**row, "image": image, "maps": [x for x in maps if x[1] or x[2]]})
-        if len(shown) >= SHOWN_IMAGES:
-            break
-    return {"methods": methods, "rows": shown}
+        maps = []
+        for m in methods:
+            sa = pa.src(((ra or {}).get("overlays") or {}).get(m))
+            sb = pb.src(((rb or {}).get("overlays") or {}).get(m))
+            ca, cb = sa is None and ("a", m, row["id"]) in extra, sb is None and ("b", m, row["id"]) in extra
+            sa, sb = sa or extra.get(("a", m, row["id"])), sb or extra.get(("b", m, row["id"]))
+            if sa or sb:
+                maps.append((m, sa, sb, ca, cb))
+        shown_rows.append({**row, "image": image, "maps": maps})
+    return {"methods": methods, "rows": shown_rows, "computed": bool(extra), "computed_methods": computed["methods"],
+            "notes": computed["notes"]}
 
 
 def _base(folder: Path, out_dir: Path | None, app_base: str | None) -> str:
@@ -292,7 +308,8 @@ def _base(folder: Path, out_dir: Path | None, app_base: str | None) -> str:
 
 def compare_html(a_folder: Path, b_folder: Path, *, a_href: str | None = None, b_href: str | None = None,
                  app: bool = False, out_dir: Path | None = None, a_files: str | None = None,
-                 b_files: str | None = None, cmp: dict[str, Any] | None = None, **page: Any) -> str:
+                 b_files: str | None = None, cmp: dict[str, Any] | None = None, explain_changed: bool = False,
+                 **page: Any) -> str:
     """The comparison page as HTML text for two audit folders.
 
     Image URLs are relative to ``out_dir`` (where the page is written) or, in the app,
@@ -301,7 +318,8 @@ def compare_html(a_folder: Path, b_folder: Path, *, a_href: str | None = None, b
     a, b = load_audit(a_folder), load_audit(b_folder)
     cmp = cmp or compare_audits(a, b, a_folder=a_folder, b_folder=b_folder)
     images = changed_images(cmp, a, b, Path(a_folder), Path(b_folder), _base(a_folder, out_dir, a_files),
-                            _base(b_folder, out_dir, b_files))
+                            _base(b_folder, out_dir, b_files),
+                            explain_into=out_dir if explain_changed and out_dir is not None else None)
     return render("compare.html", c=cmp, images=images, a_href=a_href, b_href=b_href, app=app,
                   title=f"Compare {a.id} → {b.id}", shown=200, **page)
 
@@ -338,11 +356,13 @@ def compare_folders(a_folder: Path, b_folder: Path) -> dict[str, Any]:
     return compare_audits(load_audit(a_folder), load_audit(b_folder), a_folder=Path(a_folder), b_folder=Path(b_folder))
 
 
-def render_compare(a_folder: Path, b_folder: Path, out: Path, *, cmp: dict[str, Any] | None = None) -> Path:
+def render_compare(a_folder: Path, b_folder: Path, out: Path, *, cmp: dict[str, Any] | None = None,
+                   explain_changed: bool = True) -> Path:
     """Write compare.html for audits ``a_folder`` (before) and ``b_folder`` (after).
 
     ``out`` is the file to write, or a folder (an existing one, or a path without a suffix)
-    that receives compare.html.
+    that receives compare.html. ``explain_changed``: compute the gradient maps a changed image lacks in
+    one audit (reports/compare_maps), written under compare-maps/ beside the page.
     """
     out = Path(out)
     if out.is_dir() or not out.suffix:
@@ -354,5 +374,5 @@ def render_compare(a_folder: Path, b_folder: Path, out: Path, *, cmp: dict[str, 
         return Path(os.path.relpath(report, base)).as_posix() if report.is_file() else None
 
     html = compare_html(Path(a_folder), Path(b_folder), a_href=href(a_folder), b_href=href(b_folder), out_dir=base,
-                        cmp=cmp)
+                        cmp=cmp, explain_changed=explain_changed)
     return atomic_write_text(out, html)

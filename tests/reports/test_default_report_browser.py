@@ -37,7 +37,7 @@ def defaults(tmp_path_factory) -> dict:
         page = root / "compare.html"
         r = CliRunner().invoke(app, ["compare", str(demo), str(second), "--out", str(page)])
         assert r.exit_code == 0, r.output
-    return {"demo": demo, "next": second, "page": page, "output": r.output}
+    return {"demo": demo, "next": second, "page": page, "output": r.output, "home": root / "home"}
 
 
 def test_default_audit_report_is_reviewable(defaults, browser):
@@ -61,4 +61,39 @@ def test_default_compare_counts_match_both_predictions(defaults, browser):
     page = check_compare(browser, {"a": defaults["demo"], "b": defaults["next"], "page": defaults["page"],
                                    "output": defaults["output"]}, "compare-default")
     assert "Same data and settings" in page.locator("#settings").inner_text()  # both audits ran the defaults
+    # Each audit explained its own sample, so a regressed image was explained by B only: compare drew A's
+    # gradient maps with A's model, and every changed image shows both audits' saliency, Grad-CAM and IG.
+    rows = page.locator("figure.cmp")
+    assert rows.count() > 0
+    for k in range(rows.count()):
+        for method in ("saliency", "gradcam", "ig"):
+            for side in ("A", "B"):
+                assert rows.nth(k).locator(f'img[alt^="{side} {method} map"]').count() == 1, (k, side, method)
+    assert page.locator("figure.by-compare").count() > 0 and "computed by imaudit compare" in page.inner_text("body")
     page.close()
+
+
+def test_maps_compare_draws_match_the_audits_own(defaults, tmp_path, monkeypatch):
+    """Known answer: for an image the audit explained itself, the map compare draws with that audit's model
+    is the audit's own (the same overlay, up to float noise from another batch composition)."""
+    import numpy as np
+    from PIL import Image
+
+    from imaudit.reports.compare_maps import _explain_side
+    from imaudit.reports.store import load_audit
+
+    monkeypatch.setenv("IMAUDIT_HOME", str(defaults["home"]))  # where demo-digits@1 is registered
+    folder = defaults["demo"]
+    audit = load_audit(folder)
+    own = (audit.explanations["saliency"].model_extra or {})["overlays"]
+    ids = sorted(own)[:3]
+    drawn, why = _explain_side(audit, folder, ids, ["saliency", "gradcam"], tmp_path, "a")
+    assert why is None and {i for _, i in drawn} == set(ids)
+    for i in ids:
+        ours = np.asarray(Image.open(tmp_path / drawn[("saliency", i)]).convert("RGB"), dtype=np.float32)
+        theirs = np.asarray(Image.open(folder / own[i]).convert("RGB"), dtype=np.float32)
+        assert ours.shape == theirs.shape and np.abs(ours - theirs).mean() < 2.0, i
+    # another model's weights under the same ref are refused, not drawn
+    audit.model.digest = "0" * 64
+    drawn, why = _explain_side(audit, folder, ids, ["saliency"], tmp_path / "other", "a")
+    assert drawn == {} and "other weights" in why
