@@ -134,3 +134,21 @@ def test_shap_credits_each_region_it_reached_with_that_regions_contribution():
         for cols in (slice(0, half), slice(half, None)):
             assert e.maps[0][rows, cols].sum() == pytest.approx(contrib[rows, cols].sum(), rel=1e-4, abs=1e-5)
     assert e.maps[0].sum() == pytest.approx(contrib.sum(), rel=1e-4, abs=1e-5)
+
+
+def test_device_masker_never_takes_a_new_image_for_the_last_one():
+    """Regression: the masker knew its current image by id(); once an image was freed the next one could get
+    the same id and be explained with the last one's pixels (seen as SHAP maps of the wrong image in one
+    test ordering). It now holds the image it read and compares identity, so every new image is read."""
+    import gc
+
+    from imaudit.audits.explain.methods.shap_method import DeviceImageMasker
+
+    shape = (16, 16, 3)
+    masker = DeviceImageMasker("blur(4,4)", shape, 3, lambda p: torch.from_numpy(np.ascontiguousarray(p)), None)
+    for k in range(50):
+        x = np.full(shape, float(k), dtype=np.float32).reshape(-1)
+        masker(None, x)
+        assert float(masker._image[0, 0, 0]) == k and masker._source is x
+        del x
+        gc.collect()

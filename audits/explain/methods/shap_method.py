@@ -52,15 +52,17 @@ class DeviceImageMasker(shap.maskers.Image):
         self._channels, self._to_model, self._run = channels, to_model, run
         self._image: Tensor | None = None
         self._blurred: Tensor | None = None
-        self._current: int | None = None
+        self._source: Any = None
 
     def __call__(self, mask: Any, x: Any) -> tuple[np.ndarray]:
-        if self._current != id(x):
+        # The image shap is masking, by identity with the object held: an id() alone can be reused by the
+        # next image once the last one is freed, and the next image would then be explained as the last.
+        if x is not self._source:
             pixels = np.asarray(x, dtype=np.float32).reshape(self.input_shape)
             # shap's own blur of this image, computed once (as shap.maskers.Image does)
             self._image = self._to_model(pixels[..., : self._channels])
             self._blurred = self._to_model(cv2.blur(pixels, self.blur_kernel)[..., : self._channels])
-            self._current = id(x)
+            self._source = x
         if mask is None:
             mask = np.zeros(int(np.prod(self.input_shape)), dtype=bool)
         return (np.asarray(mask, dtype=bool).reshape(1, -1),)
