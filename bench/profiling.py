@@ -65,10 +65,3 @@ def where_time_goes(fn: Callable[[], Any], top: int = 6) -> dict[str, Any]:
         "top": [{"function": f, "share": t / wall} for t, f in funcs[:top]],
         "packages": {k: v / wall for k, v in sorted(packages.items(), key=lambda kv: -kv[1]) if v / wall >= 0.01},
     }
-
-
-def summary(profile: dict[str, Any], top: int = 4) -> str:
-    """One line: the packages, then the functions with the most self time."""
-    pk = ", ".join(f"{k} {v:.0%}" for k, v in list(profile["packages"].items())[:5])
-    fs = "; ".join(f"{f['function']} {f['share']:.0%}" for f in profile["top"][:top])
-    return f"by package: {pk} | most self time: {fs}"

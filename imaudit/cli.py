@@ -227,12 +227,7 @@ def audit(
     limits = {"max_file_mb": max_image_mb, "max_pixels": max_image_pixels}
     if any(v is not None for v in limits.values()):
         fields["limits"] = {**fields.get("limits", {}), **{k: v for k, v in limits.items() if v is not None}}
-    gen = {
-        "select": cf_select, "margin": cf_margin, "classes": cf_classes, "target": cf_target, "confidence": cf_confidence,
-        "steps": cf_steps, "image_size": generator_size, "epochs": generator_epochs, "z_dim": generator_z_dim,
-        "batch_size": generator_batch_size, "train_lr": generator_lr, "width": generator_width, "train": train_generator,
-    }
-    gen = {k: v for k, v in gen.items() if v is not None}
+    gen = {field: ctx.params[param] for field, param in _GEN_PARAMS.items() if ctx.params[param] is not None}
     if gen or cf_set:
         fields["generative"] = {**fields.get("generative", {}), **gen}
     try:
@@ -246,8 +241,8 @@ def audit(
         loc = [str(p) for p in first["loc"]]
         # A counterfactual setting given as an option is named as the option the user typed; one from --config
         # (or --cf-set) by its field.
-        name = _GEN_OPTIONS[loc[1]] if loc[0] == "generative" and len(loc) > 1 and loc[1] in gen else \
-            f"--{'.'.join(loc).replace('_', '-')}"
+        given_as = _GEN_PARAMS[loc[1]] if loc[0] == "generative" and len(loc) > 1 and loc[1] in gen else None
+        name = f"--{(given_as or '.'.join(loc)).replace('_', '-')}"
         raise BadInputError(f"{name}: {first['msg']}") from None
     from imaudit.audits.preflight import preflight
 
@@ -265,12 +260,13 @@ def audit(
     raise typer.Exit(_summary(folder))
 
 
-# AuditSpec.generative's fields and the audit options that set them (see ``gen`` in ``audit``).
-_GEN_OPTIONS = {
-    "select": "--cf-select", "margin": "--cf-margin", "classes": "--cf-classes", "target": "--cf-target",
-    "confidence": "--cf-confidence", "steps": "--cf-steps", "image_size": "--generator-size",
-    "epochs": "--generator-epochs", "z_dim": "--generator-z-dim", "batch_size": "--generator-batch-size",
-    "train_lr": "--generator-lr", "width": "--generator-width", "train": "--train-generator",
+# AuditSpec.generative's fields and the parameters of ``audit`` that set them (each option is its parameter's
+# name with dashes: cf_select is --cf-select).
+_GEN_PARAMS = {
+    "select": "cf_select", "margin": "cf_margin", "classes": "cf_classes", "target": "cf_target",
+    "confidence": "cf_confidence", "steps": "cf_steps", "image_size": "generator_size", "epochs": "generator_epochs",
+    "z_dim": "generator_z_dim", "batch_size": "generator_batch_size", "train_lr": "generator_lr",
+    "width": "generator_width", "train": "train_generator",
 }
 
 

@@ -12,7 +12,6 @@ otherwise the map stays "not explained" and the page says why.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import pandas as pd
 import torch
 
 from imaudit.audits.result import AuditResult
+from imaudit.io import sha256_file
 
 log = logging.getLogger(__name__)
 # Methods compare computes: cheap enough to run in a terminal command (perturbation methods are not).
@@ -30,8 +30,9 @@ FOLDER = "compare-maps"
 
 
 def _sha256(path: Path) -> str | None:
+    """The file's sha256, or None when it cannot be read (gone, unreadable)."""
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return sha256_file(path)
     except OSError:
         return None
 
